@@ -1,0 +1,212 @@
+"""Command line: ``python -m agent <command>``.
+
+    up               the main job: livekit-server + realtime backend + worker
+    realtime-server  the local OpenAI-Realtime-compatible server
+    token            print a join token for a room
+    start | dev      the worker (livekit-agents CLI), after a preflight check
+    connect | console | download-files   passed to the livekit-agents CLI
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .errors import AgentError
+
+USAGE = __doc__ or ""
+
+
+def _fail(err: AgentError | str, code: int = 2) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+    print(f"error: {err}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper().replace("WARN", "WARNING").replace("WARNINGING", "WARNING"), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def cmd_realtime_server(argv: list[str]) -> None:
+    from .realtime.server import options_from_env, run
+
+    parser = argparse.ArgumentParser(prog="python -m agent realtime-server", description="Local OpenAI-Realtime-compatible server.")
+    parser.add_argument("--host", default=None, help="address to bind (default AGENT_LOCAL_REALTIME_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (default AGENT_LOCAL_REALTIME_PORT or 8765)")
+    args = parser.parse_args(argv)
+    _setup_logging(os.environ.get("AGENT_LOG_LEVEL", "INFO"))
+    try:
+        options = options_from_env(args.host, args.port)
+    except (OSError, ValueError) as e:
+        _fail(f"bad realtime server settings: {e}")
+    try:
+        asyncio.run(run(options))
+    except OSError as e:
+        _fail(f"cannot serve on {options.host}:{options.port}: {e.strerror or e}")
+    except KeyboardInterrupt:
+        pass
+
+
+def cmd_token(argv: list[str]) -> None:
+    from livekit import api
+
+    from .config import Settings
+    from .stack import load_server_config
+
+    parser = argparse.ArgumentParser(prog="python -m agent token")
+    parser.add_argument("--room", default="demo")
+    parser.add_argument("--identity", default="caller")
+    parser.add_argument("--ttl", type=int, default=6 * 3600, help="seconds")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        key, secret = settings.livekit_api_key, settings.livekit_api_secret
+        if not key or not secret:
+            cfg = load_server_config(settings.livekit_config)
+            key, secret = cfg.api_key, cfg.api_secret
+    except AgentError as e:
+        _fail(e)
+    print(make_join_token(api, key, secret, args.room, args.identity, args.ttl))
+
+
+def make_join_token(api_mod, key: str, secret: str, room: str, identity: str, ttl: int) -> str:  # type: ignore[no-untyped-def]
+    import datetime
+
+    return (
+        api_mod.AccessToken(key, secret)
+        .with_identity(identity)
+        .with_ttl(datetime.timedelta(seconds=ttl))
+        .with_grants(api_mod.VideoGrants(room_join=True, room=room))
+        .to_jwt()
+    )
+
+
+def cmd_worker(argv: list[str]) -> None:
+    """Preflight, then hand over to the livekit-agents CLI."""
+    from .config import Settings
+    from .worker import build_server, preflight
+
+    try:
+        settings = Settings.from_env()
+        settings.require_livekit_credentials()
+    except AgentError as e:
+        _fail(e)
+    _setup_logging(settings.log_level)
+    try:
+        asyncio.run(preflight(settings))
+    except AgentError as e:
+        _fail(e, code=1)
+    from livekit.agents import cli
+
+    server = build_server(settings)
+    sys.argv = [sys.argv[0], *argv]
+    cli.run_app(server)
+
+
+def cmd_up(argv: list[str]) -> None:
+    """The main job: everything on this machine, until Ctrl-C."""
+    from livekit import api
+
+    from .config import Settings
+    from .stack import Stack, cache_dir, load_server_config, port_open
+
+    parser = argparse.ArgumentParser(prog="python -m agent up")
+    parser.add_argument("--room", default="demo", help="room name to print a join token for")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        cfg = load_server_config(settings.livekit_config)
+    except AgentError as e:
+        _fail(e)
+    stack = Stack(cache_dir() / "logs" / time.strftime("%Y%m%d-%H%M%S"))
+    stopping = False
+
+    def _on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        print(f"[up] starting livekit-server with {cfg.path} (logs in {stack.log_dir})", flush=True)
+        stack.start_livekit(cfg)
+        url = cfg.url()
+        env = {
+            "LIVEKIT_URL": url,
+            "LIVEKIT_API_KEY": settings.livekit_api_key or cfg.api_key,
+            "LIVEKIT_API_SECRET": settings.livekit_api_secret or cfg.api_secret,
+        }
+        if settings.uses_openai:
+            print(f"[up] realtime backend: OpenAI ({settings.backend_base_url}, model {settings.realtime_model})", flush=True)
+        elif settings.realtime_base_url:
+            print(f"[up] realtime backend: {settings.realtime_base_url}", flush=True)
+        else:
+            host, port = settings.local_realtime_host, settings.local_realtime_port
+            print(f"[up] starting the local realtime server on {host}:{port}", flush=True)
+            stack.start_realtime(host, port)
+        print("[up] starting the worker", flush=True)
+        worker = stack.start_worker(env=env)
+        host = url.split("//", 1)[1].rsplit(":", 1)[0]
+        token = make_join_token(api, env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"], args.room, "caller", 6 * 3600)
+        print(
+            "\n[up] ready. Join the room from any LiveKit client:\n"
+            f"  server URL: {url}\n"
+            f"  token:      {token}\n"
+            f"  (room {args.room!r}; more tokens: python -m agent token --room NAME --identity NAME)\n"
+            "  From another device, use this machine's LAN address and set rtc.node_ip in livekit.yaml.\n"
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
+        while all(p.alive() for p in stack.processes):
+            time.sleep(0.5)
+        dead = [p for p in stack.processes if not p.alive()]
+        for p in dead:
+            print(f"[up] {p.name} exited with {p.proc.returncode}; last lines:\n{p.tail()}", file=sys.stderr)
+        raise SystemExit(1)
+    except KeyboardInterrupt:
+        print("\n[up] stopping", flush=True)
+    except AgentError as e:
+        stack.stop()
+        _fail(e, code=1)
+    except (RuntimeError, TimeoutError) as e:
+        stack.stop()
+        _fail(str(e), code=1)
+    finally:
+        stack.stop()
+    _ = (worker if "worker" in locals() else None, port_open)
+
+
+COMMANDS = {
+    "up": cmd_up,
+    "realtime-server": cmd_realtime_server,
+    "token": cmd_token,
+    "start": lambda a: cmd_worker(["start", *a]),
+    "dev": lambda a: cmd_worker(["dev", *a]),
+    "connect": lambda a: cmd_worker(["connect", *a]),
+    "console": lambda a: cmd_worker(["console", *a]),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command = COMMANDS.get(args[0])
+    if command is None:
+        _fail(f"unknown command {args[0]!r}\n{USAGE}")
+    command(args[1:])
+
+
+if __name__ == "__main__":
+    main()

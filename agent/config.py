@@ -1,0 +1,157 @@
+"""Settings: one object, read from the environment and ``.env``.
+
+Every field here is documented in README.md ("Configuration"); a test
+checks that the two lists agree. Values come from the process environment
+first, then from a ``.env`` file in the working directory (python-dotenv
+never overrides variables that are already set).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from dotenv import load_dotenv
+
+from .errors import ConfigError
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_LOCAL_HOST = "127.0.0.1"
+DEFAULT_LOCAL_PORT = 8765
+
+DEFAULT_INSTRUCTIONS = (
+    "You are a friendly voice assistant for a small coffee shop. You are an AI, "
+    "not a person: say so when you greet the caller and whenever you are asked. "
+    "Keep answers short and spoken, one or two sentences."
+)
+# The greeting is quoted inside the response instructions ("Say exactly: ...")
+# so that OpenAI's model and the local scripted brain say the same words.
+DEFAULT_GREETING = "Hello! I'm an AI assistant. How can I help you today?"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def _parse(name: str, raw: str | None, conv: Callable[[str], Any], default: Any) -> Any:
+    if raw is None:
+        return default
+    try:
+        return conv(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {conv.__name__}") from None
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+_bool.__name__ = "boolean (1/0, true/false, yes/no, on/off)"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of the worker, the local backend and the dev stack."""
+
+    # LiveKit
+    livekit_url: str = field(default="ws://127.0.0.1:7880", metadata={"env": "LIVEKIT_URL"})
+    livekit_api_key: str | None = field(default=None, metadata={"env": "LIVEKIT_API_KEY"})
+    livekit_api_secret: str | None = field(default=None, metadata={"env": "LIVEKIT_API_SECRET"})
+    livekit_config: str = field(default="livekit.yaml", metadata={"env": "LIVEKIT_CONFIG"})
+    livekit_server_bin: str | None = field(default=None, metadata={"env": "LIVEKIT_SERVER_BIN"})
+    # Realtime backend
+    openai_api_key: str | None = field(default=None, metadata={"env": "OPENAI_API_KEY"})
+    realtime_base_url: str | None = field(default=None, metadata={"env": "AGENT_REALTIME_BASE_URL"})
+    realtime_model: str = field(default="gpt-realtime", metadata={"env": "AGENT_REALTIME_MODEL"})
+    voice: str = field(default="marin", metadata={"env": "AGENT_VOICE"})
+    instructions: str = field(default=DEFAULT_INSTRUCTIONS, metadata={"env": "AGENT_INSTRUCTIONS"})
+    greeting: str = field(default=DEFAULT_GREETING, metadata={"env": "AGENT_GREETING"})
+    vad_threshold: float = field(default=0.5, metadata={"env": "AGENT_VAD_THRESHOLD"})
+    silence_duration_ms: int = field(default=500, metadata={"env": "AGENT_SILENCE_DURATION_MS"})
+    # Local realtime server
+    local_realtime_host: str = field(default=DEFAULT_LOCAL_HOST, metadata={"env": "AGENT_LOCAL_REALTIME_HOST"})
+    local_realtime_port: int = field(default=DEFAULT_LOCAL_PORT, metadata={"env": "AGENT_LOCAL_REALTIME_PORT"})
+    local_realtime_key: str | None = field(default=None, metadata={"env": "AGENT_LOCAL_REALTIME_KEY"})
+    # Worker
+    agent_name: str = field(default="", metadata={"env": "AGENT_NAME"})
+    num_idle_processes: int = field(default=1, metadata={"env": "AGENT_NUM_IDLE_PROCESSES"})
+    http_port: int = field(default=8081, metadata={"env": "AGENT_HTTP_PORT"})
+    drain_timeout: int = field(default=30, metadata={"env": "AGENT_DRAIN_TIMEOUT"})
+    preflight_timeout: float = field(default=10.0, metadata={"env": "AGENT_PREFLIGHT_TIMEOUT"})
+    log_level: str = field(default="INFO", metadata={"env": "AGENT_LOG_LEVEL"})
+
+    @property
+    def uses_openai(self) -> bool:
+        """True when the worker talks to OpenAI rather than the local backend."""
+        return self.openai_api_key is not None and self.realtime_base_url is None
+
+    @property
+    def backend_base_url(self) -> str:
+        """The ``base_url`` handed to livekit-plugins-openai's RealtimeModel."""
+        if self.realtime_base_url:
+            return self.realtime_base_url
+        if self.openai_api_key:
+            return OPENAI_BASE_URL
+        return f"http://{self.local_realtime_host}:{self.local_realtime_port}/v1"
+
+    @property
+    def backend_api_key(self) -> str:
+        """The bearer key for the backend (the plugin refuses an empty one)."""
+        if self.openai_api_key:
+            return self.openai_api_key
+        return self.local_realtime_key or "local-no-key"
+
+    def require_livekit_credentials(self) -> tuple[str, str]:
+        if not self.livekit_api_key or not self.livekit_api_secret:
+            raise ConfigError(
+                "LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be set",
+                hint="use a key/secret pair from the `keys:` section of livekit.yaml",
+            )
+        return self.livekit_api_key, self.livekit_api_secret
+
+    @classmethod
+    def env_names(cls) -> list[str]:
+        return [f.metadata["env"] for f in fields(cls)]
+
+    @classmethod
+    def from_env(cls, *, dotenv_path: str | Path | None = None) -> "Settings":
+        """Read settings from the environment (and ``.env``, which never overrides)."""
+        load_dotenv(dotenv_path or Path.cwd() / ".env", override=False)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            raw = _env(name)
+            default = f.default
+            if f.type in ("int",):
+                values[f.name] = _parse(name, raw, int, default)
+            elif f.type in ("float",):
+                values[f.name] = _parse(name, raw, float, default)
+            elif f.type in ("bool",):
+                values[f.name] = _parse(name, raw, _bool, default)
+            else:
+                values[f.name] = raw if raw is not None else default
+        settings = cls(**values)
+        settings._validate()
+        return settings
+
+    def _validate(self) -> None:
+        if not (0.0 <= self.vad_threshold <= 1.0):
+            raise ConfigError(f"AGENT_VAD_THRESHOLD={self.vad_threshold} must be between 0 and 1")
+        if self.silence_duration_ms < 0:
+            raise ConfigError("AGENT_SILENCE_DURATION_MS must not be negative")
+        if not self.livekit_url.startswith(("ws://", "wss://", "http://", "https://")):
+            raise ConfigError(
+                f"LIVEKIT_URL={self.livekit_url!r} must start with ws://, wss://, http:// or https://"
+            )
+        if self.log_level.upper() not in ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"AGENT_LOG_LEVEL={self.log_level!r} is not a log level")

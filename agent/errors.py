@@ -1,0 +1,59 @@
+"""One exception tree for the project.
+
+    AgentError                      base; ``retryable`` says whether trying again can help
+    ├── ConfigError                 a setting is missing or wrong (never retryable)
+    │   └── ServerConfigError       livekit.yaml missing, unreadable or invalid
+    ├── SetupError                  a tool the project needs is absent (go, espeak-ng, ...)
+    └── BackendError                a peer we depend on failed
+        ├── LiveKitUnavailable      livekit-server unreachable (retryable)
+        ├── LiveKitAuthError        the server refused our key/secret (not retryable)
+        └── RealtimeUnavailable     the realtime backend is unreachable (retryable)
+
+Protocol errors inside the local realtime server are not exceptions that
+cross this tree: they become ``error`` events on the wire (see
+``agent.realtime.protocol``).
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base of every error the project raises on purpose."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(AgentError):
+    """A setting is missing or wrong."""
+
+
+class ServerConfigError(ConfigError):
+    """livekit.yaml is missing, unreadable or invalid."""
+
+
+class SetupError(AgentError):
+    """Something the project needs on this machine is missing."""
+
+
+class BackendError(AgentError):
+    """A service we depend on failed."""
+
+
+class LiveKitUnavailable(BackendError):
+    retryable = True
+
+
+class LiveKitAuthError(BackendError):
+    retryable = False
+
+
+class RealtimeUnavailable(BackendError):
+    retryable = True

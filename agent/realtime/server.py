@@ -1,0 +1,261 @@
+"""The WebSocket shell around ``RealtimeProtocol``: decode, receive, send.
+
+Serves ``ws://HOST:PORT/v1/realtime`` (and ``/realtime``), with or
+without ``?model=``, so that ``base_url=http://HOST:PORT/v1`` works for
+livekit-plugins-openai and for the ``openai`` SDK alike.
+
+Per connection there is one protocol object and three tasks owned by the
+connection handler: the reader (this coroutine), the writer (one queue, so
+events leave in the order the protocol produced them) and the ticker
+(wakes at ``next_deadline()`` to stream audio). Speech synthesis runs in
+tasks owned by the same handler and is cancelled with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import json
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Callable
+from urllib.parse import urlparse
+
+from pydantic import BaseModel
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from .brain import Brain, ScriptedBrain
+from .protocol import Limits, ProtocolError, RealtimeProtocol, SpeechRequest, parse_client_event
+from .speech import SpeechError, Synthesizer
+
+log = logging.getLogger("agent.realtime")
+
+PATHS = ("/v1/realtime", "/realtime", "/openai/v1/realtime")
+
+
+@dataclass
+class ServerOptions:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    api_key: str | None = None  # when set, clients must send "Authorization: Bearer <key>"
+    max_sessions: int = 500
+    limits: Limits = field(default_factory=Limits)
+    brain_factory: Callable[[], Brain] = ScriptedBrain
+
+
+def _http_error(status: HTTPStatus, message: str, code: str, type_: str = "invalid_request_error") -> Response:
+    body = json.dumps({"error": {"message": message, "type": type_, "code": code, "param": None}}).encode()
+    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return Response(status.value, status.phrase, headers, body)
+
+
+def _encode(event: BaseModel) -> str:
+    return json.dumps(event.model_dump(mode="json", exclude_unset=True))
+
+
+class RealtimeServer:
+    """Accepts Realtime WebSocket sessions; one ``RealtimeProtocol`` each."""
+
+    def __init__(self, options: ServerOptions | None = None) -> None:
+        self.options = options or ServerOptions()
+        self.synth = Synthesizer()
+        self.sessions = 0
+        self._ids = itertools.count(1)
+        self._server: Server | None = None
+
+    async def start(self) -> None:
+        opts = self.options
+        # Our own size limit answers with an error event; the transport limit
+        # sits above it so that an oversized event does not close the socket.
+        self._server = await serve(
+            self._handle,
+            opts.host,
+            opts.port,
+            process_request=self._check_request,
+            max_size=opts.limits.max_event_bytes * 2,
+            ping_interval=20,
+            ping_timeout=20,
+        )
+        log.info("realtime server listening on ws://%s:%d/v1/realtime", opts.host, self.port)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlparse(request.path).path.rstrip("/")
+        if path not in PATHS:
+            return _http_error(HTTPStatus.NOT_FOUND, f"No realtime endpoint at {path!r}; use /v1/realtime.", "not_found")
+        key = self.options.api_key
+        if key:
+            auth = request.headers.get("Authorization", "")
+            given = auth[7:] if auth.startswith("Bearer ") else ""
+            if not hmac.compare_digest(given.encode(), key.encode()):
+                return _http_error(
+                    HTTPStatus.UNAUTHORIZED,
+                    "Incorrect API key provided. You can set the key with AGENT_LOCAL_REALTIME_KEY.",
+                    "invalid_api_key",
+                )
+        if self.sessions >= self.options.max_sessions:
+            return _http_error(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                f"This server holds at most {self.options.max_sessions} concurrent sessions.",
+                "session_limit_reached",
+                "rate_limit_error",
+            )
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        query = urlparse(ws.request.path).query if ws.request else ""
+        model = "gpt-realtime"
+        for part in query.split("&"):
+            if part.startswith("model="):
+                model = part[6:] or model
+        session_id = f"sess_{secrets.token_hex(8)}"
+        proto = RealtimeProtocol(
+            session_id=session_id,
+            brain=self.options.brain_factory(),
+            now=time.monotonic(),
+            model=model,
+            limits=self.options.limits,
+            id_prefix=f"{next(self._ids):04d}",
+        )
+        conn = _Connection(self, ws, proto)
+        self.sessions += 1
+        log.info("session %s opened (%d active)", session_id, self.sessions)
+        try:
+            await conn.run()
+        finally:
+            self.sessions -= 1
+            log.info("session %s closed (%d active)", session_id, self.sessions)
+
+
+class _Connection:
+    def __init__(self, server: RealtimeServer, ws: ServerConnection, proto: RealtimeProtocol) -> None:
+        self._server = server
+        self._ws = ws
+        self._proto = proto
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._speech_atasks: set[asyncio.Task[None]] = set()
+
+    def _emit(self, events: list[BaseModel]) -> None:
+        for event in events:
+            self._outbox.put_nowait(_encode(event))
+        for request in self._proto.speech_requests():
+            task = asyncio.create_task(self._synthesize(request), name=f"speech:{request.request_id}")
+            self._speech_atasks.add(task)
+            task.add_done_callback(self._speech_atasks.discard)
+        if self._proto.closed:
+            self._outbox.put_nowait(None)
+        self._wake.set()
+
+    async def _synthesize(self, request: SpeechRequest) -> None:
+        try:
+            pcm = await self._server.synth.synthesize(request.text, request.voice)
+        except SpeechError as e:
+            log.error("speech synthesis failed: %s", e)
+            self._emit(self._proto.speech_failed(request.request_id, str(e), time.monotonic()))
+            return
+        self._emit(self._proto.speech_ready(request.request_id, pcm, time.monotonic()))
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._write(), name="realtime_writer")
+        ticker = asyncio.create_task(self._tick(), name="realtime_ticker")
+        try:
+            self._emit(self._proto.start())
+            await self._read()
+        finally:
+            for task in (writer, ticker, *self._speech_atasks):
+                task.cancel()
+            await asyncio.gather(writer, ticker, *self._speech_atasks, return_exceptions=True)
+
+    async def _read(self) -> None:
+        limit = self._proto.limits.max_event_bytes
+        try:
+            async for message in self._ws:
+                now = time.monotonic()
+                if len(message) > limit:
+                    self._emit(
+                        self._proto.error_event(
+                            ProtocolError("message_too_large", f"The event is {len(message)} bytes; the limit is {limit}.")
+                        )
+                    )
+                    continue
+                try:
+                    event = parse_client_event(message)
+                except ProtocolError as err:
+                    self._emit(self._proto.error_event(err))
+                    continue
+                self._emit(self._proto.receive(event, now))
+                if self._proto.closed:
+                    break
+        except ConnectionClosed:
+            pass
+
+    async def _write(self) -> None:
+        while True:
+            text = await self._outbox.get()
+            if text is None:
+                # The protocol ended the session (e.g. session_expired): close like OpenAI does.
+                await self._ws.close(1000, "session ended")
+                return
+            try:
+                await self._ws.send(text)
+            except ConnectionClosed:
+                return
+
+    async def _tick(self) -> None:
+        while True:
+            deadline = self._proto.next_deadline()
+            self._wake.clear()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            events = self._proto.tick(time.monotonic())
+            if events:
+                self._emit(events)
+
+
+def options_from_env(host: str | None = None, port: int | None = None) -> ServerOptions:
+    """Server options from AGENT_LOCAL_REALTIME_* variables (see README)."""
+    max_s = os.environ.get("AGENT_LOCAL_REALTIME_MAX_SESSION_S")
+    script = os.environ.get("AGENT_BRAIN_SCRIPT")
+    brain_factory: Callable[[], Brain] = ScriptedBrain
+    if script:
+        loaded = ScriptedBrain.from_file(script)
+        brain_factory = lambda: loaded  # noqa: E731 - brains are stateless, share one
+    return ServerOptions(
+        host=host or os.environ.get("AGENT_LOCAL_REALTIME_HOST", "127.0.0.1"),
+        port=port if port is not None else int(os.environ.get("AGENT_LOCAL_REALTIME_PORT", "8765")),
+        api_key=os.environ.get("AGENT_LOCAL_REALTIME_KEY") or None,
+        max_sessions=int(os.environ.get("AGENT_LOCAL_REALTIME_MAX_SESSIONS", "500")),
+        limits=Limits(max_session_s=float(max_s) if max_s else 3600.0),
+        brain_factory=brain_factory,
+    )
+
+
+async def run(options: ServerOptions) -> None:
+    server = RealtimeServer(options)
+    await server.serve_forever()

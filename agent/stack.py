@@ -1,0 +1,242 @@
+"""The local stack: livekit-server, the realtime backend and the worker as child processes.
+
+Used by ``python -m agent up`` (the main job) and by ``agent.testing``
+(room tests). Each child runs in its own process group, so a Ctrl-C in
+the terminal reaches only us and we stop the children in order: worker,
+backend, server. Every wait has a deadline and says what it waited for.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ServerConfigError, SetupError
+
+LIVEKIT_VERSION = "v1.13.5"
+MIN_SECRET_LEN = 32
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("AGENT_CACHE_DIR") or Path.home() / ".cache" / "agent-worker")
+
+
+def livekit_server_binary() -> Path:
+    """The livekit-server binary: LIVEKIT_SERVER_BIN, else the one scripts/setup.sh builds."""
+    override = os.environ.get("LIVEKIT_SERVER_BIN")
+    path = Path(override) if override else cache_dir() / f"livekit-server-{LIVEKIT_VERSION}" / "server"
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise SetupError(
+            f"livekit-server binary not found at {path}",
+            hint="run scripts/setup.sh (it builds livekit-server with `go install`), or set LIVEKIT_SERVER_BIN",
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What we need to know of a livekit.yaml."""
+
+    path: Path
+    port: int
+    bind_addresses: tuple[str, ...]
+    keys: dict[str, str]
+    raw: dict[str, Any] = field(repr=False)
+
+    @property
+    def api_key(self) -> str:
+        return next(iter(self.keys))
+
+    @property
+    def api_secret(self) -> str:
+        return self.keys[self.api_key]
+
+    def url(self, host: str | None = None) -> str:
+        if host is None:
+            bind = self.bind_addresses[0] if self.bind_addresses else "127.0.0.1"
+            host = "127.0.0.1" if bind in ("0.0.0.0", "", "::") else bind
+        return f"ws://{host}:{self.port}"
+
+
+def load_server_config(path: str | Path) -> ServerConfig:
+    """Read and check livekit.yaml; every problem is one ServerConfigError naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ServerConfigError(f"{p}: livekit.yaml not found", hint="set LIVEKIT_CONFIG or run from the project folder")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ServerConfigError(f"{p}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    except OSError as e:
+        raise ServerConfigError(f"{p}: cannot read: {e.strerror}") from None
+    if not isinstance(data, dict):
+        raise ServerConfigError(f"{p}: expected a mapping of settings at the top level")
+    keys = data.get("keys")
+    if not isinstance(keys, dict) or not keys:
+        raise ServerConfigError(f"{p}: needs a `keys:` mapping of API key -> secret")
+    for key, secret in keys.items():
+        if not isinstance(secret, str) or len(secret) < MIN_SECRET_LEN:
+            raise ServerConfigError(
+                f"{p}: the secret of key {key!r} must be a string of at least {MIN_SECRET_LEN} characters"
+            )
+    port = data.get("port", 7880)
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise ServerConfigError(f"{p}: `port` must be a TCP port number, got {port!r}")
+    bind = data.get("bind_addresses") or ["0.0.0.0"]
+    return ServerConfig(p, port, tuple(str(b) for b in bind), {str(k): v for k, v in keys.items()}, data)
+
+
+def write_server_config(path: Path, raw: dict[str, Any]) -> ServerConfig:
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return load_server_config(path)
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class ManagedProcess:
+    """A child process with a log file, its own process group and an orderly stop."""
+
+    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], log_path: Path | None, cwd: Path | None = None) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self._log_file = open(log_path, "ab") if log_path else None
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file if self._log_file else None,
+            stderr=subprocess.STDOUT if self._log_file else None,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_text(self) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
+
+    def tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
+        """Signal the group, wait, then SIGKILL whatever is left."""
+        if self.alive():
+            self.signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.proc.wait(5)
+        # Job processes of the worker live in the same group: make sure none survive.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self._log_file:
+            self._log_file.close()
+            self._log_file = None
+        return self.proc.returncode
+
+    def wait_for_log(self, needle: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.log_text():
+                return
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}) before logging {needle!r}:\n{self.tail()}")
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.name} did not log {needle!r} within {timeout}s:\n{self.tail()}")
+
+    def wait_for_port(self, host: str, port: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if port_open(host, port, 0.2):
+                return
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}) before listening on {host}:{port}:\n{self.tail()}")
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.name} did not listen on {host}:{port} within {timeout}s:\n{self.tail()}")
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+class Stack:
+    """Starts and stops the processes of one local deployment."""
+
+    def __init__(self, log_dir: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+        self.log_dir = log_dir
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.base_env = dict(os.environ if env is None else env)
+        self.cwd = cwd
+        self.processes: list[ManagedProcess] = []
+
+    def spawn(self, name: str, argv: list[str], *, env: dict[str, str] | None = None, log: bool = True) -> ManagedProcess:
+        proc_env = {**self.base_env, **(env or {})}
+        proc = ManagedProcess(name, argv, env=proc_env, log_path=self.log_dir / f"{name}.log" if log else None, cwd=self.cwd)
+        self.processes.append(proc)
+        return proc
+
+    def start_livekit(self, config: ServerConfig, *, timeout: float = 15.0, name: str = "livekit") -> ManagedProcess:
+        binary = livekit_server_binary()
+        host = "127.0.0.1" if config.bind_addresses[0] in ("0.0.0.0", "", "::") else config.bind_addresses[0]
+        if port_open(host, config.port, 0.2):
+            raise SetupError(f"port {config.port} on {host} is already taken", hint="stop the other livekit-server or change `port` in livekit.yaml")
+        proc = self.spawn(name, [str(binary), "--config", str(config.path)])
+        proc.wait_for_port(host, config.port, timeout)
+        return proc
+
+    def start_realtime(self, host: str, port: int, *, env: dict[str, str] | None = None, timeout: float = 20.0, name: str = "realtime") -> ManagedProcess:
+        if port_open(host, port, 0.2):
+            raise SetupError(f"port {port} on {host} is already taken", hint="set AGENT_LOCAL_REALTIME_PORT to a free port")
+        proc = self.spawn(name, python_module("agent", "realtime-server", "--host", host, "--port", str(port)), env=env)
+        proc.wait_for_port(host, port, timeout)
+        return proc
+
+    def start_worker(self, *, env: dict[str, str], mode: str = "start", wait_registered: bool = True, timeout: float = 60.0, name: str = "worker") -> ManagedProcess:
+        proc = self.spawn(name, python_module("agent", mode), env=env)
+        if wait_registered:
+            proc.wait_for_log("registered worker", timeout)
+        return proc
+
+    def stop(self) -> None:
+        """Stop in reverse start order; never raises."""
+        for proc in reversed(self.processes):
+            try:
+                proc.stop()
+            except Exception as e:  # a stop must not hide the other stops
+                print(f"warning: stopping {proc.name} failed: {e}", file=sys.stderr)
+        self.processes.clear()
