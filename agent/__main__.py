@@ -106,6 +106,8 @@ def cmd_worker(argv: list[str]) -> None:
         _fail(e, code=1)
     from livekit.agents import cli
 
+    # The livekit-agents CLI installs its own log handlers; ours only served the preflight.
+    logging.getLogger().handlers.clear()
     server = build_server(settings)
     sys.argv = [sys.argv[0], *argv]
     cli.run_app(server)
@@ -116,7 +118,7 @@ def cmd_up(argv: list[str]) -> None:
     from livekit import api
 
     from .config import Settings
-    from .stack import Stack, cache_dir, load_server_config, port_open
+    from .stack import Stack, cache_dir, load_server_config
 
     parser = argparse.ArgumentParser(prog="python -m agent up")
     parser.add_argument("--room", default="demo", help="room name to print a join token for")
@@ -155,8 +157,7 @@ def cmd_up(argv: list[str]) -> None:
             print(f"[up] starting the local realtime server on {host}:{port}", flush=True)
             stack.start_realtime(host, port)
         print("[up] starting the worker", flush=True)
-        worker = stack.start_worker(env=env)
-        host = url.split("//", 1)[1].rsplit(":", 1)[0]
+        stack.start_worker(env=env)
         token = make_join_token(api, env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"], args.room, "caller", 6 * 3600)
         print(
             "\n[up] ready. Join the room from any LiveKit client:\n"
@@ -183,7 +184,6 @@ def cmd_up(argv: list[str]) -> None:
         _fail(str(e), code=1)
     finally:
         stack.stop()
-    _ = (worker if "worker" in locals() else None, port_open)
 
 
 COMMANDS = {

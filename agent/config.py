@@ -84,7 +84,8 @@ class Settings:
     local_realtime_key: str | None = field(default=None, metadata={"env": "AGENT_LOCAL_REALTIME_KEY"})
     # Worker
     agent_name: str = field(default="", metadata={"env": "AGENT_NAME"})
-    num_idle_processes: int = field(default=1, metadata={"env": "AGENT_NUM_IDLE_PROCESSES"})
+    num_idle_processes: int = field(default=2, metadata={"env": "AGENT_NUM_IDLE_PROCESSES"})
+    load_threshold: float = field(default=0.7, metadata={"env": "AGENT_LOAD_THRESHOLD"})
     http_port: int = field(default=8081, metadata={"env": "AGENT_HTTP_PORT"})
     drain_timeout: int = field(default=30, metadata={"env": "AGENT_DRAIN_TIMEOUT"})
     preflight_timeout: float = field(default=10.0, metadata={"env": "AGENT_PREFLIGHT_TIMEOUT"})
@@ -147,6 +148,10 @@ class Settings:
     def _validate(self) -> None:
         if not (0.0 <= self.vad_threshold <= 1.0):
             raise ConfigError(f"AGENT_VAD_THRESHOLD={self.vad_threshold} must be between 0 and 1")
+        if not (0.0 < self.load_threshold <= 1.0):
+            raise ConfigError(f"AGENT_LOAD_THRESHOLD={self.load_threshold} must be in (0, 1]")
+        if self.num_idle_processes < 0:
+            raise ConfigError("AGENT_NUM_IDLE_PROCESSES must not be negative")
         if self.silence_duration_ms < 0:
             raise ConfigError("AGENT_SILENCE_DURATION_MS must not be negative")
         if not self.livekit_url.startswith(("ws://", "wss://", "http://", "https://")):

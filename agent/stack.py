@@ -143,7 +143,7 @@ class ManagedProcess:
     def tail(self, lines: int = 20) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
-    def signal(self, sig: int) -> None:
+    def send_signal(self, sig: int) -> None:
         if self.alive():
             try:
                 os.killpg(self.proc.pid, sig)
@@ -153,11 +153,11 @@ class ManagedProcess:
     def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> int | None:
         """Signal the group, wait, then SIGKILL whatever is left."""
         if self.alive():
-            self.signal(sig)
+            self.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
+                self.send_signal(signal.SIGKILL)
                 self.proc.wait(5)
         # Job processes of the worker live in the same group: make sure none survive.
         try:

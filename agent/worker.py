@@ -13,19 +13,23 @@ import socket
 import time
 from urllib.parse import urlparse
 
+import aiohttp
 from livekit import api
 from livekit.agents import AgentServer, JobContext
 
 from .config import Settings
 from .errors import LiveKitAuthError, LiveKitUnavailable, RealtimeUnavailable
 
+# Imported here, not in the entrypoint: job processes import this module while
+# they warm up, so the openai/plugin imports (about 1 s of CPU) are paid before
+# a caller is waiting rather than after.
+from .session import run_session
+
 log = logging.getLogger("agent.worker")
 
 
 async def entrypoint(ctx: JobContext) -> None:
     """One job = one room = one realtime session. Runs in a job process."""
-    from .session import run_session
-
     settings = Settings.from_env()
     log.info("job %s: joining room %s", ctx.job.id, ctx.room.name)
     await run_session(ctx, settings)
@@ -36,6 +40,7 @@ def build_server(settings: Settings) -> AgentServer:
         num_idle_processes=settings.num_idle_processes,
         port=settings.http_port,
         drain_timeout=settings.drain_timeout,
+        load_threshold=settings.load_threshold,
         ws_url=settings.livekit_url,
         api_key=settings.livekit_api_key,
         api_secret=settings.livekit_api_secret,
@@ -53,7 +58,7 @@ def _http_url(ws_url: str) -> str:
 async def check_livekit(settings: Settings) -> None:
     """Reach livekit-server and prove our key/secret with one API call."""
     key, secret = settings.require_livekit_credentials()
-    lk = api.LiveKitAPI(_http_url(settings.livekit_url), key, secret, timeout=5)
+    lk = api.LiveKitAPI(_http_url(settings.livekit_url), key, secret, timeout=aiohttp.ClientTimeout(total=5))
     try:
         await lk.room.list_rooms(api.ListRoomsRequest())
     except api.TwirpError as e:

@@ -399,6 +399,27 @@ class Caller:
                 )
             await asyncio.sleep(0.02)
 
+    async def wait_for_quiet(
+        self,
+        quiet: float = 1.0,
+        *,
+        timeout: float,
+        threshold_dbfs: float = -40.0,
+        identity: str | None = None,
+    ) -> float:
+        """Wait until nothing above ``threshold_dbfs`` was heard for ``quiet`` seconds;
+        returns the wall time the last speech ended (or when the wait began)."""
+        began = time.time()
+        deadline = time.monotonic() + timeout
+        while True:
+            segments = self.heard(identity).speech_segments(threshold_dbfs)
+            last_end = segments[-1][1] if segments else began
+            if time.time() - last_end >= quiet:
+                return last_end
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{self.identity}: still hearing speech after {timeout}s (last ended {last_end:.3f})")
+            await asyncio.sleep(0.05)
+
     async def leave(self) -> None:
         """Stop the mic and recorders, disconnect.  Safe to call more than once."""
         if self._closed:

@@ -1,0 +1,192 @@
+"""A whole local deployment for room tests: livekit-server, realtime backend, worker.
+
+:class:`Testbed` starts the three processes the way ``python -m agent up``
+does, but with livekit-server bound to the veth address of the test network
+namespace (see :mod:`agent.testing.netns`), a fresh API key pair, free ports
+and logs in a folder of the test run. Callers join with :meth:`Testbed.caller`.
+``stop()`` (or leaving the ``with`` block) stops every process group, also
+when a test failed; the namespace itself kills anything left when it ends.
+
+Usage in a user's own tests::
+
+    with Testbed(tmp_path) as bed:
+        async with bed.caller("room-1") as caller:
+            await caller.wait_for_speech(timeout=10)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ..stack import ManagedProcess, Stack, write_server_config
+from .caller import Caller, make_token
+from .netns import SERVER_IP, inside_namespace
+
+__all__ = ["LIVEKIT_PORT", "NotInNamespace", "Testbed", "free_port"]
+
+LIVEKIT_PORT = 7880
+
+
+class NotInNamespace(RuntimeError):
+    """Room tests were started outside a network namespace of their own."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "room tests need a private network namespace (libwebrtc ignores loopback); run them with\n"
+            "  python -m agent.testing.netns -- python -m pytest ...   (or scripts/test.sh)"
+        )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class Testbed:
+    """livekit-server + realtime backend + worker, started for tests.
+
+    ``worker_env`` and ``realtime_env`` add or override environment variables
+    of those processes (e.g. ``AGENT_BRAIN_SCRIPT``, ``AGENT_GREETING``).
+    ``slot`` picks a separate set of livekit-server ports, so that several
+    testbeds can run side by side (slot 0 = 7880, 7881/tcp, 50000-50099/udp).
+    """
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        worker: bool = True,
+        realtime: bool = True,
+        worker_env: dict[str, str] | None = None,
+        realtime_env: dict[str, str] | None = None,
+        slot: int = 0,
+    ) -> None:
+        if not inside_namespace():
+            raise NotInNamespace()
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.api_key = "APItest" + secrets.token_hex(4)
+        self.api_secret = secrets.token_urlsafe(32)
+        self.livekit_port = LIVEKIT_PORT + 10 * slot
+        self._udp_ports = (50000 + 200 * slot, 50000 + 200 * slot + 99)
+        self.url = f"ws://{SERVER_IP}:{self.livekit_port}"
+        self.realtime_port = free_port()
+        self.http_port = free_port()
+        self._want_worker = worker
+        self._want_realtime = realtime
+        self._worker_env = worker_env or {}
+        self._realtime_env = realtime_env or {}
+        base_env = dict(os.environ)
+        # Tests always use the local backend, whatever the developer's shell holds.
+        base_env.pop("OPENAI_API_KEY", None)
+        self.stack = Stack(self.workdir / "logs", env=base_env)
+        self.livekit: ManagedProcess | None = None
+        self.realtime: ManagedProcess | None = None
+        self.worker: ManagedProcess | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Testbed:
+        try:
+            config = write_server_config(
+                self.workdir / "livekit.yaml",
+                {
+                    "port": self.livekit_port,
+                    "bind_addresses": [SERVER_IP],
+                    "rtc": {
+                        "tcp_port": self.livekit_port + 1,
+                        "port_range_start": self._udp_ports[0],
+                        "port_range_end": self._udp_ports[1],
+                        "use_external_ip": False,
+                        "node_ip": SERVER_IP,
+                        # Without this the server hands clients public STUN servers.
+                        "stun_servers": [f"{SERVER_IP}:3478"],
+                    },
+                    "keys": {self.api_key: self.api_secret},
+                    "room": {"auto_create": True, "empty_timeout": 5, "departure_timeout": 2},
+                    "logging": {"level": "info"},
+                },
+            )
+            self.livekit = self.stack.start_livekit(config)
+            if self._want_realtime:
+                self.realtime = self.stack.start_realtime("127.0.0.1", self.realtime_port, env=self._realtime_env)
+            if self._want_worker:
+                self.worker = self.start_worker()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def worker_environment(self, **extra: str) -> dict[str, str]:
+        return {
+            "LIVEKIT_URL": self.url,
+            "LIVEKIT_API_KEY": self.api_key,
+            "LIVEKIT_API_SECRET": self.api_secret,
+            "AGENT_REALTIME_BASE_URL": f"http://127.0.0.1:{self.realtime_port}/v1",
+            "AGENT_HTTP_PORT": str(self.http_port),
+            "AGENT_NUM_IDLE_PROCESSES": "2",
+            "AGENT_PREFLIGHT_TIMEOUT": "10",
+            **self._worker_env,
+            **extra,
+        }
+
+    def start_worker(self, *, name: str = "worker", wait_registered: bool = True, **extra: str) -> ManagedProcess:
+        return self.stack.start_worker(
+            env=self.worker_environment(**extra), name=name, wait_registered=wait_registered
+        )
+
+    def stop(self) -> None:
+        self.stack.stop()
+
+    def __enter__(self) -> Testbed:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ callers
+
+    def token(self, room: str, identity: str, *, agent_name: str | None = None) -> str:
+        return make_token(self.api_key, self.api_secret, room, identity, agent_name=agent_name)
+
+    def caller(self, room: str, identity: str = "caller", *, agent_name: str | None = None) -> Caller:
+        return Caller(self.url, self.token(room, identity, agent_name=agent_name), identity=identity)
+
+    # ------------------------------------------------------------------ worker state
+
+    def worker_status(self) -> dict[str, Any]:
+        """The worker's ``GET /worker`` (livekit-agents): ``active_jobs``, ``worker_load``...
+
+        Protobuf JSON leaves out zero values, so a missing count means 0.
+        """
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/worker", timeout=2) as r:
+            data: dict[str, Any] = json.load(r)
+        data.setdefault("active_jobs", 0)
+        data.setdefault("worker_load", 0.0)
+        return data
+
+    async def wait_active_jobs(self, count: int, timeout: float) -> float:
+        """Wait until the worker runs exactly ``count`` jobs; seconds it took."""
+        t0 = time.monotonic()
+        last: dict[str, Any] = {}
+        while time.monotonic() - t0 < timeout:
+            last = await asyncio.to_thread(self.worker_status)
+            if last["active_jobs"] == count:
+                return time.monotonic() - t0
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"worker still reports {last} after {timeout}s (wanted active_jobs={count})")
+
+    def logs(self, lines: int = 40) -> str:
+        """The last lines of every process log, for failure messages."""
+        return "\n".join(f"--- {p.name} ({p.log_path}) ---\n{p.tail(lines)}" for p in self.stack.processes)

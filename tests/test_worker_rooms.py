@@ -1,0 +1,128 @@
+"""The worker in real rooms: dispatch, greeting, a spoken turn, isolation, job end.
+
+Everything is real: livekit-server in the test namespace, WebRTC, the worker
+(`python -m agent start`) with livekit-plugins-openai's RealtimeModel talking
+to the local realtime server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from agent.testing.caller import Caller, load_wav, speech_wav
+from agent.testing.harness import Testbed
+
+pytestmark = [pytest.mark.room]
+
+GREETING_TIMEOUT = 15.0  # join -> first agent audio, generous for a loaded CI machine
+SPEECH_DBFS = -40.0  # "well above silence": espeak speech sits around -20 dBFS
+
+
+def _room() -> str:
+    return f"room-{uuid.uuid4().hex[:8]}"
+
+
+def _agent_identities(caller: Caller) -> list[str]:
+    return [p.identity for p in caller.room.remote_participants.values() if p.identity.startswith("agent-")]
+
+
+@pytest.fixture(scope="module")
+def question(speech_dir: Path) -> Path:
+    return Path(speech_wav("What time does the coffee shop open on Sunday morning?", str(speech_dir / "question.wav")))
+
+
+async def _greeted(caller: Caller) -> float:
+    """Join, wait for the greeting to start and end; returns join -> first audio (s)."""
+    await caller.join()
+    assert caller.joined_at is not None
+    first = await caller.wait_for_speech(timeout=GREETING_TIMEOUT, threshold_dbfs=SPEECH_DBFS, min_duration=0.3)
+    await caller.wait_for_quiet(1.0, timeout=20)
+    return first - caller.joined_at
+
+
+async def test_caller_is_greeted_by_an_ai_agent(testbed: Testbed) -> None:
+    caller = testbed.caller(_room())
+    try:
+        latency = await _greeted(caller)
+        print(f"\n[figure] caller join -> first agent audio: {latency:.2f}s")
+        agents = _agent_identities(caller)
+        assert len(agents) == 1, f"expected one agent in the room, found {agents}"
+        greeting = caller.heard(agents[0])
+        segments = greeting.speech_segments(SPEECH_DBFS)
+        spoken = sum(e - s for s, e in segments)
+        # "Hello! I'm an AI assistant. How can I help you today?" is ~3 s of espeak speech.
+        assert 1.5 < spoken < 8.0, f"greeting of {spoken:.2f}s in {segments}"
+        assert greeting.max_dbfs() > -25.0
+    finally:
+        await caller.leave()
+
+
+async def test_agent_answers_after_the_end_of_the_sentence(testbed: Testbed, question: Path) -> None:
+    caller = testbed.caller(_room())
+    try:
+        await _greeted(caller)
+        pcm, rate = load_wav(question)
+        await caller.say(pcm, rate)
+        said_start, said_end = caller.spoken[-1]
+        answer_at = await caller.wait_for_speech(after=said_start, timeout=15, threshold_dbfs=SPEECH_DBFS)
+        delay = answer_at - said_end
+        print(f"\n[figure] end of caller's sentence -> first answer audio: {delay:.2f}s")
+        # Server VAD waits for silence_duration_ms (500 ms) of silence, so an
+        # answer can only start after the sentence ended -- and soon after.
+        assert answer_at > said_end, f"agent spoke {said_end - answer_at:.2f}s before the caller finished"
+        assert delay < 5.0
+        await caller.wait_for_quiet(1.0, timeout=20)
+        answer = caller.heard().filter(after=said_end).speech_segments(SPEECH_DBFS)
+        assert sum(e - s for s, e in answer) > 1.0, answer
+    finally:
+        await caller.leave()
+
+
+async def test_two_rooms_get_two_agents_that_do_not_hear_each_other(testbed: Testbed, question: Path) -> None:
+    a = testbed.caller(_room(), "caller-a")
+    b = testbed.caller(_room(), "caller-b")
+    try:
+        await asyncio.gather(_greeted(a), _greeted(b))
+        agents_a, agents_b = _agent_identities(a), _agent_identities(b)
+        assert len(agents_a) == 1 and len(agents_b) == 1
+        assert agents_a != agents_b, "one agent in both rooms"
+        assert testbed.worker_status()["active_jobs"] == 2
+
+        pcm, rate = load_wav(question)
+        await a.say(pcm, rate)
+        said_start, said_end = a.spoken[-1]
+        await a.wait_for_speech(after=said_end, timeout=15, threshold_dbfs=SPEECH_DBFS)
+        await a.wait_for_quiet(1.0, timeout=20)
+        # Room B heard nothing of A's question nor of A's agent's answer:
+        # no participant of room A reaches it, and B's agent did not answer.
+        assert set(p.identity for p in b.room.remote_participants.values()) == set(agents_b)
+        assert b.heard().filter(after=said_start).speech_segments(SPEECH_DBFS) == []
+    finally:
+        await asyncio.gather(a.leave(), b.leave())
+
+
+async def test_job_ends_and_worker_is_free_when_the_caller_leaves(testbed: Testbed) -> None:
+    await testbed.wait_active_jobs(0, timeout=30)  # earlier tests' jobs are over
+    caller = testbed.caller(_room())
+    left = False
+    try:
+        await _greeted(caller)
+        assert testbed.worker_status()["active_jobs"] == 1
+        await caller.leave()
+        left = True
+        took = await testbed.wait_active_jobs(0, timeout=20)
+        print(f"\n[figure] caller left -> worker free: {took:.2f}s")
+    finally:
+        if not left:
+            await caller.leave()
+    # Free means it takes the next room too.
+    again = testbed.caller(_room(), "caller-2")
+    try:
+        await _greeted(again)
+    finally:
+        await again.leave()
