@@ -45,7 +45,9 @@ def cmd_realtime_server(argv: list[str]) -> None:
     _setup_logging(os.environ.get("AGENT_LOG_LEVEL", "INFO"))
     try:
         options = options_from_env(args.host, args.port)
-    except (OSError, ValueError) as e:
+    except AgentError as e:
+        _fail(e)
+    except (OSError, ValueError) as e:  # a brain script that cannot be read or parsed
         _fail(f"bad realtime server settings: {e}")
     try:
         asyncio.run(run(options))

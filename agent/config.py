@@ -67,7 +67,7 @@ class Settings:
     livekit_url: str = field(default="ws://127.0.0.1:7880", metadata={"env": "LIVEKIT_URL"})
     livekit_api_key: str | None = field(default=None, metadata={"env": "LIVEKIT_API_KEY"})
     livekit_api_secret: str | None = field(default=None, metadata={"env": "LIVEKIT_API_SECRET"})
-    livekit_config: str = field(default="livekit.yaml", metadata={"env": "LIVEKIT_CONFIG"})
+    livekit_config: str = field(default="livekit.yaml", metadata={"env": "AGENT_LIVEKIT_CONFIG"})
     livekit_server_bin: str | None = field(default=None, metadata={"env": "LIVEKIT_SERVER_BIN"})
     # Realtime backend
     openai_api_key: str | None = field(default=None, metadata={"env": "OPENAI_API_KEY"})
@@ -82,6 +82,9 @@ class Settings:
     local_realtime_host: str = field(default=DEFAULT_LOCAL_HOST, metadata={"env": "AGENT_LOCAL_REALTIME_HOST"})
     local_realtime_port: int = field(default=DEFAULT_LOCAL_PORT, metadata={"env": "AGENT_LOCAL_REALTIME_PORT"})
     local_realtime_key: str | None = field(default=None, metadata={"env": "AGENT_LOCAL_REALTIME_KEY"})
+    local_realtime_max_session_s: float = field(default=3600.0, metadata={"env": "AGENT_LOCAL_REALTIME_MAX_SESSION_S"})
+    local_realtime_max_sessions: int = field(default=500, metadata={"env": "AGENT_LOCAL_REALTIME_MAX_SESSIONS"})
+    brain_script: str | None = field(default=None, metadata={"env": "AGENT_BRAIN_SCRIPT"})
     # Worker
     agent_name: str = field(default="", metadata={"env": "AGENT_NAME"})
     num_idle_processes: int = field(default=2, metadata={"env": "AGENT_NUM_IDLE_PROCESSES"})
@@ -90,6 +93,8 @@ class Settings:
     drain_timeout: int = field(default=30, metadata={"env": "AGENT_DRAIN_TIMEOUT"})
     preflight_timeout: float = field(default=10.0, metadata={"env": "AGENT_PREFLIGHT_TIMEOUT"})
     log_level: str = field(default="INFO", metadata={"env": "AGENT_LOG_LEVEL"})
+    # Local stack
+    cache_dir: str | None = field(default=None, metadata={"env": "AGENT_CACHE_DIR"})
 
     @property
     def uses_openai(self) -> bool:
@@ -152,6 +157,8 @@ class Settings:
             raise ConfigError(f"AGENT_LOAD_THRESHOLD={self.load_threshold} must be in (0, 1]")
         if self.num_idle_processes < 0:
             raise ConfigError("AGENT_NUM_IDLE_PROCESSES must not be negative")
+        if self.local_realtime_max_session_s <= 0 or self.local_realtime_max_sessions <= 0:
+            raise ConfigError("AGENT_LOCAL_REALTIME_MAX_SESSION_S and AGENT_LOCAL_REALTIME_MAX_SESSIONS must be positive")
         if self.silence_duration_ms < 0:
             raise ConfigError("AGENT_SILENCE_DURATION_MS must not be negative")
         if not self.livekit_url.startswith(("ws://", "wss://", "http://", "https://")):

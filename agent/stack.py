@@ -27,6 +27,7 @@ MIN_SECRET_LEN = 32
 
 
 def cache_dir() -> Path:
+    """Where livekit-server is built and `up` keeps its logs (AGENT_CACHE_DIR, see Settings)."""
     return Path(os.environ.get("AGENT_CACHE_DIR") or Path.home() / ".cache" / "agent-worker")
 
 
@@ -71,7 +72,7 @@ def load_server_config(path: str | Path) -> ServerConfig:
     """Read and check livekit.yaml; every problem is one ServerConfigError naming the file."""
     p = Path(path)
     if not p.is_file():
-        raise ServerConfigError(f"{p}: livekit.yaml not found", hint="set LIVEKIT_CONFIG or run from the project folder")
+        raise ServerConfigError(f"{p}: livekit.yaml not found", hint="set AGENT_LIVEKIT_CONFIG or run from the project folder")
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
@@ -215,7 +216,11 @@ class Stack:
         host = "127.0.0.1" if config.bind_addresses[0] in ("0.0.0.0", "", "::") else config.bind_addresses[0]
         if port_open(host, config.port, 0.2):
             raise SetupError(f"port {config.port} on {host} is already taken", hint="stop the other livekit-server or change `port` in livekit.yaml")
-        proc = self.spawn(name, [str(binary), "--config", str(config.path)])
+        # livekit-server reads LIVEKIT_* variables of its own (LIVEKIT_CONFIG is a
+        # YAML *body* there, LIVEKIT_KEYS overrides keys): give it none of ours.
+        env = {k: v for k, v in self.base_env.items() if not k.startswith("LIVEKIT_")}
+        proc = ManagedProcess(name, [str(binary), "--config", str(config.path)], env=env, log_path=self.log_dir / f"{name}.log", cwd=self.cwd)
+        self.processes.append(proc)
         proc.wait_for_port(host, config.port, timeout)
         return proc
 

@@ -18,7 +18,6 @@ import hmac
 import itertools
 import json
 import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from ..config import Settings
 from .brain import Brain, ScriptedBrain
 from .protocol import Limits, ProtocolError, RealtimeProtocol, SpeechRequest, parse_client_event
 from .speech import SpeechError, Synthesizer
@@ -239,19 +239,18 @@ class _Connection:
 
 
 def options_from_env(host: str | None = None, port: int | None = None) -> ServerOptions:
-    """Server options from AGENT_LOCAL_REALTIME_* variables (see README)."""
-    max_s = os.environ.get("AGENT_LOCAL_REALTIME_MAX_SESSION_S")
-    script = os.environ.get("AGENT_BRAIN_SCRIPT")
+    """Server options from the settings (AGENT_LOCAL_REALTIME_*, AGENT_BRAIN_SCRIPT; see README)."""
+    settings = Settings.from_env()
     brain_factory: Callable[[], Brain] = ScriptedBrain
-    if script:
-        loaded = ScriptedBrain.from_file(script)
+    if settings.brain_script:
+        loaded = ScriptedBrain.from_file(settings.brain_script)
         brain_factory = lambda: loaded  # noqa: E731 - brains are stateless, share one
     return ServerOptions(
-        host=host or os.environ.get("AGENT_LOCAL_REALTIME_HOST", "127.0.0.1"),
-        port=port if port is not None else int(os.environ.get("AGENT_LOCAL_REALTIME_PORT", "8765")),
-        api_key=os.environ.get("AGENT_LOCAL_REALTIME_KEY") or None,
-        max_sessions=int(os.environ.get("AGENT_LOCAL_REALTIME_MAX_SESSIONS", "500")),
-        limits=Limits(max_session_s=float(max_s) if max_s else 3600.0),
+        host=host or settings.local_realtime_host,
+        port=port if port is not None else settings.local_realtime_port,
+        api_key=settings.local_realtime_key,
+        max_sessions=settings.local_realtime_max_sessions,
+        limits=Limits(max_session_s=settings.local_realtime_max_session_s),
         brain_factory=brain_factory,
     )
 

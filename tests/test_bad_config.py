@@ -1,0 +1,106 @@
+"""Bad configuration ends in one clear message, not a wall of tracebacks.
+
+Each case runs the real command line (`python -m agent start|up`) as a user
+would, and checks the exit code and what reaches stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.testing.harness import Testbed, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_agent(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AGENT_", "OPENAI_"))}
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        env=full_env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_one_clear_error(done: subprocess.CompletedProcess[str], *needles: str) -> str:
+    err = done.stderr
+    assert done.returncode != 0, f"expected a failure, got exit 0; stderr:\n{err}"
+    assert "Traceback" not in err, f"a traceback reached the user:\n{err}"
+    error_lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, f"expected exactly one `error:` line, got:\n{err}"
+    for needle in needles:
+        assert needle in err, f"{needle!r} not in:\n{err}"
+    return error_lines[0]
+
+
+# ----------------------------------------------------------------- the worker
+
+
+@pytest.mark.room
+def test_wrong_api_secret_is_refused_with_one_message(testbed: Testbed) -> None:
+    env = testbed.worker_environment(LIVEKIT_API_SECRET="x" * 40, AGENT_PREFLIGHT_TIMEOUT="3")
+    done = run_agent("start", env=env)
+    assert done.returncode == 1
+    assert_one_clear_error(done, "refused API key", "LIVEKIT_API_SECRET")
+
+
+@pytest.mark.room
+def test_unreachable_livekit_server_retries_then_says_so(testbed: Testbed) -> None:
+    env = testbed.worker_environment(LIVEKIT_URL=f"ws://127.0.0.1:{free_port()}", AGENT_PREFLIGHT_TIMEOUT="2")
+    done = run_agent("start", env=env)
+    assert done.returncode == 1
+    assert_one_clear_error(done, "cannot reach livekit-server")
+
+
+@pytest.mark.room
+def test_unreachable_realtime_backend_retries_then_says_so(testbed: Testbed) -> None:
+    env = testbed.worker_environment(
+        AGENT_REALTIME_BASE_URL=f"http://127.0.0.1:{free_port()}/v1", AGENT_PREFLIGHT_TIMEOUT="2"
+    )
+    done = run_agent("start", env=env)
+    assert done.returncode == 1
+    assert_one_clear_error(done, "cannot reach the local realtime server", "realtime-server")
+
+
+def test_missing_credentials_name_the_variables() -> None:
+    done = run_agent("start", env={"LIVEKIT_URL": "ws://127.0.0.1:1"})
+    assert done.returncode == 2
+    assert_one_clear_error(done, "LIVEKIT_API_KEY and LIVEKIT_API_SECRET must be set")
+
+
+def test_bad_setting_value_names_the_variable() -> None:
+    done = run_agent("start", env={"AGENT_VAD_THRESHOLD": "loud"})
+    assert_one_clear_error(done, "AGENT_VAD_THRESHOLD='loud'")
+
+
+# ----------------------------------------------------------------- the main job (`up`)
+
+
+def test_missing_livekit_yaml(tmp_path: Path) -> None:
+    done = run_agent("up", env={"AGENT_LIVEKIT_CONFIG": str(tmp_path / "nope.yaml")})
+    assert done.returncode == 2
+    assert_one_clear_error(done, "nope.yaml: livekit.yaml not found")
+
+
+def test_broken_livekit_yaml_points_at_the_line(tmp_path: Path) -> None:
+    config = tmp_path / "livekit.yaml"
+    config.write_text("port: 7880\nkeys:\n  devkey: [unclosed\n")
+    done = run_agent("up", env={"AGENT_LIVEKIT_CONFIG": str(config)})
+    assert done.returncode == 2
+    assert_one_clear_error(done, "not valid YAML at line")
+
+
+def test_short_secret_in_livekit_yaml(tmp_path: Path) -> None:
+    config = tmp_path / "livekit.yaml"
+    config.write_text("port: 7880\nkeys:\n  devkey: tooshort\n")
+    done = run_agent("up", env={"AGENT_LIVEKIT_CONFIG": str(config)})
+    assert_one_clear_error(done, "at least 32 characters")

@@ -1,0 +1,75 @@
+"""Command 1, `python -m agent up`: starts livekit-server, the local realtime
+server and the worker, prints how to join, and Ctrl-C stops everything."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agent.testing.caller import Caller
+from agent.testing.harness import free_port
+from agent.testing.netns import SERVER_IP
+
+pytestmark = [pytest.mark.room]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _own_livekit_yaml(tmp_path: Path) -> Path:
+    """The shipped livekit.yaml on ports of its own (the session testbed has 7880),
+    with a STUN address inside the namespace."""
+    raw = yaml.safe_load((ROOT / "livekit.yaml").read_text())
+    raw["port"] = 7900
+    raw["rtc"].update(tcp_port=7901, port_range_start=50600, port_range_end=50699, stun_servers=[f"{SERVER_IP}:3478"])
+    path = tmp_path / "livekit.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AGENT_", "OPENAI_"))}
+    env.update(
+        AGENT_LIVEKIT_CONFIG=str(_own_livekit_yaml(tmp_path)),
+        AGENT_LOCAL_REALTIME_PORT=str(free_port()),
+        AGENT_HTTP_PORT=str(free_port()),
+        AGENT_CACHE_DIR=str(tmp_path / "cache"),
+        LIVEKIT_SERVER_BIN=os.environ.get("LIVEKIT_SERVER_BIN")
+        or str(Path.home() / ".cache/agent-worker/livekit-server-v1.13.5/server"),
+    )
+    room = f"up-{uuid.uuid4().hex[:6]}"
+    out_path = tmp_path / "up.out"
+    with out_path.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "up", "--room", room], env=env, cwd=ROOT,
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while "ready." not in out_path.read_text():
+            assert proc.poll() is None, f"`up` exited early:\n{out_path.read_text()}"
+            assert time.monotonic() < deadline, f"`up` not ready:\n{out_path.read_text()}"
+            time.sleep(0.2)
+        text = out_path.read_text()
+        url = re.search(r"server URL: (\S+)", text).group(1)  # type: ignore[union-attr]
+        token = re.search(r"token:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
+        async with Caller(url, token) as caller:
+            await caller.wait_for_speech(timeout=20, min_duration=0.3)
+        # Ctrl-C reaches the whole foreground process group in a terminal.
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, out_path.read_text()
+        assert "[up] stopping" in out_path.read_text()
+        children = subprocess.run(["pgrep", "-f", str(env["AGENT_LIVEKIT_CONFIG"])], capture_output=True, text=True)
+        assert children.stdout.strip() == "", "livekit-server survived Ctrl-C"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -1,0 +1,338 @@
+"""The Realtime protocol state machine, driven without sockets or clock.
+
+Every server event is checked against the `openai` package's own model of
+the protocol (``RealtimeServerEvent``), so a shape we get wrong fails here.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from openai.types.realtime import RealtimeServerEvent
+from pydantic import TypeAdapter
+
+from agent.realtime.brain import Rule, ScriptedBrain
+from agent.realtime.protocol import Limits, ProtocolError, RealtimeProtocol, parse_client_event
+
+SERVER_EVENT = TypeAdapter(RealtimeServerEvent)
+RATE = 24_000
+
+
+def tone(ms: int, amplitude: int = 8000, freq: float = 220.0) -> np.ndarray:
+    t = np.arange(RATE * ms // 1000) / RATE
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+def silence(ms: int) -> np.ndarray:
+    return np.zeros(RATE * ms // 1000, np.int16)
+
+
+def b64(pcm: np.ndarray) -> str:
+    return base64.b64encode(pcm.astype("<i2").tobytes()).decode()
+
+
+class Driver:
+    """A client on a simulated clock: sends JSON, collects validated server events.
+
+    Speech for replies is a tone of 60 ms per word, made at once (no espeak).
+    """
+
+    def __init__(self, brain: ScriptedBrain | None = None, limits: Limits = Limits()) -> None:
+        self.now = 1000.0
+        self.proto = RealtimeProtocol(session_id="sess_test", brain=brain or ScriptedBrain(), now=self.now, limits=limits)
+        self.events: list[dict[str, Any]] = []
+        self._collect(self.proto.start())
+
+    def _collect(self, out: list[Any]) -> list[dict[str, Any]]:
+        got = []
+        for ev in out:
+            data = json.loads(ev.model_dump_json(exclude_unset=True))
+            SERVER_EVENT.validate_python(data)  # the shape OpenAI's SDK expects
+            got.append(data)
+        self.events += got
+        for req in self.proto.speech_requests():
+            words = max(1, len(req.text.split()))
+            got += self._collect(self.proto.speech_ready(req.request_id, tone(60 * words), self.now))
+        return got
+
+    def send(self, event: dict[str, Any] | str) -> list[dict[str, Any]]:
+        raw = event if isinstance(event, str) else json.dumps(event)
+        try:
+            parsed = parse_client_event(raw)
+        except ProtocolError as err:
+            return self._collect(self.proto.error_event(err))
+        return self._collect(self.proto.receive(parsed, self.now))
+
+    def append(self, pcm: np.ndarray, chunk_ms: int = 20) -> list[dict[str, Any]]:
+        got = []
+        step = RATE * chunk_ms // 1000
+        for i in range(0, len(pcm), step):
+            got += self.send({"type": "input_audio_buffer.append", "audio": b64(pcm[i : i + step])})
+            self.now += chunk_ms / 1000
+            got += self._collect(self.proto.tick(self.now))
+        return got
+
+    def run(self, seconds: float) -> list[dict[str, Any]]:
+        """Advance the clock, ticking at each deadline."""
+        end = self.now + seconds
+        got = []
+        while True:
+            deadline = self.proto.next_deadline()
+            if deadline is None or deadline > end:
+                break
+            self.now = max(self.now, deadline)
+            got += self._collect(self.proto.tick(self.now))
+        self.now = end
+        return got
+
+    def types(self, events: list[dict[str, Any]] | None = None) -> list[str]:
+        return [e["type"] for e in (self.events if events is None else events)]
+
+    def last(self, type_: str) -> dict[str, Any]:
+        return [e for e in self.events if e["type"] == type_][-1]
+
+
+def manual(driver: Driver) -> None:
+    driver.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}}}})
+
+
+# ------------------------------------------------------------------ session
+
+
+def test_session_created_first_then_update_is_acknowledged() -> None:
+    d = Driver()
+    assert d.types() == ["session.created"]
+    got = d.send({"type": "session.update", "session": {"type": "realtime", "instructions": "Be brief."}})
+    assert d.types(got) == ["session.updated"]
+    assert got[0]["session"]["instructions"] == "Be brief."
+
+
+def test_session_update_with_unsupported_audio_format_is_an_error_and_keeps_the_old_one() -> None:
+    d = Driver()
+    got = d.send(
+        {"type": "session.update", "event_id": "ev1",
+         "session": {"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}}
+    )  # fmt: skip
+    assert d.types(got) == ["error"]
+    assert got[0]["error"]["event_id"] == "ev1"
+    assert d.proto.session["audio"]["input"]["format"]["rate"] == 24000
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("{not json", "invalid_json"),
+        (json.dumps({"type": "no.such.event", "event_id": "e9"}), "invalid_value"),
+        (json.dumps({"event_id": "e9"}), "missing_required_parameter"),
+        (json.dumps({"type": "conversation.item.truncate", "event_id": "e9"}), "missing_required_parameter"),
+    ],
+)
+def test_bad_client_events_get_an_error_and_the_session_goes_on(raw: str, code: str) -> None:
+    d = Driver()
+    got = d.send(raw)
+    assert d.types(got) == ["error"]
+    assert got[0]["error"]["code"] == code
+    if "e9" in raw:
+        assert got[0]["error"]["event_id"] == "e9"
+    manual(d)
+    reply = d.send({"type": "conversation.item.create",
+                    "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}})  # fmt: skip
+    assert "conversation.item.added" in d.types(reply)
+    d.send({"type": "response.create"})
+    d.run(10)
+    assert d.last("response.done")["response"]["status"] == "completed"
+
+
+def test_invalid_base64_audio_is_an_error() -> None:
+    d = Driver()
+    got = d.send({"type": "input_audio_buffer.append", "audio": "@@@not base64@@@", "event_id": "a1"})
+    assert d.types(got) == ["error"]
+    assert got[0]["error"]["event_id"] == "a1"
+
+
+def test_odd_byte_count_pcm16_is_an_error() -> None:
+    d = Driver()
+    got = d.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(b"\x00\x01\x02").decode()})
+    assert d.types(got) == ["error"]
+
+
+# ------------------------------------------------------------------ turns
+
+
+def test_server_vad_turn_answers_after_the_end_of_speech() -> None:
+    d = Driver()
+    d.append(silence(300))
+    started = d.append(tone(1000))
+    assert "input_audio_buffer.speech_started" in d.types(started)
+    assert "response.created" not in d.types(started)
+    after = d.append(silence(800))
+    types = d.types(after)
+    assert types.index("input_audio_buffer.speech_stopped") < types.index("input_audio_buffer.committed")
+    assert types.index("input_audio_buffer.committed") < types.index("response.created")
+    stopped = d.last("input_audio_buffer.speech_stopped")
+    # speech ended at 1300 ms of session audio; stopped is reported after silence_duration_ms
+    assert 1250 <= stopped["audio_end_ms"] <= 1900
+    d.run(10)
+    done = d.last("response.done")["response"]
+    assert done["status"] == "completed"
+    assert done["usage"]["input_token_details"]["audio_tokens"] > 0
+    assert done["usage"]["output_token_details"]["audio_tokens"] > 0
+    assert d.types().count("response.output_audio.delta") >= 2
+
+
+def test_response_event_order_matches_openai() -> None:
+    d = Driver()
+    manual(d)
+    d.send({"type": "conversation.item.create",
+            "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}})  # fmt: skip
+    first = len(d.events)
+    d.send({"type": "response.create"})
+    d.run(10)
+    types = [t for t in d.types(d.events[first:]) if not t.endswith(".delta")]
+    assert types == [
+        "response.created",
+        "rate_limits.updated",
+        "response.output_item.added",
+        "conversation.item.added",
+        "response.content_part.added",
+        "response.output_audio.done",
+        "response.output_audio_transcript.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "conversation.item.done",
+        "response.done",
+    ]
+
+
+def test_response_metadata_is_echoed() -> None:
+    d = Driver()
+    manual(d)
+    got = d.send({"type": "response.create", "response": {"metadata": {"client_event_id": "abc"}}})
+    assert d.types(got)[0] == "response.created"
+    assert got[0]["response"]["metadata"] == {"client_event_id": "abc"}
+
+
+def test_say_exactly_instructions_are_spoken_verbatim() -> None:
+    d = Driver()
+    manual(d)
+    d.send({"type": "response.create", "response": {"instructions": 'Greet. Say exactly: "Hello! I\'m an AI assistant."'}})
+    d.run(10)
+    assert d.last("response.output_audio_transcript.done")["transcript"] == "Hello! I'm an AI assistant."
+
+
+def test_second_response_while_one_is_active_is_refused() -> None:
+    d = Driver()
+    manual(d)
+    d.send({"type": "response.create"})
+    got = d.send({"type": "response.create", "event_id": "r2"})
+    assert d.types(got) == ["error"]
+    assert got[0]["error"]["code"] == "conversation_already_has_active_response"
+
+
+def test_cancel_without_response_returns_error() -> None:
+    d = Driver()
+    got = d.send({"type": "response.cancel", "event_id": "c1"})
+    assert d.types(got) == ["error"]
+    assert got[0]["error"]["code"] == "response_cancel_not_active"
+
+
+def test_caller_speaking_during_a_response_cancels_it() -> None:
+    d = Driver()  # server VAD, interrupt_response on by default
+    d.send({"type": "response.create", "response": {"instructions": 'Say exactly: "' + "word " * 60 + '"'}})
+    d.run(0.5)
+    assert d.types().count("response.output_audio.delta") > 0
+    d.append(tone(400))
+    cancelled_at = d.types().index("response.done")
+    done = d.events[cancelled_at]["response"]
+    assert done["status"] == "cancelled"
+    assert done["status_details"]["reason"] == "turn_detected"
+    # 60 words = 3.6 s of audio = 36 deltas; far fewer went out, none after the cancel
+    assert d.types().count("response.output_audio.delta") < 36
+    d.run(5)
+    assert "response.output_audio.delta" not in d.types(d.events[cancelled_at:])
+
+
+def test_commit_with_too_little_audio_is_refused() -> None:
+    d = Driver()
+    manual(d)
+    d.append(tone(50))
+    got = d.send({"type": "input_audio_buffer.commit"})
+    assert d.types(got) == ["error"]
+    assert got[0]["error"]["code"] == "input_audio_buffer_commit_empty"
+
+
+# ------------------------------------------------------------------ conversation
+
+
+def test_truncate_past_the_end_is_an_error() -> None:
+    d = Driver()
+    manual(d)
+    d.send({"type": "response.create", "response": {"instructions": 'Say exactly: "one two three"'}})
+    d.run(10)
+    item_id = d.last("response.output_item.done")["item"]["id"]
+    got = d.send({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": 999_999})
+    assert d.types(got) == ["error"]
+    ok = d.send({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": 60})
+    assert d.types(ok) == ["conversation.item.truncated"]
+
+
+def test_truncate_at_zero_before_any_audio_is_accepted() -> None:
+    d = Driver()
+    manual(d)
+    d.send({"type": "response.create", "response": {"instructions": 'Say exactly: "one two three"'}})
+    d.run(10)
+    item_id = d.last("response.output_item.done")["item"]["id"]
+    got = d.send({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": 0})
+    assert d.types(got) == ["conversation.item.truncated"]
+
+
+def test_items_are_chained_by_previous_item_id_and_can_be_deleted() -> None:
+    d = Driver()
+    manual(d)
+    ids = []
+    for text in ("one", "two"):
+        got = d.send({"type": "conversation.item.create",
+                      "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}})  # fmt: skip
+        ids.append(got[0]["item"]["id"])
+        prev = got[0]["previous_item_id"]
+    assert prev == ids[0]
+    got = d.send({"type": "conversation.item.delete", "item_id": ids[0]})
+    assert d.types(got) == ["conversation.item.deleted"]
+    got = d.send({"type": "conversation.item.retrieve", "item_id": ids[0], "event_id": "x"})
+    assert d.types(got) == ["error"]
+
+
+def test_rules_call_a_tool_then_answer_with_its_output() -> None:
+    brain = ScriptedBrain(rules=[Rule(match=r"latte", call="place_order", arguments={"item": "latte", "quantity": 2})])
+    d = Driver(brain)
+    d.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}},
+            "tools": [{"type": "function", "name": "place_order", "description": "order",
+                       "parameters": {"type": "object", "properties": {"item": {"type": "string"}, "quantity": {"type": "integer"}}}}]}})  # fmt: skip
+    d.send({"type": "conversation.item.create",
+            "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "two lattes please"}]}})  # fmt: skip
+    d.send({"type": "response.create"})
+    d.run(10)
+    call = d.last("response.function_call_arguments.done")
+    assert call["name"] == "place_order"
+    assert json.loads(call["arguments"]) == {"item": "latte", "quantity": 2}
+    d.send({"type": "conversation.item.create",
+            "item": {"type": "function_call_output", "call_id": call["call_id"], "output": "order #17"}})  # fmt: skip
+    d.send({"type": "response.create"})
+    d.run(10)
+    assert "order #17" in d.last("response.output_audio_transcript.done")["transcript"]
+
+
+def test_session_expires_with_session_expired_error() -> None:
+    d = Driver(limits=Limits(max_session_s=5))
+    d.run(6)
+    err = d.last("error")["error"]
+    assert err["code"] == "session_expired"
+    assert err["type"] == "invalid_request_error"
+    assert d.proto.closed
