@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agent.stack import livekit_server_binary
 from agent.testing.caller import Caller
 from agent.testing.harness import free_port
 from agent.testing.netns import SERVER_IP
@@ -42,8 +43,7 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         AGENT_LOCAL_REALTIME_PORT=str(free_port()),
         AGENT_HTTP_PORT=str(free_port()),
         AGENT_CACHE_DIR=str(tmp_path / "cache"),
-        LIVEKIT_SERVER_BIN=os.environ.get("LIVEKIT_SERVER_BIN")
-        or str(Path.home() / ".cache/agent-worker/livekit-server-v1.13.5/server"),
+        LIVEKIT_SERVER_BIN=str(livekit_server_binary()),
     )
     room = f"up-{uuid.uuid4().hex[:6]}"
     out_path = tmp_path / "up.out"
