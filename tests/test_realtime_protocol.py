@@ -336,3 +336,80 @@ def test_session_expires_with_session_expired_error() -> None:
     assert err["code"] == "session_expired"
     assert err["type"] == "invalid_request_error"
     assert d.proto.closed
+
+
+# ------------------------------------------------------------------ tool_choice
+
+ORDER_TOOL = {
+    "type": "function", "name": "place_order", "description": "Place an order for drinks",
+    "parameters": {"type": "object", "required": ["item", "quantity"], "additionalProperties": False,
+                   "properties": {"item": {"type": "string", "enum": ["latte", "espresso"]},
+                                  "quantity": {"type": "integer", "minimum": 1}}},
+}  # fmt: skip
+TIME_TOOL = {"type": "function", "name": "get_time", "description": "Tell the time",
+             "parameters": {"type": "object", "properties": {}}}  # fmt: skip
+
+
+def _tools_session(d: Driver, tool_choice: Any = "auto") -> None:
+    d.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"turn_detection": None}},
+            "tools": [TIME_TOOL, ORDER_TOOL], "tool_choice": tool_choice}})  # fmt: skip
+
+
+def _user_says(d: Driver, text: str, response: dict[str, Any] | None = None) -> dict[str, Any]:
+    d.send({"type": "conversation.item.create",
+            "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}})  # fmt: skip
+    d.send({"type": "response.create", **({"response": response} if response else {})})
+    d.run(10)
+    return d.last("response.done")["response"]
+
+
+def _calls(response: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(o["name"], json.loads(o["arguments"])) for o in response["output"] if o["type"] == "function_call"]
+
+
+def test_tool_choice_required_makes_a_schema_valid_call_whatever_the_brain_says() -> None:
+    from jsonschema import validate
+
+    d = Driver()  # the default brain never calls tools
+    _tools_session(d, "required")
+    response = _user_says(d, "I want to order a drink please")
+    calls = _calls(response)
+    assert [name for name, _ in calls] == ["place_order"]  # best word match: "order", "drink"
+    validate(calls[0][1], ORDER_TOOL["parameters"])
+    assert not [o for o in response["output"] if o["type"] == "message"]
+
+
+def test_named_tool_choice_repairs_invalid_brain_arguments() -> None:
+    from jsonschema import validate
+
+    brain = ScriptedBrain(rules=[Rule(match="lattes", call="place_order", arguments={"item": "latte", "quantity": "two"})])
+    d = Driver(brain)
+    _tools_session(d, {"type": "function", "name": "place_order"})
+    calls = _calls(_user_says(d, "two lattes"))
+    assert len(calls) == 1 and calls[0][0] == "place_order"
+    validate(calls[0][1], ORDER_TOOL["parameters"])
+    assert calls[0][1]["item"] == "latte"  # the valid part of what the brain said is kept
+
+
+def test_tool_choice_none_in_the_response_overrides_the_session() -> None:
+    brain = ScriptedBrain(rules=[Rule(match="lattes", call="place_order", arguments={"item": "latte", "quantity": 2})])
+    d = Driver(brain)
+    _tools_session(d, "auto")
+    response = _user_says(d, "two lattes", response={"tool_choice": "none"})
+    assert _calls(response) == []
+    assert [o["type"] for o in response["output"]] == ["message"]
+
+
+def test_per_response_named_choice_wins_over_session_auto() -> None:
+    d = Driver()
+    _tools_session(d, "auto")
+    response = _user_says(d, "hello", response={"tool_choice": {"type": "function", "name": "get_time"}})
+    assert _calls(response) == [("get_time", {})]
+
+
+def test_auto_never_calls_an_undeclared_tool() -> None:
+    brain = ScriptedBrain(rules=[Rule(match="refund", call="issue_refund", say="Let me see.")])
+    d = Driver(brain)
+    _tools_session(d, "auto")
+    response = _user_says(d, "I want a refund")
+    assert _calls(response) == []

@@ -159,7 +159,7 @@ class ScriptedBrain:
                 continue
             values = {**memory, **{k: v for k, v in m.groupdict().items() if v is not None}}
             calls: tuple[ToolCall, ...] = ()
-            if rule.call and inp.tool_choice != "none":
+            if rule.call:  # tool_choice is applied after the brain (tool_choice.py)
                 calls = (ToolCall(rule.call, _fill(rule.arguments, values)),)
             say = _fill(rule.say, values) if rule.say else None
             return Reply(say=say, calls=calls)

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import audio as audio_codec
 from .brain import Brain, BrainInput, Reply, ToolSpec, Turn
+from .tool_choice import apply_tool_choice
 from .vad import EnergyVad, SpeechStarted, SpeechStopped, VadConfig
 
 # One table: event type -> the openai model that validates it.
@@ -675,7 +676,8 @@ class RealtimeProtocol:
                 ],
             ),
         ]
-        resp.reply = self.brain.reply(self._brain_input(params))
+        inp = self._brain_input(params)
+        resp.reply = apply_tool_choice(self.brain.reply(inp), inp)
         if resp.reply.say:
             out += self._open_message(resp)
         else:
