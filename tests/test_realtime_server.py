@@ -1,0 +1,197 @@
+"""The local realtime server over real WebSockets.
+
+Client 2 of the issue is the `openai` SDK's own realtime client
+(``AsyncOpenAI(base_url=...).realtime.connect``); the raw `websockets`
+client covers the HTTP-level answers (401, 404, 429) and bad frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest
+import websockets
+from openai import AsyncOpenAI
+from openai.types.realtime import RealtimeServerEvent
+from pydantic import TypeAdapter
+
+from agent.realtime.brain import Rule, ScriptedBrain
+from agent.realtime.protocol import Limits
+from agent.realtime.server import RealtimeServer, ServerOptions
+
+SERVER_EVENT = TypeAdapter(RealtimeServerEvent)
+KEY = "test-key-0123456789"
+
+ORDER_TOOL = {
+    "type": "function",
+    "name": "place_order",
+    "description": "Place an order",
+    "parameters": {
+        "type": "object",
+        "required": ["item", "quantity"],
+        "properties": {"item": {"type": "string"}, "quantity": {"type": "integer"}},
+    },
+}
+
+
+def brain() -> ScriptedBrain:
+    return ScriptedBrain(rules=[Rule(match=r"(?P<n>two) lattes", call="place_order", arguments={"item": "latte", "quantity": 2})])
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RealtimeServer]:
+    srv = RealtimeServer(ServerOptions(port=0, api_key=KEY, max_sessions=3, brain_factory=brain,
+                                       limits=Limits(max_event_bytes=64 * 1024)))  # fmt: skip
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.aclose()
+
+
+def url(srv: RealtimeServer, path: str = "/v1/realtime?model=gpt-realtime") -> str:
+    return f"ws://127.0.0.1:{srv.port}{path}"
+
+
+async def recv_until(ws: Any, type_: str, timeout: float = 10) -> list[dict[str, Any]]:
+    events = []
+    async with asyncio.timeout(timeout):
+        while True:
+            data = json.loads(await ws.recv())
+            SERVER_EVENT.validate_python(data)
+            events.append(data)
+            if data["type"] == type_:
+                return events
+
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+# ------------------------------------------------------------------ HTTP level
+
+
+async def test_wrong_key_gets_401_with_an_openai_shaped_body(server: RealtimeServer) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        with pytest.raises(websockets.InvalidStatus) as info:
+            async with websockets.connect(url(server), additional_headers=headers):
+                pass
+        response = info.value.response
+        assert response.status_code == 401
+        error = json.loads(response.body)["error"]
+        assert error["code"] == "invalid_api_key" and error["type"] == "invalid_request_error"
+
+
+async def test_unknown_path_is_404(server: RealtimeServer) -> None:
+    with pytest.raises(websockets.InvalidStatus) as info:
+        async with websockets.connect(url(server, "/v2/nothing"), additional_headers=AUTH):
+            pass
+    assert info.value.response.status_code == 404
+
+
+async def test_sessions_over_the_cap_are_refused_with_429(server: RealtimeServer) -> None:
+    open_ = [await websockets.connect(url(server), additional_headers=AUTH) for _ in range(3)]
+    try:
+        for ws in open_:
+            await recv_until(ws, "session.created")
+        with pytest.raises(websockets.InvalidStatus) as info:
+            async with websockets.connect(url(server), additional_headers=AUTH):
+                pass
+        assert info.value.response.status_code == 429
+        assert json.loads(info.value.response.body)["error"]["code"] == "session_limit_reached"
+    finally:
+        for ws in open_:
+            await ws.close()
+    await asyncio.sleep(0.1)
+    async with websockets.connect(url(server), additional_headers=AUTH) as ws:  # room again once closed
+        await recv_until(ws, "session.created")
+
+
+# ------------------------------------------------------------------ bad frames keep the session
+
+
+async def test_bad_frames_get_errors_and_the_session_still_answers(server: RealtimeServer) -> None:
+    async with websockets.connect(url(server), additional_headers=AUTH) as ws:
+        await recv_until(ws, "session.created")
+        bad: list[tuple[str, str]] = [
+            ("{oops", "invalid_json"),
+            (json.dumps({"type": "nope", "event_id": "e1"}), "invalid_value"),
+            (json.dumps({"type": "input_audio_buffer.append", "audio": "!!", "event_id": "e2"}), "invalid_value"),
+            (json.dumps({"type": "input_audio_buffer.append", "audio": "A" * 70_000, "event_id": "e3"}), "message_too_large"),
+            (json.dumps({"type": "conversation.item.truncate", "item_id": "x", "content_index": 0,
+                         "audio_end_ms": 10, "event_id": "e4"}), "item_not_found"),  # fmt: skip
+        ]
+        for raw, code in bad:
+            await ws.send(raw)
+            error = (await recv_until(ws, "error"))[-1]["error"]
+            assert error["code"] == code, (raw[:60], error)
+        await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+            "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}}))  # fmt: skip
+        await ws.send(json.dumps({"type": "response.create"}))
+        done = (await recv_until(ws, "response.done"))[-1]
+        assert done["response"]["status"] == "completed"
+
+
+async def test_session_ends_at_max_duration_like_openai() -> None:
+    srv = RealtimeServer(ServerOptions(port=0, limits=Limits(max_session_s=0.5)))
+    await srv.start()
+    try:
+        async with websockets.connect(url(srv)) as ws:
+            events = await recv_until(ws, "error", timeout=5)
+            assert events[-1]["error"]["code"] == "session_expired"
+            with pytest.raises(websockets.ConnectionClosedOK):
+                await asyncio.wait_for(ws.recv(), 5)
+    finally:
+        await srv.aclose()
+
+
+# ------------------------------------------------------------------ client 2: the openai SDK
+
+
+async def test_openai_sdk_client_tool_call_round_trip_with_spoken_answer(server: RealtimeServer) -> None:
+    client = AsyncOpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key=KEY)
+    async with client.realtime.connect(model="gpt-realtime") as conn:
+        await conn.session.update(session={"type": "realtime", "output_modalities": ["audio"], "tools": [ORDER_TOOL],
+                                           "audio": {"input": {"turn_detection": None}}})  # fmt: skip
+        await conn.conversation.item.create(
+            item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "I'd like two lattes"}]}
+        )
+        await conn.response.create()
+        call = None
+        async for event in conn:  # typed events, parsed by the SDK itself
+            if event.type == "error":
+                pytest.fail(f"server error: {event.error}")
+            if event.type == "response.function_call_arguments.done":
+                call = event
+            if event.type == "response.done":
+                break
+        assert call is not None and call.name == "place_order"
+        assert json.loads(call.arguments) == {"item": "latte", "quantity": 2}
+
+        await conn.conversation.item.create(
+            item={"type": "function_call_output", "call_id": call.call_id, "output": json.dumps({"message": "Order 42 placed."})}
+        )
+        await conn.response.create()
+        audio = bytearray()
+        transcript = ""
+        usage = None
+        async for event in conn:
+            if event.type == "response.output_audio.delta":
+                audio += base64.b64decode(event.delta)
+            elif event.type == "response.output_audio_transcript.done":
+                transcript = event.transcript
+            elif event.type == "response.done":
+                usage = event.response.usage
+                assert event.response.status == "completed"
+                break
+        assert "Order 42 placed." in transcript
+        pcm = np.frombuffer(bytes(audio), dtype="<i2")
+        assert len(pcm) > 24_000 * 0.5, "less than half a second of audio"
+        assert np.sqrt(np.mean(pcm.astype(np.float64) ** 2)) > 300, "the audio is silent"
+        assert usage is not None and usage.output_token_details is not None
+        assert usage.output_token_details.audio_tokens == pytest.approx(len(pcm) / 24_000 * 1000 / 50, abs=1)
+        assert usage.input_tokens and usage.input_tokens > 0
