@@ -14,6 +14,7 @@ from livekit.plugins import openai
 from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
 
 from .config import Settings
+from .tools import build_tools
 
 log = logging.getLogger("agent.session")
 
@@ -51,7 +52,7 @@ def build_model(settings: Settings) -> openai.realtime.RealtimeModel:
 
 class VoiceAgent(Agent):
     def __init__(self, settings: Settings) -> None:
-        super().__init__(instructions=settings.instructions)
+        super().__init__(instructions=settings.instructions, tools=build_tools())
         self._greeting = settings.greeting
 
     async def on_enter(self) -> None:

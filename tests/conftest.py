@@ -10,11 +10,13 @@ import pytest
 
 from agent.testing.harness import NotInNamespace, Testbed
 
+BRAIN_SCRIPT = Path(__file__).parent / "data" / "brain.yaml"
+
 
 @pytest.fixture(scope="session")
 def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     try:
-        bed = Testbed(tmp_path_factory.mktemp("testbed"))
+        bed = Testbed(tmp_path_factory.mktemp("testbed"), realtime_env={"AGENT_BRAIN_SCRIPT": str(BRAIN_SCRIPT)})
     except NotInNamespace as e:
         pytest.fail(str(e), pytrace=False)
     bed.start()

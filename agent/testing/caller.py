@@ -16,6 +16,7 @@ import collections
 import contextlib
 import logging
 import math
+import re
 import subprocess
 import time
 import wave
@@ -29,6 +30,7 @@ __all__ = [
     "Caller",
     "ReceivedFrame",
     "Recording",
+    "Transcript",
     "load_wav",
     "make_token",
     "speech_wav",
@@ -289,6 +291,20 @@ def _sum_squares(pcm: np.ndarray) -> float:
 # --------------------------------------------------------------------------- caller
 
 
+@dataclass(frozen=True)
+class Transcript:
+    """One finished text stream on ``lk.transcription`` (what the agent said, as text)."""
+
+    time: float  # when the stream finished
+    identity: str
+    text: str
+    attributes: dict[str, str]
+
+
+TOPIC_CHAT = "lk.chat"
+TOPIC_TRANSCRIPTION = "lk.transcription"
+
+
 @dataclass
 class _Utterance:
     pcm: np.ndarray  # int16 mono at SAMPLE_RATE
@@ -316,6 +332,8 @@ class Caller:
         self._queue: collections.deque[_Utterance] = collections.deque()
         self._mic_task: asyncio.Task[None] | None = None
         self._recorders: dict[str, asyncio.Task[None]] = {}  # track sid -> task
+        self.transcripts: list[Transcript] = []
+        self._text_atasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
     @property
@@ -330,6 +348,7 @@ class Caller:
             raise RuntimeError("Caller.join() called twice")
         room = self._room = rtc.Room()
         room.on("track_subscribed", self._on_track_subscribed)
+        room.register_text_stream_handler(TOPIC_TRANSCRIPTION, self._on_transcription)
         await room.connect(self.url, self._token, rtc.RoomOptions(auto_subscribe=True))
         self.joined_at = time.time()
         self.identity = room.local_participant.identity
@@ -399,6 +418,25 @@ class Caller:
                 )
             await asyncio.sleep(0.02)
 
+    async def send_chat(self, text: str) -> None:
+        """Type ``text`` into the room chat (``lk.chat``), as LiveKit's web components do."""
+        await self.room.local_participant.send_text(text, topic=TOPIC_CHAT)
+
+    async def wait_for_transcript(
+        self, pattern: str, *, timeout: float, after: float | None = None, identity: str | None = None
+    ) -> Transcript:
+        """The first agent transcript matching the regex ``pattern`` (case-insensitive)."""
+        regex = re.compile(pattern, re.IGNORECASE)
+        deadline = time.monotonic() + timeout
+        while True:
+            for t in self.transcripts:
+                if (after is None or t.time > after) and (identity is None or t.identity == identity) and regex.search(t.text):
+                    return t
+            if time.monotonic() >= deadline:
+                seen = [t.text for t in self.transcripts if after is None or t.time > after]
+                raise TimeoutError(f"{self.identity}: no transcript matching {pattern!r} within {timeout}s; saw {seen}")
+            await asyncio.sleep(0.05)
+
     async def wait_for_quiet(
         self,
         quiet: float = 1.0,
@@ -425,7 +463,7 @@ class Caller:
         if self._closed:
             return
         self._closed = True
-        tasks = [t for t in (self._mic_task, *self._recorders.values()) if t is not None]
+        tasks = [t for t in (self._mic_task, *self._recorders.values(), *self._text_atasks) if t is not None]
         for t in tasks:
             t.cancel()
         if tasks:
@@ -460,6 +498,18 @@ class Caller:
             self._record(track, participant.identity), name=f"caller-rec-{self.identity}<-{participant.identity}"
         )
         self._recorders[track.sid] = task
+
+    def _on_transcription(self, reader: rtc.TextStreamReader, identity: str) -> None:
+        if self._closed:
+            return
+        task = asyncio.get_running_loop().create_task(self._read_transcript(reader, identity), name=f"caller-text-{self.identity}")
+        self._text_atasks.add(task)
+        task.add_done_callback(self._text_atasks.discard)
+
+    async def _read_transcript(self, reader: rtc.TextStreamReader, identity: str) -> None:
+        text = await reader.read_all()
+        attributes = dict(reader.info.attributes or {})
+        self.transcripts.append(Transcript(time.time(), identity, text, attributes))
 
     async def _record(self, track: rtc.Track, identity: str) -> None:
         stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
