@@ -54,6 +54,8 @@ class Driver:
             SERVER_EVENT.validate_python(data)  # the shape OpenAI's SDK expects
             got.append(data)
         self.events += got
+        for job in self.proto.transcription_requests():
+            got += self._collect(self.proto.transcription_ready(job.item_id, f"heard {len(job.pcm)} samples", self.now))
         for req in self.proto.speech_requests():
             words = max(1, len(req.text.split()))
             got += self._collect(self.proto.speech_ready(req.request_id, tone(60 * words), self.now))
@@ -413,3 +415,23 @@ def test_auto_never_calls_an_undeclared_tool() -> None:
     _tools_session(d, "auto")
     response = _user_says(d, "I want a refund")
     assert _calls(response) == []
+
+
+# ------------------------------------------------------------------ input transcription
+
+
+def test_input_transcription_only_when_the_session_asks() -> None:
+    d = Driver()
+    d.append(np.concatenate([silence(200), tone(800), silence(800)]))
+    assert "conversation.item.input_audio_transcription.completed" not in d.types()
+
+    d = Driver()
+    d.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"transcription": {"model": "whisper-1"}}}}})
+    d.append(np.concatenate([silence(200), tone(800), silence(800)]))
+    committed = d.last("input_audio_buffer.committed")["item_id"]
+    done = d.last("conversation.item.input_audio_transcription.completed")
+    assert done["item_id"] == committed
+    assert done["transcript"].startswith("heard ")
+    assert done["usage"]["type"] == "duration" and done["usage"]["seconds"] > 0.8
+    retrieved = d.send({"type": "conversation.item.retrieve", "item_id": committed})
+    assert retrieved[0]["item"]["content"][0]["transcript"] == done["transcript"]

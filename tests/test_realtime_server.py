@@ -195,3 +195,22 @@ async def test_openai_sdk_client_tool_call_round_trip_with_spoken_answer(server:
         assert usage is not None and usage.output_token_details is not None
         assert usage.output_token_details.audio_tokens == pytest.approx(len(pcm) / 24_000 * 1000 / 50, abs=1)
         assert usage.input_tokens and usage.input_tokens > 0
+
+
+async def test_spoken_turn_is_transcribed_when_asked(server: RealtimeServer) -> None:
+    from agent.realtime.speech import Synthesizer
+
+    sentence = await Synthesizer().synthesize("What time does the coffee shop open on Sunday morning")
+    audio = np.concatenate([np.zeros(4800, np.int16), sentence, np.zeros(24_000, np.int16)])
+    async with websockets.connect(url(server), additional_headers=AUTH) as ws:
+        await recv_until(ws, "session.created")
+        await ws.send(json.dumps({"type": "session.update", "session": {
+            "type": "realtime", "audio": {"input": {"transcription": {"model": "gpt-4o-mini-transcribe"}}}}}))  # fmt: skip
+        for i in range(0, len(audio), 2400):
+            chunk = base64.b64encode(audio[i : i + 2400].astype("<i2").tobytes()).decode()
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": chunk}))
+        events = await recv_until(ws, "conversation.item.input_audio_transcription.completed", timeout=20)
+        committed = next(e for e in events if e["type"] == "input_audio_buffer.committed")
+        done = events[-1]
+        assert done["item_id"] == committed["item_id"]
+        assert "sunday morning" in done["transcript"].lower(), done["transcript"]

@@ -116,6 +116,15 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class TranscriptionRequest:
+    """User audio the shell must transcribe (24 kHz int16); answered with
+    ``transcription_ready`` or ``transcription_failed``."""
+
+    item_id: str
+    pcm: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
 class SpeechRequest:
     request_id: str
     text: str
@@ -227,6 +236,7 @@ class RealtimeProtocol:
         self._assistant_audio: dict[str, np.ndarray] = {}
         self._response: _Response | None = None
         self._speech_out: list[SpeechRequest] = []
+        self._transcribe_out: list[TranscriptionRequest] = []
 
     # ---- ids and helpers -------------------------------------------------
     def _id(self, kind: str) -> str:
@@ -306,6 +316,53 @@ class RealtimeProtocol:
     def speech_requests(self) -> list[SpeechRequest]:
         out, self._speech_out = self._speech_out, []
         return out
+
+    def transcription_requests(self) -> list[TranscriptionRequest]:
+        out, self._transcribe_out = self._transcribe_out, []
+        return out
+
+    def transcription_ready(self, item_id: str, transcript: str, now: float) -> list[BaseModel]:
+        """The transcript of a committed user item: stored on the item (later
+        responses see it) and sent as delta + completed events."""
+        item = self._items.get(item_id)
+        if item is None or self.closed:
+            return []  # deleted meanwhile
+        content = [
+            part.model_copy(update={"transcript": transcript}) if getattr(part, "type", None) == "input_audio" else part
+            for part in item.content  # type: ignore[attr-defined]
+        ]
+        self._items[item_id] = item.model_copy(update={"content": content})
+        seconds = self._item_audio_ms.get(item_id, 0) / 1000
+        return [
+            self._ev(
+                rt.ConversationItemInputAudioTranscriptionDeltaEvent,
+                type="conversation.item.input_audio_transcription.delta",
+                item_id=item_id,
+                content_index=0,
+                delta=transcript,
+            ),
+            self._ev(
+                rt.ConversationItemInputAudioTranscriptionCompletedEvent,
+                type="conversation.item.input_audio_transcription.completed",
+                item_id=item_id,
+                content_index=0,
+                transcript=transcript,
+                usage={"type": "duration", "seconds": round(seconds, 3)},
+            ),
+        ]
+
+    def transcription_failed(self, item_id: str, message: str, now: float) -> list[BaseModel]:
+        if item_id not in self._items or self.closed:
+            return []
+        return [
+            self._ev(
+                rt.ConversationItemInputAudioTranscriptionFailedEvent,
+                type="conversation.item.input_audio_transcription.failed",
+                item_id=item_id,
+                content_index=0,
+                error={"type": "transcription_error", "code": "transcription_failed", "message": message},
+            )
+        ]
 
     def speech_ready(self, request_id: str, pcm: np.ndarray, now: float) -> list[BaseModel]:
         resp = self._response
@@ -446,6 +503,8 @@ class RealtimeProtocol:
 
     def _commit(self, item_id: str) -> list[BaseModel]:
         audio_ms = int(self._buffer_samples * 1000 / audio_codec.SAMPLE_RATE)
+        if self._session["audio"]["input"].get("transcription") and self._buffer:
+            self._transcribe_out.append(TranscriptionRequest(item_id, np.concatenate(self._buffer)))
         self._buffer, self._buffer_samples = [], 0
         previous = self._order[-1] if self._order else None
         item = rt.RealtimeConversationItemUserMessage(

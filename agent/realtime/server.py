@@ -33,8 +33,9 @@ from websockets.http11 import Request, Response
 
 from ..config import Settings
 from .brain import Brain, ScriptedBrain
-from .protocol import Limits, ProtocolError, RealtimeProtocol, SpeechRequest, parse_client_event
+from .protocol import Limits, ProtocolError, RealtimeProtocol, SpeechRequest, TranscriptionRequest, parse_client_event
 from .speech import SpeechError, Synthesizer
+from .transcribe import Transcriber, TranscriptionError
 
 log = logging.getLogger("agent.realtime")
 
@@ -67,6 +68,7 @@ class RealtimeServer:
     def __init__(self, options: ServerOptions | None = None) -> None:
         self.options = options or ServerOptions()
         self.synth = Synthesizer()
+        self.transcriber = Transcriber()
         self.sessions = 0
         self._ids = itertools.count(1)
         self._server: Server | None = None
@@ -95,6 +97,7 @@ class RealtimeServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        self.transcriber.close()
 
     async def serve_forever(self) -> None:
         await self.start()
@@ -165,6 +168,10 @@ class _Connection:
             task = asyncio.create_task(self._synthesize(request), name=f"speech:{request.request_id}")
             self._speech_atasks.add(task)
             task.add_done_callback(self._speech_atasks.discard)
+        for job in self._proto.transcription_requests():
+            task = asyncio.create_task(self._transcribe(job), name=f"transcribe:{job.item_id}")
+            self._speech_atasks.add(task)
+            task.add_done_callback(self._speech_atasks.discard)
         if self._proto.closed:
             self._outbox.put_nowait(None)
         self._wake.set()
@@ -177,6 +184,15 @@ class _Connection:
             self._emit(self._proto.speech_failed(request.request_id, str(e), time.monotonic()))
             return
         self._emit(self._proto.speech_ready(request.request_id, pcm, time.monotonic()))
+
+    async def _transcribe(self, job: TranscriptionRequest) -> None:
+        try:
+            text = await self._server.transcriber.transcribe(job.pcm)
+        except TranscriptionError as e:
+            log.error("transcription failed: %s", e)
+            self._emit(self._proto.transcription_failed(job.item_id, str(e), time.monotonic()))
+            return
+        self._emit(self._proto.transcription_ready(job.item_id, text, time.monotonic()))
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write(), name="realtime_writer")
