@@ -11,6 +11,7 @@ import logging
 from livekit.agents import Agent, AgentSession, JobContext, room_io
 from livekit.agents.types import NOT_GIVEN, APIConnectOptions
 from livekit.plugins import openai
+from openai.types.realtime import AudioTranscription
 from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
 
 from .config import Settings
@@ -43,9 +44,9 @@ def build_model(settings: Settings) -> openai.realtime.RealtimeModel:
             create_response=True,
             interrupt_response=True,
         ),
-        # The local backend has no speech recognition yet; asking it for
-        # transcripts would only make the client wait for events that never come.
-        input_audio_transcription=NOT_GIVEN if settings.uses_openai else None,
+        # OpenAI: the plugin's default transcription model. The local backend
+        # transcribes offline (PocketSphinx) and its scripted brain reads the words.
+        input_audio_transcription=NOT_GIVEN if settings.uses_openai else AudioTranscription(model="pocketsphinx"),
         conn_options=APIConnectOptions(max_retry=3, retry_interval=2.0, timeout=10.0),
     )
 

@@ -40,7 +40,10 @@ ORDER_TOOL = {
 
 
 def brain() -> ScriptedBrain:
-    return ScriptedBrain(rules=[Rule(match=r"(?P<n>two) lattes", call="place_order", arguments={"item": "latte", "quantity": 2})])
+    return ScriptedBrain(rules=[
+        Rule(match=r"(?P<n>two) lattes", call="place_order", arguments={"item": "latte", "quantity": 2}),
+        Rule(match=r"open on (?P<day>\w+)", say="We open at nine on {day}."),
+    ])  # fmt: skip
 
 
 @pytest.fixture
@@ -214,3 +217,6 @@ async def test_spoken_turn_is_transcribed_when_asked(server: RealtimeServer) -> 
         done = events[-1]
         assert done["item_id"] == committed["item_id"]
         assert "sunday morning" in done["transcript"].lower(), done["transcript"]
+        # The response waited for the transcript, so the brain's rule matched the spoken words.
+        answer = (await recv_until(ws, "response.output_audio_transcript.done", timeout=20))[-1]
+        assert answer["transcript"] == "We open at nine on sunday."

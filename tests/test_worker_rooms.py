@@ -73,12 +73,16 @@ async def test_agent_answers_after_the_end_of_the_sentence(testbed: Testbed, que
         delay = answer_at - said_end
         print(f"\n[figure] end of caller's sentence -> first answer audio: {delay:.2f}s")
         # Server VAD waits for silence_duration_ms (500 ms) of silence, so an
-        # answer can only start after the sentence ended -- and soon after.
+        # answer can only start after the sentence ended -- and soon after
+        # (transcription and a tool call included).
         assert answer_at > said_end, f"agent spoke {said_end - answer_at:.2f}s before the caller finished"
         assert delay < 5.0
         await caller.wait_for_quiet(1.0, timeout=20)
         answer = caller.heard().filter(after=said_end).speech_segments(SPEECH_DBFS)
         assert sum(e - s for s, e in answer) > 1.0, answer
+        # The words were understood: transcribed offline, matched by the brain's
+        # rule (tests/data/brain.yaml), answered from the worker's opening-hours tool.
+        await caller.wait_for_transcript(r"on sunday we are open 9 am to 3 pm", after=said_start, timeout=5)
     finally:
         await caller.leave()
 

@@ -198,6 +198,13 @@ class _Response:
     sent_samples: int = 0
     sent_words: int = 0
     output: list[BaseModel] = field(default_factory=list)
+    params: Any = None  # the response.create parameters, kept until the brain runs
+    thinking_until: float | None = None  # waiting for a transcript until then
+
+
+# How long a response waits for the transcript of the caller's last turn before
+# the brain replies without it (the words are what the scripted brain reads).
+TRANSCRIPT_WAIT_S = 3.0
 
 
 class RealtimeProtocol:
@@ -237,6 +244,7 @@ class RealtimeProtocol:
         self._response: _Response | None = None
         self._speech_out: list[SpeechRequest] = []
         self._transcribe_out: list[TranscriptionRequest] = []
+        self._pending_transcripts: set[str] = set()
 
     # ---- ids and helpers -------------------------------------------------
     def _id(self, kind: str) -> str:
@@ -324,16 +332,17 @@ class RealtimeProtocol:
     def transcription_ready(self, item_id: str, transcript: str, now: float) -> list[BaseModel]:
         """The transcript of a committed user item: stored on the item (later
         responses see it) and sent as delta + completed events."""
+        self._pending_transcripts.discard(item_id)
         item = self._items.get(item_id)
         if item is None or self.closed:
-            return []  # deleted meanwhile
+            return self._resume_thinking(now)  # deleted meanwhile
         content = [
             part.model_copy(update={"transcript": transcript}) if getattr(part, "type", None) == "input_audio" else part
             for part in item.content  # type: ignore[attr-defined]
         ]
         self._items[item_id] = item.model_copy(update={"content": content})
         seconds = self._item_audio_ms.get(item_id, 0) / 1000
-        return [
+        events = [
             self._ev(
                 rt.ConversationItemInputAudioTranscriptionDeltaEvent,
                 type="conversation.item.input_audio_transcription.delta",
@@ -350,11 +359,13 @@ class RealtimeProtocol:
                 usage={"type": "duration", "seconds": round(seconds, 3)},
             ),
         ]
+        return events + self._resume_thinking(now)
 
     def transcription_failed(self, item_id: str, message: str, now: float) -> list[BaseModel]:
+        self._pending_transcripts.discard(item_id)
         if item_id not in self._items or self.closed:
-            return []
-        return [
+            return self._resume_thinking(now)
+        return self._resume_thinking(now) + [
             self._ev(
                 rt.ConversationItemInputAudioTranscriptionFailedEvent,
                 type="conversation.item.input_audio_transcription.failed",
@@ -385,6 +396,8 @@ class RealtimeProtocol:
         resp = self._response
         if resp and resp.audio is not None and resp.started_at is not None:
             deadlines.append(self._due_time(resp, resp.sent_samples))
+        if resp and resp.thinking_until is not None:
+            deadlines.append(resp.thinking_until)
         return min(deadlines) if deadlines else None
 
     def tick(self, now: float) -> list[BaseModel]:
@@ -402,6 +415,9 @@ class RealtimeProtocol:
             )
             self.closed = True
             return out
+        resp = self._response
+        if resp and resp.thinking_until is not None and now >= resp.thinking_until:
+            out += self._think(resp)
         resp = self._response
         if resp and resp.audio is not None and resp.started_at is not None:
             out += self._stream_audio(resp, now)
@@ -442,7 +458,7 @@ class RealtimeProtocol:
                 if isinstance(vad_event, SpeechStarted):
                     out += self._on_speech_started(vad_event.audio_start_ms)
                 elif isinstance(vad_event, SpeechStopped):
-                    out += self._on_speech_stopped(vad_event.audio_end_ms)
+                    out += self._on_speech_stopped(vad_event.audio_end_ms, now)
             if not self._vad.in_speech:
                 self._trim_buffer()
         return out
@@ -471,7 +487,7 @@ class RealtimeProtocol:
             out += self._finish_response(self._response, status="cancelled", reason="turn_detected")
         return out
 
-    def _on_speech_stopped(self, audio_end_ms: int) -> list[BaseModel]:
+    def _on_speech_stopped(self, audio_end_ms: int, now: float) -> list[BaseModel]:
         item_id = self._vad_item_id or self._id("item")
         self._vad_item_id = None
         out = [
@@ -485,7 +501,7 @@ class RealtimeProtocol:
         out += self._commit(item_id)
         td = self._turn_detection or {}
         if td.get("create_response", True) and self._response is None:
-            out += self._start_response(None)
+            out += self._start_response(None, now)
         return out
 
     def _on_input_audio_buffer_commit(self, event: rt.InputAudioBufferCommitEvent, now: float) -> list[BaseModel]:
@@ -505,6 +521,7 @@ class RealtimeProtocol:
         audio_ms = int(self._buffer_samples * 1000 / audio_codec.SAMPLE_RATE)
         if self._session["audio"]["input"].get("transcription") and self._buffer:
             self._transcribe_out.append(TranscriptionRequest(item_id, np.concatenate(self._buffer)))
+            self._pending_transcripts.add(item_id)
         self._buffer, self._buffer_samples = [], 0
         previous = self._order[-1] if self._order else None
         item = rt.RealtimeConversationItemUserMessage(
@@ -642,7 +659,7 @@ class RealtimeProtocol:
                 "conversation_already_has_active_response",
                 f"Conversation already has an active response in progress: {self._response.id}. Wait until the response is finished before creating a new one.",
             )
-        return self._start_response(event.response)
+        return self._start_response(event.response, now)
 
     def _on_response_cancel(self, event: rt.ResponseCancelEvent, now: float) -> list[BaseModel]:
         resp = self._response
@@ -708,7 +725,7 @@ class RealtimeProtocol:
             text += _text_tokens(getattr(item, "arguments", None)) + _text_tokens(getattr(item, "output", None))
         return text, audio
 
-    def _start_response(self, params: rt.RealtimeResponseCreateParams | None) -> list[BaseModel]:
+    def _start_response(self, params: rt.RealtimeResponseCreateParams | None, now: float) -> list[BaseModel]:
         modalities = (params.output_modalities if params is not None and params.output_modalities else None) or self._session.get("output_modalities") or ["audio"]
         voice = self._session["audio"]["output"].get("voice") or "marin"
         in_conv = not (params is not None and params.conversation == "none")
@@ -735,13 +752,28 @@ class RealtimeProtocol:
                 ],
             ),
         ]
-        inp = self._brain_input(params)
+        resp.params = params
+        if self._pending_transcripts and self._order and self._order[-1] in self._pending_transcripts:
+            resp.thinking_until = now + TRANSCRIPT_WAIT_S
+            return out
+        return out + self._think(resp)
+
+    def _resume_thinking(self, now: float) -> list[BaseModel]:
+        resp = self._response
+        if resp is None or resp.thinking_until is None:
+            return []
+        if self._order and self._order[-1] in self._pending_transcripts:
+            return []
+        return self._think(resp)
+
+    def _think(self, resp: _Response) -> list[BaseModel]:
+        """Ask the brain, then start the message (audio is made by the shell) or the calls."""
+        resp.thinking_until = None
+        inp = self._brain_input(resp.params)
         resp.reply = apply_tool_choice(self.brain.reply(inp), inp)
         if resp.reply.say:
-            out += self._open_message(resp)
-        else:
-            out += self._finish_response(resp, status="completed")
-        return out
+            return self._open_message(resp)
+        return self._finish_response(resp, status="completed")
 
     def _response_model(self, resp: _Response, status: str, **extra: Any) -> rt.RealtimeResponse:
         return rt.RealtimeResponse(

@@ -70,10 +70,15 @@ def make_token(
     return token.to_jwt()
 
 
-def speech_wav(text: str, path: str) -> str:
+# The espeak-ng voice test callers speak with: of the voices tried, the one the
+# local server's offline recognizer (PocketSphinx) understands best.
+CALLER_VOICE = "en-us+f2"
+
+
+def speech_wav(text: str, path: str, *, voice: str = CALLER_VOICE) -> str:
     """Synthesize ``text`` with espeak-ng into ``path`` (22.05 kHz mono WAV); returns ``path``."""
     try:
-        subprocess.run(["espeak-ng", "-w", path, "--", text], check=True, capture_output=True)
+        subprocess.run(["espeak-ng", "-v", voice, "-w", path, "--", text], check=True, capture_output=True)
     except FileNotFoundError as exc:
         raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)") from exc
     except subprocess.CalledProcessError as exc:
