@@ -435,3 +435,48 @@ def test_input_transcription_only_when_the_session_asks() -> None:
     assert done["usage"]["type"] == "duration" and done["usage"]["seconds"] > 0.8
     retrieved = d.send({"type": "conversation.item.retrieve", "item_id": committed})
     assert retrieved[0]["item"]["content"][0]["transcript"] == done["transcript"]
+
+
+# ------------------------------------------------------------------ every client event
+
+
+def test_every_client_event_of_the_ga_set_is_accepted() -> None:
+    d = Driver()
+    manual(d)
+    user = d.send({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                   "content": [{"type": "input_text", "text": "hello"}]}})[0]["item"]["id"]  # fmt: skip
+    d.send({"type": "response.create", "response": {"instructions": 'Say exactly: "one two"'}})
+    d.run(10)
+    assistant = d.last("response.output_item.done")["item"]["id"]
+    accepted = [
+        {"type": "session.update", "session": {"type": "realtime", "instructions": "x"}},
+        {"type": "input_audio_buffer.append", "audio": b64(tone(200))},
+        {"type": "input_audio_buffer.commit"},
+        {"type": "input_audio_buffer.append", "audio": b64(tone(20))},
+        {"type": "input_audio_buffer.clear"},
+        {"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+         "content": [{"type": "input_audio", "audio": b64(tone(300))}]}},  # fmt: skip
+        {"type": "conversation.item.create", "item": {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}},
+        {"type": "conversation.item.create", "item": {"type": "function_call_output", "call_id": "c1", "output": "ok"}},
+        {"type": "conversation.item.retrieve", "item_id": user},
+        {"type": "conversation.item.truncate", "item_id": assistant, "content_index": 0, "audio_end_ms": 50},
+        {"type": "conversation.item.delete", "item_id": user},
+        {"type": "response.create", "response": {"output_modalities": ["text"]}},
+        {"type": "response.create", "response": {"instructions": 'Say exactly: "' + "word " * 60 + '"'}},
+        {"type": "response.cancel"},  # while the long answer streams
+    ]
+    for event in accepted:
+        got = d.send(event)
+        assert "error" not in d.types(got), (event["type"], got)
+        d.run(0.01)
+
+
+def test_output_in_g711_mu_law_is_8khz_bytes() -> None:
+    d = Driver()
+    d.send({"type": "session.update", "session": {"type": "realtime", "audio": {
+        "input": {"turn_detection": None}, "output": {"format": {"type": "audio/pcmu"}}}}})  # fmt: skip
+    d.send({"type": "response.create", "response": {"instructions": 'Say exactly: "one two three"'}})
+    d.run(10)
+    data = b"".join(base64.b64decode(e["delta"]) for e in d.events if e["type"] == "response.output_audio.delta")
+    assert len(data) == 8 * 180  # three words = 180 ms of audio, one byte per 8 kHz sample
+    assert d.last("response.done")["response"]["audio"]["output"]["format"]["type"] == "audio/pcmu"
