@@ -93,6 +93,11 @@ class Settings:
     drain_timeout: int = field(default=30, metadata={"env": "AGENT_DRAIN_TIMEOUT"})
     preflight_timeout: float = field(default=10.0, metadata={"env": "AGENT_PREFLIGHT_TIMEOUT"})
     log_level: str = field(default="INFO", metadata={"env": "AGENT_LOG_LEVEL"})
+    # Tools
+    tools: str = field(default="all", metadata={"env": "AGENT_TOOLS"})
+    tools_file: str | None = field(default=None, metadata={"env": "AGENT_TOOLS_FILE"})
+    db_path: str = field(default="var/agent.db", metadata={"env": "AGENT_DB_PATH"})
+    escalation_webhook: str | None = field(default=None, metadata={"env": "AGENT_ESCALATION_WEBHOOK"})
     # Local stack
     cache_dir: str | None = field(default=None, metadata={"env": "AGENT_CACHE_DIR"})
 

@@ -6,16 +6,21 @@ and the audio front-end) to a room.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+from typing import Any
 
-from livekit.agents import Agent, AgentSession, JobContext, room_io
+from livekit import api
+from livekit.agents import Agent, AgentSession, JobContext, RunContext, room_io
 from livekit.agents.types import NOT_GIVEN, APIConnectOptions
 from livekit.plugins import openai
 from openai.types.realtime import AudioTranscription
 from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
 
 from .config import Settings
-from .tools import build_tools
+from .tools import CallContext, Services, Store, open_registry, tool_names_for_room
+from .tools.builtin import ESCALATION_TOPIC
 
 log = logging.getLogger("agent.session")
 
@@ -52,12 +57,60 @@ def build_model(settings: Settings) -> openai.realtime.RealtimeModel:
 
 
 class VoiceAgent(Agent):
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(instructions=settings.instructions, tools=build_tools())
+    def __init__(self, settings: Settings, tools: list[Any]) -> None:
+        super().__init__(instructions=settings.instructions, tools=tools)
         self._greeting = settings.greeting
 
     async def on_enter(self) -> None:
         self.session.generate_reply(instructions=greeting_instructions(self._greeting))
+
+
+class RoomHooks:
+    """What the built-in tools may do to the room: mark an escalation, hang up.
+
+    Owns the hang-up task; it is cancelled with the job.
+    """
+
+    def __init__(self, ctx: JobContext, session: AgentSession) -> None:
+        self._ctx = ctx
+        self._session = session
+        self._hangup_atask: asyncio.Task[None] | None = None
+
+    async def mark_escalated(self, reason: str) -> None:
+        room = self._ctx.room
+        await room.local_participant.set_attributes({"agent.escalated": "true", "agent.escalation_reason": reason[:200]})
+        payload = json.dumps({"type": "escalation", "room": room.name, "reason": reason}).encode()
+        await room.local_participant.publish_data(payload, reliable=True, topic=ESCALATION_TOPIC)
+
+    async def end_call(self) -> None:
+        if self._hangup_atask is None:
+            self._hangup_atask = asyncio.create_task(self._hang_up_after_goodbye(), name="hang_up")
+
+    async def _hang_up_after_goodbye(self) -> None:
+        # The tool's output makes the model say goodbye; hang up once that is said.
+        await asyncio.sleep(1.0)
+        quiet_since = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while loop.time() < deadline:
+            if self._session.agent_state == "speaking":
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = loop.time()
+            elif loop.time() - quiet_since > 1.0:
+                break
+            await asyncio.sleep(0.1)
+        log.info("ending the call in room %s (end_call)", self._ctx.room.name)
+        try:
+            await self._ctx.api.room.delete_room(api.DeleteRoomRequest(room=self._ctx.room.name))
+        except Exception as e:
+            log.warning("could not delete room %s: %s", self._ctx.room.name, e)
+        self._ctx.shutdown(reason="end_call")
+
+    async def aclose(self) -> None:
+        if self._hangup_atask is not None and not self._hangup_atask.done():
+            self._hangup_atask.cancel()
+            await asyncio.gather(self._hangup_atask, return_exceptions=True)
 
 
 async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
@@ -72,9 +125,27 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
         log.info("session closed in room %s: %s", ctx.room.name, reason)
         ctx.shutdown(reason=f"session closed: {reason}")
 
+    registry, mcp = await open_registry(settings)
+    ctx.add_shutdown_callback(mcp.aclose)
+    hooks = RoomHooks(ctx, session)
+    ctx.add_shutdown_callback(hooks.aclose)
+    names = tool_names_for_room(settings, [ctx.job.metadata, ctx.room.metadata])
+    tools = registry.select(names)
+    services = Services(
+        store=Store(settings.db_path),
+        room_name=ctx.room.name,
+        escalation_webhook=settings.escalation_webhook,
+        mark_escalated=hooks.mark_escalated,
+        end_call=hooks.end_call,
+    )
+    log.info("room %s gets %d tools: %s", ctx.room.name, len(tools), ", ".join(tools.names()))
+
+    def make_call(run_ctx: RunContext) -> CallContext:
+        return CallContext(call_id=run_ctx.function_call.call_id, room=ctx.room.name, services=services)
+
     await session.start(
         room=ctx.room,
-        agent=VoiceAgent(settings),
+        agent=VoiceAgent(settings, tools.function_tools(make_call)),
         room_options=room_io.RoomOptions(close_on_disconnect=True),
     )
     return session

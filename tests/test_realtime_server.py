@@ -220,3 +220,27 @@ async def test_spoken_turn_is_transcribed_when_asked(server: RealtimeServer) -> 
         # The response waited for the transcript, so the brain's rule matched the spoken words.
         answer = (await recv_until(ws, "response.output_audio_transcript.done", timeout=20))[-1]
         assert answer["transcript"] == "We open at nine on sunday."
+
+
+async def test_fault_injection_drops_the_connection_without_a_close_frame() -> None:
+    rules = [Rule(match="cut", call="place_order", arguments={"item": "latte", "quantity": 1}, drop_connection=True)]
+    srv = RealtimeServer(ServerOptions(port=0, brain_factory=lambda: ScriptedBrain(rules=rules)))
+    await srv.start()
+    try:
+        async with websockets.connect(url(srv)) as ws:
+            await recv_until(ws, "session.created")
+            await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "tools": [ORDER_TOOL]}}))
+            await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+                "type": "message", "role": "user", "content": [{"type": "input_text", "text": "cut"}]}}))  # fmt: skip
+            await ws.send(json.dumps({"type": "response.create"}))
+            events = await recv_until(ws, "response.done")
+            assert any(e["type"] == "response.function_call_arguments.done" for e in events)
+            with pytest.raises(websockets.ConnectionClosedError):  # abnormal closure, no close frame
+                await asyncio.wait_for(ws.recv(), 5)
+        for _ in range(50):
+            if srv.sessions == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert srv.sessions == 0, "the dropped session is still counted as active"
+    finally:
+        await srv.aclose()

@@ -65,6 +65,9 @@ class ToolCall:
 class Reply:
     say: str | None = None
     calls: tuple[ToolCall, ...] = ()
+    # Fault injection for tests: the server drops the connection (no close
+    # frame) right after sending this response, as a network cut would.
+    drop_connection: bool = False
 
 
 class Brain(Protocol):
@@ -81,6 +84,7 @@ class Rule:
     call: str | None = None
     arguments: dict[str, Any] = field(default_factory=dict)
     remember: bool = False  # named groups become memory for later turns
+    drop_connection: bool = False  # fault injection: cut the connection after this response
 
     def pattern(self) -> re.Pattern[str]:
         return re.compile(self.match, re.IGNORECASE)
@@ -91,8 +95,22 @@ class _Memory(dict):
         return "something I don't know yet"
 
 
+_NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty".split())}  # fmt: skip
+_WHOLE_FIELD = re.compile(r"\{(\w+)\}")
+
+
 def _fill(template: Any, values: dict[str, str]) -> Any:
     if isinstance(template, str):
+        whole = _WHOLE_FIELD.fullmatch(template)
+        if whole and whole.group(1) in values:
+            # "{quantity}" alone: a number ("2" or "two") becomes a JSON number
+            value = values[whole.group(1)].strip().lower()
+            if value.isdigit():
+                return int(value)
+            if value in _NUMBER_WORDS:
+                return _NUMBER_WORDS[value]
         return template.format_map(_Memory(values))
     if isinstance(template, dict):
         return {k: _fill(v, values) for k, v in template.items()}
@@ -162,7 +180,7 @@ class ScriptedBrain:
             if rule.call:  # tool_choice is applied after the brain (tool_choice.py)
                 calls = (ToolCall(rule.call, _fill(rule.arguments, values)),)
             say = _fill(rule.say, values) if rule.say else None
-            return Reply(say=say, calls=calls)
+            return Reply(say=say, calls=calls, drop_connection=rule.drop_connection)
         return Reply(say=f"You said: {text}")
 
 

@@ -224,6 +224,7 @@ class RealtimeProtocol:
         self.brain = brain
         self.limits = limits
         self.closed = False  # set once the session has ended; the shell then closes the socket
+        self.drop_requested = False  # fault injection: the shell aborts the connection
         self._started_at = now
         self._expires_at = now + limits.max_session_s if limits.max_session_s else None
         self._prefix = id_prefix or session_id[-8:]
@@ -960,6 +961,8 @@ class RealtimeProtocol:
         )
         if self._response is resp:
             self._response = None
+        if status == "completed" and resp.reply is not None and resp.reply.drop_connection:
+            self.drop_requested = True
         return out
 
     def _previous_of(self, item_id: str | None) -> str | None:

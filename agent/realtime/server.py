@@ -40,6 +40,7 @@ from .transcribe import Transcriber, TranscriptionError
 log = logging.getLogger("agent.realtime")
 
 PATHS = ("/v1/realtime", "/realtime", "/openai/v1/realtime")
+_DROP = "\x00drop"  # outbox marker: abort the connection (fault injection)
 
 
 @dataclass
@@ -174,6 +175,9 @@ class _Connection:
             task.add_done_callback(self._speech_atasks.discard)
         if self._proto.closed:
             self._outbox.put_nowait(None)
+        elif self._proto.drop_requested:
+            self._proto.drop_requested = False
+            self._outbox.put_nowait(_DROP)
         self._wake.set()
 
     async def _synthesize(self, request: SpeechRequest) -> None:
@@ -235,6 +239,10 @@ class _Connection:
                 # The protocol ended the session (e.g. session_expired): close like OpenAI does.
                 await self._ws.close(1000, "session ended")
                 return
+            if text is _DROP:
+                log.warning("fault injection: dropping the connection (no close frame)")
+                self._ws.transport.abort()
+                return
             try:
                 await self._ws.send(text)
             except ConnectionClosed:
@@ -246,8 +254,10 @@ class _Connection:
             self._wake.clear()
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: no inner task that a cancel must chase
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass
             events = self._proto.tick(time.monotonic())
             if events:

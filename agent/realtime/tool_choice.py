@@ -29,7 +29,9 @@ CANNOT_CALL = "I can't use my tools for that right now."
 def apply_tool_choice(reply: Reply, inp: BrainInput) -> Reply:
     enforced = _enforce(reply, inp)
     if not enforced.say and not enforced.calls:  # never an empty response
-        return Reply(say=CANNOT_CALL)
+        enforced = Reply(say=CANNOT_CALL)
+    if reply.drop_connection and not enforced.drop_connection:
+        enforced = Reply(enforced.say, enforced.calls, drop_connection=True)
     return enforced
 
 

@@ -82,6 +82,7 @@ class Testbed:
         self._udp_ports = (50000 + 200 * slot, 50000 + 200 * slot + 99)
         self.url = f"ws://{SERVER_IP}:{self.livekit_port}"
         self.realtime_port = free_port()
+        self.db_path = self.workdir / "agent.db"  # the worker's demo store and tool ledger
         self.http_port = free_port()
         self._want_worker = worker
         self._want_realtime = realtime
@@ -137,6 +138,7 @@ class Testbed:
             "AGENT_HTTP_PORT": str(self.http_port),
             "AGENT_NUM_IDLE_PROCESSES": "2",
             "AGENT_PREFLIGHT_TIMEOUT": "10",
+            "AGENT_DB_PATH": str(self.db_path),
             **self._worker_env,
             **extra,
         }

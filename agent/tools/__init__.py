@@ -1,36 +1,83 @@
 """The tools the voice agent can use (function calling).
 
-For now one built-in, read-only tool; the registry with typed, declarative
-and MCP tools, the exactly-once ledger and the demo store come next.
+- :mod:`.registry`: one registry, validation, timeouts, exactly-once for side effects;
+- :mod:`.builtin`: the coffee shop's tools on the SQLite demo store (:mod:`.store`);
+- :mod:`.declarative`: HTTP tools and MCP servers from a YAML/TOML file;
+- :mod:`.mcp_tools`: MCP tools through livekit-agents' MCP client;
+- :mod:`.ledger`: the SQLite record of side-effecting calls.
+
+Which tools a room gets: ``AGENT_TOOLS`` (``all`` or a comma list), narrowed
+per room by ``{"tools": [...]}`` in the job's or the room's metadata.
 """
 
 from __future__ import annotations
 
-from livekit.agents import FunctionTool, function_tool
+import json
+import logging
+from collections.abc import Iterable
 
-OPENING_HOURS = {
-    "monday": "7 am to 6 pm",
-    "tuesday": "7 am to 6 pm",
-    "wednesday": "7 am to 6 pm",
-    "thursday": "7 am to 6 pm",
-    "friday": "7 am to 8 pm",
-    "saturday": "8 am to 8 pm",
-    "sunday": "9 am to 3 pm",
-}
+from ..config import Settings
+from .builtin import Services, register_builtins
+from .declarative import load_tools_file
+from .ledger import Ledger
+from .mcp_tools import McpConnections
+from .registry import CallContext, Outcome, ToolDef, ToolRegistry, current_call
+from .store import Store
+
+__all__ = [
+    "CallContext",
+    "Ledger",
+    "McpConnections",
+    "Outcome",
+    "Services",
+    "Store",
+    "ToolDef",
+    "ToolRegistry",
+    "current_call",
+    "open_registry",
+    "tool_names_for_room",
+]
+
+log = logging.getLogger("agent.tools")
 
 
-@function_tool
-async def get_opening_hours(day: str) -> str:
-    """Opening hours of the coffee shop on a day of the week.
+async def open_registry(settings: Settings) -> tuple[ToolRegistry, McpConnections]:
+    """Every configured tool: built-ins, the tools file's HTTP tools, its MCP servers' tools.
 
-    Args:
-        day: the day of the week, e.g. "sunday"
+    The caller owns the returned MCP connections (``await mcp.aclose()``).
     """
-    hours = OPENING_HOURS.get(day.strip().lower())
-    if hours is None:
-        return f"I don't know the day {day!r}; ask for a day of the week."
-    return f"On {day.strip().capitalize()} we are open {hours}."
+    registry = ToolRegistry(ledger=Ledger(settings.db_path))
+    register_builtins(registry)
+    mcp = McpConnections([])
+    if settings.tools_file:
+        loaded = load_tools_file(settings.tools_file)
+        for tool in loaded.tools:
+            registry.add(tool)
+        mcp = McpConnections(loaded.mcp_servers)
+        for tool in await mcp.open():
+            if registry.get(tool.name) is not None:
+                log.error("MCP tool %r (%s) clashes with a tool of that name; left out", tool.name, tool.source)
+                continue
+            registry.add(tool)
+    return registry, mcp
 
 
-def build_tools() -> list[FunctionTool]:
-    return [get_opening_hours]
+def tool_names_for_room(settings: Settings, metadata: Iterable[str | None]) -> list[str] | None:
+    """The tool names a room gets (None: all registered).
+
+    ``AGENT_TOOLS`` sets the pool; the first job/room metadata that is a JSON
+    object with a ``tools`` list narrows it (it cannot add tools outside the pool).
+    """
+    pool = None if settings.tools.strip().lower() == "all" else [n.strip() for n in settings.tools.split(",") if n.strip()]
+    for raw in metadata:
+        if not raw:
+            continue
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            log.warning("room/job metadata is not JSON; ignoring it for tool selection: %.80r", raw)
+            continue
+        if isinstance(data, dict) and isinstance(data.get("tools"), list):
+            wanted = [str(n) for n in data["tools"]]
+            return [n for n in wanted if pool is None or n in pool]
+    return pool

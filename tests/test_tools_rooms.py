@@ -1,0 +1,53 @@
+"""Tools in real rooms: an order placed from the room chat, exactly once,
+also when the realtime connection is cut right after the call."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from agent.testing.harness import Testbed
+from agent.tools import Ledger, Store
+
+pytestmark = [pytest.mark.room]
+
+
+def _room() -> str:
+    return f"tools-{uuid.uuid4().hex[:8]}"
+
+
+async def _order_by_chat(testbed: Testbed, text: str) -> tuple[str, str]:
+    room = _room()
+    async with testbed.caller(room) as caller:
+        await caller.wait_for_speech(timeout=15)  # greeting
+        await caller.wait_for_quiet(1.0, timeout=20)
+        asked = time.time()
+        await caller.send_chat(text)
+        said = await caller.wait_for_transcript(r"order number \d+ is placed", timeout=30, after=asked)
+        await caller.wait_for_quiet(1.5, timeout=20)
+    return room, said.text
+
+
+async def test_order_from_room_chat_is_placed_once_and_confirmed(testbed: Testbed) -> None:
+    room, said = await _order_by_chat(testbed, "I'd like two lattes")
+    orders = Store(testbed.db_path).orders(room=room)
+    assert len(orders) == 1, orders
+    assert orders[0].items == [{"item": "latte", "quantity": 2, "price_cents": 450}]
+    assert f"Order number {orders[0].id} is placed" in said
+    calls = [e for e in Ledger(testbed.db_path).entries("place_order") if e.room == room]
+    assert len(calls) == 1 and calls[0].status == "done"
+
+
+async def test_order_survives_a_realtime_connection_cut_right_after_the_call(testbed: Testbed) -> None:
+    # The rule for "espressos" makes the local server drop the WebSocket (no
+    # close frame) right after it sends the function call.
+    room, said = await _order_by_chat(testbed, "I'd like two espressos")
+    orders = Store(testbed.db_path).orders(room=room)
+    assert len(orders) == 1, f"expected exactly one order row, got {orders}"
+    assert f"Order number {orders[0].id} is placed" in said
+    worker_log = testbed.worker.log_text() if testbed.worker else ""
+    realtime_log = testbed.realtime.log_text() if testbed.realtime else ""
+    assert "dropping the connection" in realtime_log, "the fault was not injected"
+    assert worker_log.count(room) > 0
