@@ -87,6 +87,7 @@ class RealtimeServer:
             ping_interval=20,
             ping_timeout=20,
         )
+        self.transcriber.warm_up()
         log.info("realtime server listening on ws://%s:%d/v1/realtime", opts.host, self.port)
 
     @property
@@ -99,6 +100,7 @@ class RealtimeServer:
             self._server.close()
             await self._server.wait_closed()
         self.transcriber.close()
+        await self.synth.aclose()
 
     async def serve_forever(self) -> None:
         await self.start()

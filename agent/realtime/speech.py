@@ -58,12 +58,37 @@ class Synthesizer:
         self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._binary = shutil.which("espeak-ng")
+        # Syntheses in progress, shared and owned here (not by the first
+        # requester, whose cancellation must not cancel the others): 200
+        # sessions asking for one sentence at once start one espeak-ng.
+        self._pending: dict[tuple[str, str], asyncio.Task[np.ndarray]] = {}
 
     async def synthesize(self, text: str, voice: str = "marin") -> np.ndarray:
         key = (voice, text)
         if (hit := self._cache.get(key)) is not None:
             self._cache.move_to_end(key)
             return hit
+        task = self._pending.get(key)
+        if task is None:
+            task = asyncio.create_task(self._run_and_cache(key, text, voice), name="espeak")
+            self._pending[key] = task
+            task.add_done_callback(lambda _t: self._pending.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _run_and_cache(self, key: tuple[str, str], text: str, voice: str) -> np.ndarray:
+        pcm = await self._run(text, voice)
+        self._cache[key] = pcm
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return pcm
+
+    async def aclose(self) -> None:
+        tasks = list(self._pending.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, text: str, voice: str) -> np.ndarray:
         if self._binary is None:
             raise SpeechError("espeak-ng is not installed (apt-get install espeak-ng)")
         proc = await asyncio.create_subprocess_exec(
@@ -81,8 +106,4 @@ class Synthesizer:
         out, err = await proc.communicate()
         if proc.returncode != 0 or not out:
             raise SpeechError(f"espeak-ng failed ({proc.returncode}): {err.decode(errors='replace')[:200]}")
-        pcm = wav_to_pcm24k(out)
-        self._cache[key] = pcm
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return pcm
+        return wav_to_pcm24k(out)

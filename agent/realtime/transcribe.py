@@ -3,17 +3,19 @@
 PocketSphinx ships its US-English acoustic and language models inside the
 PyPI wheel, so nothing is downloaded at run time. It is a small, old-school
 recognizer: transcripts are a rough guide (as OpenAI's docs say of theirs
-too), fine for logs and captions, not for exact rule matching.
+too), fine for captions and for matching a few words, not for dictation.
 
-Decoding costs CPU (about 0.3 s per 2 s of speech here), so it runs in one
-worker thread; the decoder is not thread-safe and is loaded once, lazily.
+Decoding holds the GIL (about 0.25 s of CPU per second of speech here), so
+it runs in a separate process: in a thread it froze the server's event loop
+for half a second at a time. At most ``max_pending`` decodes wait; past that
+a request fails at once ("busy") rather than queueing behind minutes of audio.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import threading
+import multiprocessing
 from typing import Any
 
 import numpy as np
@@ -27,39 +29,63 @@ class TranscriptionError(RuntimeError):
     pass
 
 
-class Transcriber:
-    def __init__(self) -> None:
-        self._decoder: Any = None
-        self._lock = threading.Lock()
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcribe")
+_decoder: Any = None  # one per worker process
 
-    def _load(self) -> Any:
-        if self._decoder is None:
+
+def _decode(pcm16: bytes) -> str:
+    """Runs in the worker process: 16 kHz int16 bytes -> text."""
+    global _decoder
+    if _decoder is None:
+        from pocketsphinx import Decoder
+
+        _decoder = Decoder(samprate=DECODER_RATE, loglevel="FATAL")
+    _decoder.start_utt()
+    _decoder.process_raw(pcm16, full_utt=True)
+    _decoder.end_utt()
+    hyp = _decoder.hyp()
+    return hyp.hypstr.strip() if hyp is not None else ""
+
+
+class Transcriber:
+    def __init__(self, *, max_pending: int = 16) -> None:
+        self.max_pending = max_pending
+        self._pending = 0
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._pool is None:
             try:
-                from pocketsphinx import Decoder
+                import pocketsphinx  # noqa: F401 - fail here, with a clear message
             except ImportError as e:
                 raise TranscriptionError("pocketsphinx is not installed (pip install pocketsphinx)") from e
-            self._decoder = Decoder(samprate=DECODER_RATE, loglevel="FATAL")
-        return self._decoder
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool
 
-    def transcribe_sync(self, pcm: np.ndarray, rate: int = SAMPLE_RATE) -> str:
-        audio = resample(np.asarray(pcm, dtype=np.int16), rate, DECODER_RATE)
-        with self._lock:
-            decoder = self._load()
-            decoder.start_utt()
-            decoder.process_raw(audio.astype("<i2").tobytes(), full_utt=True)
-            decoder.end_utt()
-            hyp = decoder.hyp()
-        return hyp.hypstr.strip() if hyp is not None else ""
+    def warm_up(self) -> None:
+        """Start the decoder process now rather than on the first caller's turn."""
+        try:
+            self._executor().submit(_decode, b"\x00\x00" * 1600)
+        except TranscriptionError:
+            pass
 
     async def transcribe(self, pcm: np.ndarray, rate: int = SAMPLE_RATE) -> str:
-        loop = asyncio.get_running_loop()
+        if self._pending >= self.max_pending:
+            raise TranscriptionError(f"the transcriber is busy ({self._pending} utterances waiting)")
+        audio = resample(np.asarray(pcm, dtype=np.int16), rate, DECODER_RATE).astype("<i2").tobytes()
+        self._pending += 1
         try:
-            return await loop.run_in_executor(self._pool, self.transcribe_sync, pcm, rate)
+            return await asyncio.wrap_future(self._executor().submit(_decode, audio))
         except TranscriptionError:
             raise
-        except Exception as e:  # a decoder failure must not take the session down
+        except Exception as e:  # a crashed decoder process must not take the session down
+            self._pool = None  # a broken pool is replaced on the next request
             raise TranscriptionError(f"{type(e).__name__}: {e}") from e
+        finally:
+            self._pending -= 1
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
