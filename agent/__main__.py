@@ -3,6 +3,8 @@
     up               the main job: livekit-server + realtime backend + worker
     realtime-server  the local OpenAI-Realtime-compatible server
     token            print a join token for a room
+    tools list       every tool with its schema
+    tools call NAME --args JSON   run one tool, as the agent would
     start | dev      the worker (livekit-agents CLI), after a preflight check
     connect | console | download-files   passed to the livekit-agents CLI
 """
@@ -11,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
 import sys
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 from .errors import AgentError
 
@@ -77,6 +82,47 @@ def cmd_token(argv: list[str]) -> None:
     except AgentError as e:
         _fail(e)
     print(make_join_token(api, key, secret, args.room, args.identity, args.ttl))
+
+
+def cmd_tools(argv: list[str]) -> None:
+    """``tools list`` and ``tools call NAME --args JSON``: for operators debugging a tool."""
+    from .config import Settings
+
+    parser = argparse.ArgumentParser(prog="python -m agent tools")
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("list", help="print every tool with its JSON schema")
+    call = sub.add_parser("call", help="run one tool")
+    call.add_argument("name")
+    call.add_argument("--args", default="{}", help="the arguments, a JSON object")
+    call.add_argument("--call-id", default=None, help="call id (for side-effecting tools: the ledger key)")
+    args = parser.parse_args(argv)
+    _setup_logging(os.environ.get("AGENT_LOG_LEVEL", "WARNING"))
+    try:
+        settings = Settings.from_env()
+        asyncio.run(_tools_main(settings, args))
+    except AgentError as e:
+        _fail(e)
+
+
+async def _tools_main(settings: Any, args: argparse.Namespace) -> None:
+    from .tools import CallContext, Services, Store, open_registry
+
+    registry, mcp = await open_registry(settings)
+    try:
+        if args.action == "list":
+            for tool in registry:
+                flags = f"{tool.source}, timeout {tool.timeout:g}s" + (", side effects" if tool.side_effects else "")
+                print(f"{tool.name}  ({flags})\n  {tool.description.splitlines()[0] if tool.description else ''}")
+                print("  " + json.dumps(tool.parameters, indent=2).replace("\n", "\n  "))
+            return
+        services = Services(store=Store(settings.db_path), escalation_webhook=settings.escalation_webhook)
+        call = CallContext(call_id=args.call_id or f"cli_{uuid.uuid4().hex[:12]}", room=None, services=services)
+        outcome = await registry.execute(args.name, args.args, call)
+        print(outcome.output)
+        if outcome.is_error:
+            raise SystemExit(1)
+    finally:
+        await mcp.aclose()
 
 
 def make_join_token(api_mod, key: str, secret: str, room: str, identity: str, ttl: int) -> str:  # type: ignore[no-untyped-def]
@@ -192,6 +238,7 @@ COMMANDS = {
     "up": cmd_up,
     "realtime-server": cmd_realtime_server,
     "token": cmd_token,
+    "tools": cmd_tools,
     "start": lambda a: cmd_worker(["start", *a]),
     "dev": lambda a: cmd_worker(["dev", *a]),
     "connect": lambda a: cmd_worker(["connect", *a]),

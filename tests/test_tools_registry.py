@@ -220,3 +220,23 @@ async def test_escalation_marks_the_room_and_calls_the_webhook(tmp_path: Path) -
         assert received and received[0]["room"] == "r9" and received[0]["reason"] == "wants a manager"
     finally:
         await runner.cleanup()
+
+
+# ------------------------------------------------------------------ which tools a room gets
+
+
+def test_room_metadata_narrows_the_configured_tools(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from agent.config import Settings
+    from agent.tools import tool_names_for_room
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AGENT_TOOLS", "all")
+    everything = Settings.from_env()
+    assert tool_names_for_room(everything, [None, ""]) is None
+    assert tool_names_for_room(everything, ['{"tools": ["get_customer"]}', None]) == ["get_customer"]
+    assert tool_names_for_room(everything, ["not json", '{"tools": ["end_call"]}']) == ["end_call"]
+    monkeypatch.setenv("AGENT_TOOLS", "get_customer, place_order")
+    pool = Settings.from_env()
+    assert tool_names_for_room(pool, [None]) == ["get_customer", "place_order"]
+    # a room cannot grant itself a tool outside the pool
+    assert tool_names_for_room(pool, ['{"tools": ["place_order", "cancel_order"]}']) == ["place_order"]

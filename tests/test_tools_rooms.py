@@ -51,3 +51,24 @@ async def test_order_survives_a_realtime_connection_cut_right_after_the_call(tes
     realtime_log = testbed.realtime.log_text() if testbed.realtime else ""
     assert "dropping the connection" in realtime_log, "the fault was not injected"
     assert worker_log.count(room) > 0
+
+
+async def test_asking_for_a_person_escalates_marks_the_room_and_tells_staff(testbed: Testbed) -> None:
+    import json
+
+    room = _room()
+    async with testbed.caller(room) as caller:
+        await caller.wait_for_speech(timeout=15)
+        await caller.wait_for_quiet(1.0, timeout=20)
+        # The agent listens to the first caller; staff watch the room.
+        async with testbed.caller(room, "staff-desk") as staff:
+            asked = time.time()
+            await caller.send_chat("Can I speak to a person please?")
+            said = await caller.wait_for_transcript(r"member of staff has been notified", timeout=30, after=asked)
+            assert said.time > asked
+            messages = [m for m in staff.data_messages if m.topic == "agent.escalation"]
+            assert len(messages) == 1, staff.data_messages
+            assert json.loads(messages[0].payload) == {"type": "escalation", "room": room, "reason": "the caller asked for a person"}
+            agent = next(p for p in staff.room.remote_participants.values() if p.identity.startswith("agent-"))
+            assert agent.attributes.get("agent.escalated") == "true"
+    assert len(Store(testbed.db_path).orders(room=room)) == 0

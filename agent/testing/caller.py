@@ -28,6 +28,7 @@ from livekit import api, rtc
 
 __all__ = [
     "Caller",
+    "DataMessage",
     "ReceivedFrame",
     "Recording",
     "Transcript",
@@ -310,6 +311,16 @@ TOPIC_CHAT = "lk.chat"
 TOPIC_TRANSCRIPTION = "lk.transcription"
 
 
+@dataclass(frozen=True)
+class DataMessage:
+    """A data packet received in the room."""
+
+    time: float
+    identity: str
+    topic: str
+    payload: bytes
+
+
 @dataclass
 class _Utterance:
     pcm: np.ndarray  # int16 mono at SAMPLE_RATE
@@ -338,6 +349,7 @@ class Caller:
         self._mic_task: asyncio.Task[None] | None = None
         self._recorders: dict[str, asyncio.Task[None]] = {}  # track sid -> task
         self.transcripts: list[Transcript] = []
+        self.data_messages: list[DataMessage] = []
         self._text_atasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -354,6 +366,7 @@ class Caller:
         room = self._room = rtc.Room()
         room.on("track_subscribed", self._on_track_subscribed)
         room.register_text_stream_handler(TOPIC_TRANSCRIPTION, self._on_transcription)
+        room.on("data_received", self._on_data)
         await room.connect(self.url, self._token, rtc.RoomOptions(auto_subscribe=True))
         self.joined_at = time.time()
         self.identity = room.local_participant.identity
@@ -503,6 +516,10 @@ class Caller:
             self._record(track, participant.identity), name=f"caller-rec-{self.identity}<-{participant.identity}"
         )
         self._recorders[track.sid] = task
+
+    def _on_data(self, packet: rtc.DataPacket) -> None:
+        identity = packet.participant.identity if packet.participant else ""
+        self.data_messages.append(DataMessage(time.time(), identity, packet.topic or "", bytes(packet.data)))
 
     def _on_transcription(self, reader: rtc.TextStreamReader, identity: str) -> None:
         if self._closed:
