@@ -3,6 +3,7 @@ also when the realtime connection is cut right after the call."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -72,3 +73,24 @@ async def test_asking_for_a_person_escalates_marks_the_room_and_tells_staff(test
             agent = next(p for p in staff.room.remote_participants.values() if p.identity.startswith("agent-"))
             assert agent.attributes.get("agent.escalated") == "true"
     assert len(Store(testbed.db_path).orders(room=room)) == 0
+
+
+async def test_end_call_says_goodbye_then_closes_the_room(testbed: Testbed) -> None:
+    from livekit import rtc
+
+    async with testbed.caller(_room()) as caller:
+        await caller.wait_for_speech(timeout=15)
+        await caller.wait_for_quiet(1.0, timeout=20)
+        disconnected = asyncio.Event()
+        caller.room.on("disconnected", lambda *_: disconnected.set())
+        asked = time.time()
+        await caller.send_chat("Thanks, goodbye!")
+        await caller.wait_for_transcript(r"goodbye, thanks for calling", timeout=20, after=asked)
+        bye = await caller.wait_for_speech(after=asked, timeout=10)
+        await asyncio.wait_for(disconnected.wait(), 30)
+        hung_up = time.time()
+        assert caller.room.connection_state == rtc.ConnectionState.CONN_DISCONNECTED
+        # the goodbye was heard in full before the line went dead
+        segments = caller.heard().filter(after=asked).speech_segments()
+        assert segments and segments[-1][1] < hung_up and segments[0][0] >= bye - 0.05
+    await testbed.wait_active_jobs(0, timeout=20)
