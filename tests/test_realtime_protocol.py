@@ -480,3 +480,32 @@ def test_output_in_g711_mu_law_is_8khz_bytes() -> None:
     data = b"".join(base64.b64decode(e["delta"]) for e in d.events if e["type"] == "response.output_audio.delta")
     assert len(data) == 8 * 180  # three words = 180 ms of audio, one byte per 8 kHz sample
     assert d.last("response.done")["response"]["audio"]["output"]["format"]["type"] == "audio/pcmu"
+
+
+def test_vad_without_create_response_commits_but_waits_for_the_client() -> None:
+    d = Driver()
+    d.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"turn_detection": {
+        "type": "server_vad", "create_response": False, "silence_duration_ms": 300}}}}})  # fmt: skip
+    d.append(np.concatenate([silence(200), tone(600), silence(600)]))
+    assert "input_audio_buffer.committed" in d.types()
+    assert "response.created" not in d.types()
+
+
+def test_vad_without_interrupt_response_lets_the_answer_finish() -> None:
+    d = Driver()
+    d.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"turn_detection": {
+        "type": "server_vad", "interrupt_response": False, "create_response": False}}}}})  # fmt: skip
+    d.send({"type": "response.create", "response": {"instructions": 'Say exactly: "' + "word " * 30 + '"'}})
+    d.append(tone(400))
+    assert "input_audio_buffer.speech_started" in d.types()
+    d.run(10)
+    assert d.last("response.done")["response"]["status"] == "completed"
+
+
+def test_manual_turns_commit_only_when_asked() -> None:
+    d = Driver()
+    manual(d)
+    d.append(np.concatenate([silence(200), tone(600), silence(900)]))
+    assert "input_audio_buffer.speech_started" not in d.types() and "input_audio_buffer.committed" not in d.types()
+    got = d.send({"type": "input_audio_buffer.commit"})
+    assert d.types(got)[0] == "input_audio_buffer.committed"
