@@ -1,0 +1,276 @@
+"""The audio front-end between a caller's microphone and the realtime model.
+
+LiveKit's WebRTC audio processing (``rtc.AudioProcessingModule``: echo
+cancellation, noise suppression, high-pass filter, gain control) on 10 ms
+frames, with the agent's own output as the echo canceller's far end.
+
+It knows frames and clocks, not rooms: the session feeds it what the agent
+plays (:meth:`AudioFrontend.push_far`) and what the caller sends
+(:meth:`AudioFrontend.process_near`); the timestamps are the caller's.
+
+What makes it work in a room (measured, see shared/DESIGN.md):
+
+- **Where the echo is.** The echo of what the agent plays comes back through
+  the caller's speaker and microphone and two network legs, 250-450 ms later,
+  and the lag shifts by tens of ms at each agent turn as jitter buffers
+  re-buffer. The APM's own delay estimator cannot reach that far, so we keep
+  the far end on a timeline of its play times, estimate the lag by
+  cross-correlating microphone and far end, and feed the APM the far end
+  ``LEAD_S`` ahead of its echo, where its estimator does well.
+- **A fresh canceller per agent turn.** A converged canceller lets the onset
+  of a turn through when the path has moved; a new one converges in a few
+  frames from the start of the turn.
+- **No gain control after the canceller** by default: it lifts the residual
+  echo back over the turn detector's threshold.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from livekit import rtc
+
+FRAME_MS = 10
+LEAD_S = 0.06  # far end handed to the APM this long before its echo is due
+DEFAULT_LAG_S = 0.30  # until the first estimate: a typical room round trip
+MAX_LAG_S = 0.9
+NEW_TURN_GAP_S = 0.4  # far-end silence after which the next audio is a new turn
+_CORR_RATE = 4000  # cross-correlation runs on 4 kHz copies
+_CORR_WINDOW_S = 1.0
+LAG_TOLERANCE_S = 0.02  # within the APM's own delay tracking
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    echo_cancellation: bool = True
+    noise_suppression: bool = True
+    high_pass_filter: bool = True
+    auto_gain_control: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.echo_cancellation or self.noise_suppression or self.high_pass_filter or self.auto_gain_control
+
+
+class _Timeline:
+    """Far-end audio placed at the times it plays: pushes may run ahead of real time
+    (a player queue), so each chunk starts where the previous one ends, or now."""
+
+    def __init__(self, rate: int, keep_s: float = 4.0) -> None:
+        self.rate = rate
+        self._chunks: collections.deque[tuple[float, np.ndarray]] = collections.deque()
+        self._end = -math.inf
+        self._keep_s = keep_s
+
+    @property
+    def end(self) -> float:
+        return self._end
+
+    def push(self, pcm: np.ndarray, now: float) -> float:
+        """Append ``pcm``; returns its play start."""
+        start = max(now, self._end)
+        self._chunks.append((start, pcm))
+        self._end = start + len(pcm) / self.rate
+        while self._chunks and self._chunks[0][0] + len(self._chunks[0][1]) / self.rate < now - self._keep_s:
+            self._chunks.popleft()
+        return start
+
+    def clear(self, now: float) -> None:
+        """Playback was interrupted at ``now``: what had not played yet never will."""
+        kept: collections.deque[tuple[float, np.ndarray]] = collections.deque()
+        for start, pcm in self._chunks:
+            if start >= now:
+                break
+            played = int((now - start) * self.rate)
+            kept.append((start, pcm[:played]))
+        self._chunks = kept
+        self._end = min(self._end, now)
+
+    def read(self, t0: float, n: int) -> np.ndarray:
+        """``n`` samples of what played from ``t0`` on (zeros where nothing did)."""
+        out = np.zeros(n, np.int16)
+        t1 = t0 + n / self.rate
+        for start, pcm in self._chunks:
+            end = start + len(pcm) / self.rate
+            if end <= t0 or start >= t1:
+                continue
+            src0 = max(0, int(round((t0 - start) * self.rate)))
+            dst0 = max(0, int(round((start - t0) * self.rate)))
+            count = min(len(pcm) - src0, n - dst0)
+            if count > 0:
+                out[dst0 : dst0 + count] = pcm[src0 : src0 + count]
+        return out
+
+    def active_between(self, t0: float, t1: float) -> bool:
+        return any(start < t1 and start + len(pcm) / self.rate > t0 and np.any(pcm) for start, pcm in self._chunks)
+
+
+def estimate_lag(near: np.ndarray, far: np.ndarray, rate: int, max_lag_s: float) -> tuple[float, float] | None:
+    """Lag (s) by which ``near`` echoes ``far``, and a confidence (peak / mean |corr|).
+
+    ``far`` covers ``max_lag_s`` more at its start than ``near``: far[i] plays
+    at the time near[i - max_lag] arrives.
+    """
+    if not near.any() or not far.any():
+        return None
+    x = near.astype(np.float64) - near.mean()
+    y = far.astype(np.float64) - far.mean()
+    n = len(y) + len(x)
+    size = 1 << (n - 1).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(y, size) * np.conj(np.fft.rfft(x, size)), size)
+    max_lag = int(max_lag_s * rate)
+    # corr[k] = sum y[i + k] x[i]; near[i] echoes far at index i + max_lag - lag
+    valid = corr[: max_lag + 1]
+    k = int(np.argmax(np.abs(valid)))
+    confidence = float(np.abs(valid[k]) / (np.abs(valid).mean() + 1e-9))
+    return (max_lag - k) / rate, confidence
+
+
+class AudioFrontend:
+    """One caller's front-end: near end in, cleaned near end out; far end as reference."""
+
+    def __init__(self, config: FrontendConfig, *, rate: int = 24000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.rate = rate
+        self.clock = clock
+        self.frame = rate * FRAME_MS // 1000
+        self.lag_s = DEFAULT_LAG_S
+        self.lag_estimates: list[float] = []
+        self.turns = 0
+        self.frames = 0
+        self.cpu_s = 0.0
+        self._far = _Timeline(rate)
+        self._near_hist: collections.deque[tuple[float, np.ndarray]] = collections.deque()
+        self._pending = np.zeros(0, np.int16)
+        self._last_estimate = -math.inf
+        self._candidate: float | None = None
+        self._apm = self._new_apm()
+
+    def _new_apm(self) -> rtc.AudioProcessingModule:
+        c = self.config
+        apm = rtc.AudioProcessingModule(
+            echo_cancellation=c.echo_cancellation,
+            noise_suppression=c.noise_suppression,
+            high_pass_filter=c.high_pass_filter,
+            auto_gain_control=c.auto_gain_control,
+        )
+        if c.echo_cancellation:
+            apm.set_stream_delay_ms(int(LEAD_S * 1000))
+        return apm
+
+    # ------------------------------------------------------------------ far end
+
+    def push_far(self, pcm: np.ndarray, *, at: float | None = None) -> None:
+        """What the agent plays (int16 mono at ``rate``), queued to play from ``at`` (default now)."""
+        now = self.clock() if at is None else at
+        if self.config.echo_cancellation and now - self._far.end > NEW_TURN_GAP_S:
+            # A new agent turn: start from a fresh canceller (see module docstring).
+            self._apm = self._new_apm()
+            self.turns += 1
+        self._far.push(np.asarray(pcm, np.int16), now)
+
+    def clear_far(self, *, at: float | None = None) -> None:
+        """The agent was interrupted: queued far-end audio will not play."""
+        self._far.clear(self.clock() if at is None else at)
+
+    # ------------------------------------------------------------------ near end
+
+    def process_near(self, pcm: np.ndarray, *, at: float | None = None) -> np.ndarray:
+        """Clean ``pcm`` (int16 mono at ``rate``) that arrived at ``at`` (its last sample; default now).
+
+        Any length; output has the same length (10 ms framing is internal and
+        adds at most one frame of delay when lengths are not multiples of 10 ms).
+        """
+        if not self.config.enabled:
+            return pcm
+        t_end = self.clock() if at is None else at
+        started = time.thread_time()
+        data = np.concatenate([self._pending, np.asarray(pcm, np.int16)])
+        whole = len(data) // self.frame * self.frame
+        out = np.empty(whole, np.int16)
+        for i in range(0, whole, self.frame):
+            chunk = data[i : i + self.frame].copy()
+            t_chunk = t_end - (len(data) - i) / self.rate  # arrival time of the chunk's first sample
+            out[i : i + self.frame] = self._process_frame(chunk, t_chunk)
+        self._pending = data[whole:]
+        self.cpu_s += time.thread_time() - started
+        if len(out) < len(pcm):  # keep lengths: pad the head with what is held back
+            out = np.concatenate([np.zeros(len(pcm) - len(out), np.int16), out])
+        return out[-len(pcm) :] if len(pcm) else out[:0]
+
+    def _process_frame(self, chunk: np.ndarray, t: float) -> np.ndarray:
+        self.frames += 1
+        if self.config.echo_cancellation:
+            self._remember_near(chunk, t)
+            self._maybe_estimate(t)
+            ref = self._far.read(t - self.lag_s + LEAD_S, self.frame)
+            self._apm.process_reverse_stream(rtc.AudioFrame(ref.tobytes(), self.rate, 1, self.frame))
+        frame = rtc.AudioFrame(chunk.tobytes(), self.rate, 1, self.frame)
+        self._apm.process_stream(frame)
+        return np.frombuffer(frame.data, dtype=np.int16).copy()
+
+    # ------------------------------------------------------------------ lag estimation
+
+    def _remember_near(self, chunk: np.ndarray, t: float) -> None:
+        self._near_hist.append((t, chunk))
+        while self._near_hist and self._near_hist[0][0] < t - _CORR_WINDOW_S:
+            self._near_hist.popleft()
+
+    def _maybe_estimate(self, t: float) -> None:
+        if t - self._last_estimate < 0.25 or len(self._near_hist) * FRAME_MS / 1000 < _CORR_WINDOW_S * 0.9:
+            return
+        t0 = self._near_hist[0][0]
+        if not self._far.active_between(t0 - MAX_LAG_S, t):
+            return
+        self._last_estimate = t
+        near = np.concatenate([c for _, c in self._near_hist])
+        far = self._far.read(t0 - MAX_LAG_S, int((t - t0 + MAX_LAG_S) * self.rate) + self.frame)
+        step = self.rate // _CORR_RATE
+        found = estimate_lag(near[::step], far[::step], _CORR_RATE, MAX_LAG_S)
+        if found is None:
+            return
+        lag, confidence = found
+        if confidence < 8.0 or not 0.0 <= lag <= MAX_LAG_S:
+            return
+        # Move only when two estimates in a row agree: one window of
+        # caller speech over the agent can fake a peak.
+        candidate, self._candidate = self._candidate, lag
+        if candidate is not None and abs(candidate - lag) <= LAG_TOLERANCE_S:
+            if abs(lag - self.lag_s) > LAG_TOLERANCE_S:
+                # The echo moved: a canceller converged on the old alignment would
+                # fight the new one, so start over (it converges in a few frames).
+                self._apm = self._new_apm()
+            self.lag_s = lag
+            self.lag_estimates.append(lag)
+
+
+class FrontendProcessor(rtc.FrameProcessor[rtc.AudioFrame]):
+    """The front-end as a livekit FrameProcessor: it sees every input frame of the
+    caller's track (``room_io.AudioInputOptions(noise_cancellation=...)``)."""
+
+    def __init__(self, frontend: AudioFrontend) -> None:
+        self.frontend = frontend
+        self._enabled = True
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = value
+
+    def _process(self, frame: rtc.AudioFrame) -> rtc.AudioFrame:
+        if frame.num_channels != 1 or frame.sample_rate != self.frontend.rate:
+            return frame  # RoomIO asks for mono at our rate; anything else passes untouched
+        pcm = np.frombuffer(frame.data, dtype=np.int16)
+        cleaned = self.frontend.process_near(pcm)
+        return rtc.AudioFrame(cleaned.tobytes(), frame.sample_rate, 1, frame.samples_per_channel)
+
+    def _close(self) -> None:
+        pass
