@@ -93,6 +93,11 @@ class Settings:
     drain_timeout: int = field(default=30, metadata={"env": "AGENT_DRAIN_TIMEOUT"})
     preflight_timeout: float = field(default=10.0, metadata={"env": "AGENT_PREFLIGHT_TIMEOUT"})
     log_level: str = field(default="INFO", metadata={"env": "AGENT_LOG_LEVEL"})
+    # Audio front-end (LiveKit's WebRTC APM on the caller's audio)
+    echo_cancellation: bool = field(default=True, metadata={"env": "AGENT_ECHO_CANCELLATION"})
+    noise_suppression: bool = field(default=True, metadata={"env": "AGENT_NOISE_SUPPRESSION"})
+    high_pass_filter: bool = field(default=True, metadata={"env": "AGENT_HIGH_PASS_FILTER"})
+    auto_gain_control: bool = field(default=False, metadata={"env": "AGENT_AUTO_GAIN_CONTROL"})
     # Tools
     tools: str = field(default="all", metadata={"env": "AGENT_TOOLS"})
     tools_file: str | None = field(default=None, metadata={"env": "AGENT_TOOLS_FILE"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from typing import Any
 
 from livekit import api
@@ -18,11 +19,15 @@ from livekit.plugins import openai
 from openai.types.realtime import AudioTranscription
 from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
 
+from .audio.frontend import AudioFrontend, FrontendConfig, FrontendProcessor
+from .audio.tap import FarEndTap
 from .config import Settings
 from .tools import CallContext, Services, Store, open_registry, tool_names_for_room
 from .tools.builtin import ESCALATION_TOPIC
 
 log = logging.getLogger("agent.session")
+
+INPUT_RATE = 24_000  # the caller's audio, as RoomIO hands it over (and as the model wants it)
 
 
 def greeting_instructions(greeting: str) -> str:
@@ -115,7 +120,22 @@ class RoomHooks:
 
 async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
     """Start the agent in ``ctx.room``; returns once the session is running."""
-    session: AgentSession = AgentSession(llm=build_model(settings))
+    frontend_config = FrontendConfig(
+        echo_cancellation=settings.echo_cancellation,
+        noise_suppression=settings.noise_suppression,
+        high_pass_filter=settings.high_pass_filter,
+        auto_gain_control=settings.auto_gain_control,
+    )
+    frontend = AudioFrontend(frontend_config, rate=INPUT_RATE)
+    trace_dir = os.environ.get("AGENT_FRONTEND_TRACE_DIR")  # debugging aid, undocumented on purpose
+    if trace_dir:
+        frontend.trace = []
+    session: AgentSession = AgentSession(
+        llm=build_model(settings),
+        # Our canceller is ready from the first frame; the framework's warm-up
+        # (ignoring the caller for 3 s of agent speech) would only hide echo.
+        **({"aec_warmup_duration": None} if frontend_config.echo_cancellation else {}),
+    )
 
     @session.on("close")
     def _on_close(ev: object) -> None:
@@ -146,6 +166,29 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
     await session.start(
         room=ctx.room,
         agent=VoiceAgent(settings, tools.function_tools(make_call)),
-        room_options=room_io.RoomOptions(close_on_disconnect=True),
+        room_options=room_io.RoomOptions(
+            close_on_disconnect=True,
+            audio_input=room_io.AudioInputOptions(
+                sample_rate=INPUT_RATE,
+                noise_cancellation=FrontendProcessor(frontend) if frontend_config.enabled else None,
+                # gain control, if any, runs inside the front-end (after the canceller)
+                auto_gain_control=False if frontend_config.enabled else NOT_GIVEN,
+            ),
+        ),
     )
+    if frontend_config.echo_cancellation and session.output.audio is not None:
+        session.output.audio = FarEndTap(frontend, session.output.audio)
+
+    @session.on("close")
+    def _report_frontend(ev: object) -> None:
+        if trace_dir:
+            frontend.write_trace(os.path.join(trace_dir, f"{ctx.room.name}.wav"))
+        if frontend.frames:
+            log.info(
+                "audio front-end in room %s: %d frames, %.3f ms CPU per 10 ms frame, echo lag %.0f ms (estimates %s), %d agent turns",
+                ctx.room.name, frontend.frames, frontend.cpu_s / frontend.frames * 1000, frontend.lag_s * 1000,
+                [round(x * 1000) for x in frontend.lag_estimates[-5:]], frontend.turns,
+            )  # fmt: skip
+            log.info("far-end segment anchors moved by (ms): %s", [round(x * 1000) for x in frontend.anchor_shifts[-20:]])
+
     return session

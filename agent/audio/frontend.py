@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,10 +40,12 @@ FRAME_MS = 10
 LEAD_S = 0.06  # far end handed to the APM this long before its echo is due
 DEFAULT_LAG_S = 0.30  # until the first estimate: a typical room round trip
 MAX_LAG_S = 0.9
+RESET_PER_TURN = os.environ.get("AGENT_FRONTEND_RESET_PER_TURN", "1") == "1"  # experiment switch
 NEW_TURN_GAP_S = 0.4  # far-end silence after which the next audio is a new turn
 _CORR_RATE = 4000  # cross-correlation runs on 4 kHz copies
 _CORR_WINDOW_S = 1.0
-LAG_TOLERANCE_S = 0.02  # within the APM's own delay tracking
+LAG_TOLERANCE_S = 0.02
+MIN_LAG_CORRELATION = 0.25  # echo through codecs and rooms correlates 0.3-0.7 with its source  # within the APM's own delay tracking
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,27 @@ class _Timeline:
         self._chunks: collections.deque[tuple[float, np.ndarray]] = collections.deque()
         self._end = -math.inf
         self._keep_s = keep_s
+        self._segment_start: float | None = None  # play start of the current segment, as placed
+
+    def new_segment(self) -> None:
+        """The next push starts a new playback segment (after a flush or a clear)."""
+        self._segment_start = None
+
+    def anchor(self, played_at: float) -> float:
+        """The player reports the current segment really started at ``played_at``:
+        move the segment's chunks there. Returns the shift (s)."""
+        if self._segment_start is None:
+            return 0.0
+        shift = played_at - self._segment_start
+        if abs(shift) < 0.002:
+            return 0.0
+        first = self._segment_start
+        self._chunks = collections.deque(
+            (start + shift, pcm) if start >= first - 1e-9 else (start, pcm) for start, pcm in self._chunks
+        )
+        self._end += shift
+        self._segment_start = played_at
+        return shift
 
     @property
     def end(self) -> float:
@@ -74,6 +98,8 @@ class _Timeline:
     def push(self, pcm: np.ndarray, now: float) -> float:
         """Append ``pcm``; returns its play start."""
         start = max(now, self._end)
+        if self._segment_start is None:
+            self._segment_start = start
         self._chunks.append((start, pcm))
         self._end = start + len(pcm) / self.rate
         while self._chunks and self._chunks[0][0] + len(self._chunks[0][1]) / self.rate < now - self._keep_s:
@@ -111,10 +137,13 @@ class _Timeline:
 
 
 def estimate_lag(near: np.ndarray, far: np.ndarray, rate: int, max_lag_s: float) -> tuple[float, float] | None:
-    """Lag (s) by which ``near`` echoes ``far``, and a confidence (peak / mean |corr|).
+    """Lag (s) by which ``near`` echoes ``far``, and the normalised correlation at it.
 
     ``far`` covers ``max_lag_s`` more at its start than ``near``: far[i] plays
-    at the time near[i - max_lag] arrives.
+    at the time near[i - max_lag] arrives. The correlation at each lag is
+    normalised by the energy of the far end it overlaps there, so a far end
+    active at only one edge of the window cannot fake a peak. None when either
+    side is silent or the far end overlapping the best lag is too weak.
     """
     if not near.any() or not far.any():
         return None
@@ -124,11 +153,19 @@ def estimate_lag(near: np.ndarray, far: np.ndarray, rate: int, max_lag_s: float)
     size = 1 << (n - 1).bit_length()
     corr = np.fft.irfft(np.fft.rfft(y, size) * np.conj(np.fft.rfft(x, size)), size)
     max_lag = int(max_lag_s * rate)
-    # corr[k] = sum y[i + k] x[i]; near[i] echoes far at index i + max_lag - lag
-    valid = corr[: max_lag + 1]
-    k = int(np.argmax(np.abs(valid)))
-    confidence = float(np.abs(valid[k]) / (np.abs(valid).mean() + 1e-9))
-    return (max_lag - k) / rate, confidence
+    # corr[k] = sum_i y[i + k] x[i]: near[i] echoes far at index i + max_lag - lag
+    energy = np.concatenate([[0.0], np.cumsum(y * y)])
+    ks = np.arange(max_lag + 1)
+    overlap = energy[np.minimum(ks + len(x), len(y))] - energy[ks]  # far energy under the window at lag k
+    norm_x = float(np.sqrt(np.dot(x, x)))
+    far_power = overlap / len(x)
+    usable = far_power > 0.05 * far_power.max()  # the far end must actually play under the window
+    if not usable.any() or norm_x == 0.0:
+        return None
+    ncc = np.zeros(max_lag + 1)
+    ncc[usable] = corr[: max_lag + 1][usable] / (np.sqrt(overlap[usable]) * norm_x)
+    k = int(np.argmax(np.abs(ncc)))
+    return (max_lag - k) / rate, float(abs(ncc[k]))
 
 
 class AudioFrontend:
@@ -141,15 +178,19 @@ class AudioFrontend:
         self.frame = rate * FRAME_MS // 1000
         self.lag_s = DEFAULT_LAG_S
         self.lag_estimates: list[float] = []
+        self.anchor_shifts: list[float] = []
         self.turns = 0
         self.frames = 0
         self.cpu_s = 0.0
         self._far = _Timeline(rate)
         self._near_hist: collections.deque[tuple[float, np.ndarray]] = collections.deque()
         self._pending = np.zeros(0, np.int16)
+        self._out_queue = np.zeros(self.frame, np.int16)
         self._last_estimate = -math.inf
         self._candidate: float | None = None
         self._apm = self._new_apm()
+        # Debugging aid: (near in, near out, reference fed) per frame, when enabled.
+        self.trace: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     def _new_apm(self) -> rtc.AudioProcessingModule:
         c = self.config
@@ -169,22 +210,37 @@ class AudioFrontend:
         """What the agent plays (int16 mono at ``rate``), queued to play from ``at`` (default now)."""
         now = self.clock() if at is None else at
         if self.config.echo_cancellation and now - self._far.end > NEW_TURN_GAP_S:
-            # A new agent turn: start from a fresh canceller (see module docstring).
-            self._apm = self._new_apm()
             self.turns += 1
+            if RESET_PER_TURN:
+                # A new agent turn: start from a fresh canceller (see module docstring).
+                self._apm = self._new_apm()
         self._far.push(np.asarray(pcm, np.int16), now)
 
     def clear_far(self, *, at: float | None = None) -> None:
         """The agent was interrupted: queued far-end audio will not play."""
         self._far.clear(self.clock() if at is None else at)
+        self._far.new_segment()
+
+    def end_far_segment(self) -> None:
+        """The agent's current utterance is complete (flushed); the next push starts a new one."""
+        self._far.new_segment()
+
+    def far_segment_started(self, played_at: float) -> None:
+        """The player says the current segment started playing at ``played_at`` (our clock).
+
+        Pushes only say when audio was handed over; between the session and
+        the speaker there may be buffers that hold a segment back (transcript
+        synchronisation, for one). This re-anchors the segment on the truth.
+        """
+        self.anchor_shifts.append(self._far.anchor(played_at))
 
     # ------------------------------------------------------------------ near end
 
     def process_near(self, pcm: np.ndarray, *, at: float | None = None) -> np.ndarray:
         """Clean ``pcm`` (int16 mono at ``rate``) that arrived at ``at`` (its last sample; default now).
 
-        Any length; output has the same length (10 ms framing is internal and
-        adds at most one frame of delay when lengths are not multiples of 10 ms).
+        Any length; output has the same length and is the processed stream
+        delayed by one 10 ms frame (the price of 10 ms framing for any chunk size).
         """
         if not self.config.enabled:
             return pcm
@@ -198,10 +254,13 @@ class AudioFrontend:
             t_chunk = t_end - (len(data) - i) / self.rate  # arrival time of the chunk's first sample
             out[i : i + self.frame] = self._process_frame(chunk, t_chunk)
         self._pending = data[whole:]
+        # Hand back exactly as many samples as came in. The output queue starts
+        # with one frame of silence: queue + pending input always hold exactly
+        # one frame, so any chunk size comes out as the same stream, 10 ms late.
+        ready = np.concatenate([self._out_queue, out])
+        self._out_queue = ready[len(pcm) :]
         self.cpu_s += time.thread_time() - started
-        if len(out) < len(pcm):  # keep lengths: pad the head with what is held back
-            out = np.concatenate([np.zeros(len(pcm) - len(out), np.int16), out])
-        return out[-len(pcm) :] if len(pcm) else out[:0]
+        return ready[: len(pcm)]
 
     def _process_frame(self, chunk: np.ndarray, t: float) -> np.ndarray:
         self.frames += 1
@@ -210,9 +269,27 @@ class AudioFrontend:
             self._maybe_estimate(t)
             ref = self._far.read(t - self.lag_s + LEAD_S, self.frame)
             self._apm.process_reverse_stream(rtc.AudioFrame(ref.tobytes(), self.rate, 1, self.frame))
+        else:
+            ref = None
         frame = rtc.AudioFrame(chunk.tobytes(), self.rate, 1, self.frame)
         self._apm.process_stream(frame)
-        return np.frombuffer(frame.data, dtype=np.int16).copy()
+        out = np.frombuffer(frame.data, dtype=np.int16).copy()
+        if self.trace is not None:
+            self.trace.append((t, chunk, out, ref if ref is not None else np.zeros_like(chunk)))
+        return out
+
+    def write_trace(self, path: str) -> None:
+        """Three-channel WAV of the trace: near in, near out, reference as fed."""
+        import wave
+
+        if not self.trace:
+            return
+        data = np.stack([np.concatenate([x[i] for x in self.trace]) for i in (1, 2, 3)], axis=1)
+        with wave.open(path, "wb") as w:
+            w.setnchannels(3)
+            w.setsampwidth(2)
+            w.setframerate(self.rate)
+            w.writeframes(data.astype("<i2").tobytes())
 
     # ------------------------------------------------------------------ lag estimation
 
@@ -234,8 +311,8 @@ class AudioFrontend:
         found = estimate_lag(near[::step], far[::step], _CORR_RATE, MAX_LAG_S)
         if found is None:
             return
-        lag, confidence = found
-        if confidence < 8.0 or not 0.0 <= lag <= MAX_LAG_S:
+        lag, correlation = found
+        if correlation < MIN_LAG_CORRELATION or not 0.0 <= lag <= MAX_LAG_S:
             return
         # Move only when two estimates in a row agree: one window of
         # caller speech over the agent can fake a peak.

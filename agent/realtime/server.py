@@ -40,6 +40,12 @@ from .transcribe import Transcriber, TranscriptionError
 log = logging.getLogger("agent.realtime")
 
 PATHS = ("/v1/realtime", "/realtime", "/openai/v1/realtime")
+_LOGGED = {
+    "input_audio_buffer.speech_started": lambda e: f"speech started at {e.audio_start_ms} ms",
+    "input_audio_buffer.speech_stopped": lambda e: f"speech stopped at {e.audio_end_ms} ms",
+    "response.done": lambda e: f"response {e.response.status}"
+    + (f" ({e.response.status_details.reason})" if e.response.status_details and e.response.status_details.reason else ""),
+}
 _DROP = "\x00drop"  # outbox marker: abort the connection (fault injection)
 
 
@@ -167,6 +173,10 @@ class _Connection:
     def _emit(self, events: list[BaseModel]) -> None:
         for event in events:
             self._outbox.put_nowait(_encode(event))
+            kind = getattr(event, "type", "")
+            if kind in _LOGGED:
+                # one line per turn event: what operators (and the echo tests) count
+                log.info("session %s: %s", self._proto.session_id, _LOGGED[kind](event))
         for request in self._proto.speech_requests():
             task = asyncio.create_task(self._synthesize(request), name=f"speech:{request.request_id}")
             self._speech_atasks.add(task)

@@ -28,6 +28,7 @@ from livekit import api, rtc
 
 __all__ = [
     "Caller",
+    "Speakerphone",
     "DataMessage",
     "ReceivedFrame",
     "Recording",
@@ -49,6 +50,7 @@ _MIC_LEAD_S = 0.06
 # If the loop stalls for longer than this, drop the backlog instead of bursting it.
 _MIC_MAX_BEHIND_S = 0.25
 _DBFS_FLOOR = -120.0
+_SPEAKER_CUSHION = 6  # frames the speakerphone buffers before it starts playing
 
 
 # --------------------------------------------------------------------------- helpers
@@ -312,6 +314,17 @@ TOPIC_TRANSCRIPTION = "lk.transcription"
 
 
 @dataclass(frozen=True)
+class Speakerphone:
+    """A caller without headphones: what it hears from participants whose identity
+    starts with ``from_prefix`` comes back into its microphone, ``delay_s`` later
+    and ``gain_db`` louder (negative: quieter)."""
+
+    delay_s: float = 0.15
+    gain_db: float = -6.0
+    from_prefix: str = "agent-"
+
+
+@dataclass(frozen=True)
 class DataMessage:
     """A data packet received in the room."""
 
@@ -336,7 +349,7 @@ class Caller:
     are cancelled and awaited in :meth:`leave`.
     """
 
-    def __init__(self, url: str, token: str, *, identity: str = "caller") -> None:
+    def __init__(self, url: str, token: str, *, identity: str = "caller", speakerphone: Speakerphone | None = None) -> None:
         self.url = url
         self.identity = identity  # a label; the token decides the identity in the room
         self.joined_at: float | None = None
@@ -349,6 +362,14 @@ class Caller:
         self._mic_task: asyncio.Task[None] | None = None
         self._recorders: dict[str, asyncio.Task[None]] = {}  # track sid -> task
         self.transcripts: list[Transcript] = []
+        self.speakerphone = speakerphone
+        # The speakerphone's sound path: a speaker FIFO fed by the received stream and
+        # played at the microphone's own 10 ms clock, then a fixed delay line. A
+        # real device's echo path is fixed; it must not slip with arrival jitter.
+        self._speaker: collections.deque[np.ndarray] = collections.deque()
+        self._speaker_playing = False
+        self._delay_line: collections.deque[np.ndarray] | None = None
+        self.speaker_underruns = 0
         self.data_messages: list[DataMessage] = []
         self._text_atasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -538,7 +559,11 @@ class Caller:
         try:
             async for event in stream:
                 pcm = np.frombuffer(event.frame.data, dtype=np.int16).copy()
-                self._frames.append(ReceivedFrame(time.time(), identity, track.sid or "", pcm, _sum_squares(pcm)))
+                now = time.time()
+                self._frames.append(ReceivedFrame(now, identity, track.sid or "", pcm, _sum_squares(pcm)))
+                phone = self.speakerphone
+                if phone is not None and identity.startswith(phone.from_prefix) and len(pcm) == _FRAME_SAMPLES:
+                    self._speaker.append(pcm)
         finally:
             await stream.aclose()
 
@@ -558,6 +583,29 @@ class Caller:
         if len(chunk) < _FRAME_SAMPLES:
             chunk = np.concatenate([chunk, np.zeros(_FRAME_SAMPLES - len(chunk), np.int16)])
         return chunk
+
+    def _next_echo(self, due_wall: float) -> np.ndarray | None:
+        """The speakerphone's echo for the next 10 ms of microphone signal."""
+        phone = self.speakerphone
+        if phone is None:
+            return None
+        if self._delay_line is None:
+            frames = max(1, round(phone.delay_s * 1000 / FRAME_MS))
+            self._delay_line = collections.deque(np.zeros(_FRAME_SAMPLES, np.int16) for _ in range(frames))
+        while len(self._speaker) > 20:  # the loop stalled: drop rather than fall behind for good
+            self._speaker.popleft()
+        if not self._speaker_playing and len(self._speaker) >= _SPEAKER_CUSHION:
+            self._speaker_playing = True  # a jitter cushion, as a real player keeps
+        if self._speaker_playing and self._speaker:
+            played = self._speaker.popleft()
+        else:
+            if self._speaker_playing:
+                self.speaker_underruns += 1
+                self._speaker_playing = False
+            played = np.zeros(_FRAME_SAMPLES, np.int16)
+        self._delay_line.append(played)
+        echo = self._delay_line.popleft()
+        return (echo.astype(np.float64) * 10 ** (phone.gain_db / 20)).astype(np.int32)
 
     async def _mic_loop(self) -> None:
         """Feed the AudioSource one 10 ms frame at a time, paced by the wall clock.
@@ -580,6 +628,9 @@ class Caller:
                     due_wall = time.time() + (t0 + sent * frame_s - now)
                     chunk = self._next_frame(due_wall)
                     data = silence if chunk is None else chunk
+                    echo = self._next_echo(due_wall)
+                    if echo is not None:
+                        data = np.clip(data.astype(np.int32) + echo, -32768, 32767).astype(np.int16)
                     await self._source.capture_frame(
                         rtc.AudioFrame(data.tobytes(), SAMPLE_RATE, 1, _FRAME_SAMPLES)
                     )

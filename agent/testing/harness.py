@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..stack import ManagedProcess, Stack, write_server_config
-from .caller import Caller, make_token
+from .caller import Caller, Speakerphone, make_token
 from .netns import SERVER_IP, inside_namespace
 
 __all__ = ["LIVEKIT_PORT", "NotInNamespace", "Testbed", "free_port"]
@@ -162,8 +162,10 @@ class Testbed:
     def token(self, room: str, identity: str, *, agent_name: str | None = None) -> str:
         return make_token(self.api_key, self.api_secret, room, identity, agent_name=agent_name)
 
-    def caller(self, room: str, identity: str = "caller", *, agent_name: str | None = None) -> Caller:
-        return Caller(self.url, self.token(room, identity, agent_name=agent_name), identity=identity)
+    def caller(
+        self, room: str, identity: str = "caller", *, agent_name: str | None = None, speakerphone: Speakerphone | None = None
+    ) -> Caller:
+        return Caller(self.url, self.token(room, identity, agent_name=agent_name), identity=identity, speakerphone=speakerphone)
 
     # ------------------------------------------------------------------ worker state
 

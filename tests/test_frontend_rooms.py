@@ -1,0 +1,156 @@
+"""The audio front-end in real rooms: a speakerphone caller and a noisy line.
+
+Two workers share one livekit-server: ``frontend`` (the default front-end:
+echo cancellation, noise suppression, high-pass) and ``bare`` (echo
+cancellation and noise suppression off), each reached by explicit dispatch.
+Turns are counted where they start: the local realtime server logs every
+``speech_started`` of its server VAD.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.testing.caller import Caller, Speakerphone, load_wav, speech_wav
+from agent.testing.harness import NotInNamespace, Testbed, free_port
+
+pytestmark = [pytest.mark.room]
+
+SENTENCES = [
+    "Good morning, I would like a coffee.",
+    "What kind of milk do you have?",
+    "Do you sell croissants in the morning?",
+    "How much is a large cappuccino?",
+    "Can I pay with a card?",
+    "Is there a table near the window?",
+    "Do you have decaf coffee?",
+    "What is the soup of the day?",
+    "Are you open on public holidays?",
+    "Thank you, that is all for now.",
+]
+
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    try:
+        testbed = Testbed(tmp_path_factory.mktemp("frontend"), worker=False, slot=2)
+    except NotInNamespace as e:
+        pytest.fail(str(e), pytrace=False)
+    with testbed:
+        testbed.start_worker(name="worker-frontend", AGENT_NAME="frontend")
+        testbed.start_worker(
+            name="worker-bare", AGENT_NAME="bare", AGENT_HTTP_PORT=str(free_port()),
+            AGENT_ECHO_CANCELLATION="false", AGENT_NOISE_SUPPRESSION="false",
+        )  # fmt: skip
+        yield testbed
+
+
+@pytest.fixture(scope="module")
+def sentences(speech_dir: Path) -> list[tuple[np.ndarray, int]]:
+    return [load_wav(speech_wav(text, str(speech_dir / f"s{i}.wav"))) for i, text in enumerate(SENTENCES)]
+
+
+class TurnCounter:
+    """Counts the realtime server's logged turn starts from now on."""
+
+    def __init__(self, bed: Testbed) -> None:
+        assert bed.realtime is not None
+        self._proc = bed.realtime
+        self._offset = len(self._proc.log_text())
+
+    def lines(self) -> list[str]:
+        return self._proc.log_text()[self._offset :].splitlines()
+
+    def turns(self) -> int:
+        return sum(1 for line in self.lines() if re.search(r"session \S+: speech started", line))
+
+    def cancelled(self) -> int:
+        return sum(1 for line in self.lines() if "response cancelled (turn_detected)" in line)
+
+
+async def _greeted(caller: Caller) -> None:
+    await caller.join()
+    await caller.wait_for_speech(timeout=20)
+    await caller.wait_for_quiet(1.5, timeout=30)
+
+
+async def _converse(caller: Caller, turns: list[tuple[np.ndarray, int]]) -> list[float]:
+    """Say each sentence, wait for the agent's whole reply; returns reply delays."""
+    delays = []
+    for pcm, rate in turns:
+        await caller.say(pcm, rate)
+        _, said_end = caller.spoken[-1]
+        reply = await caller.wait_for_speech(after=said_end, timeout=20)
+        delays.append(reply - said_end)
+        await caller.wait_for_quiet(1.5, timeout=40)
+    return delays
+
+
+async def test_speakerphone_caller_does_not_make_the_agent_answer_itself(bed: Testbed, sentences: list[tuple[np.ndarray, int]]) -> None:
+    counter = TurnCounter(bed)
+    room = f"echo-{uuid.uuid4().hex[:6]}"
+    caller = bed.caller(room, agent_name="frontend", speakerphone=Speakerphone(delay_s=0.15, gain_db=-6))
+    try:
+        await _greeted(caller)
+        delays = await _converse(caller, sentences)
+    finally:
+        await caller.leave()
+    replies = len(delays) + 1  # and the greeting
+    print(f"\n[speakerphone] speaker underruns (echo path slips): {caller.speaker_underruns}")
+    print(f"\n[figure] speakerphone caller, front-end on: {counter.turns()} turns for {len(sentences)} sentences "
+          f"over {replies} agent replies; {counter.cancelled()} replies cut by a turn; reply delay p50 {np.median(delays):.2f}s")  # fmt: skip
+    # Every real sentence was heard (one turn each), and no echo started a turn.
+    assert counter.turns() == len(sentences), "\n".join(counter.lines()[-40:])
+    assert counter.cancelled() == 0
+
+
+async def test_without_echo_cancellation_the_agent_interrupts_itself(bed: Testbed, sentences: list[tuple[np.ndarray, int]]) -> None:
+    """The same caller against the bare worker: proof that the test above can fail."""
+    counter = TurnCounter(bed)
+    room = f"echo-bare-{uuid.uuid4().hex[:6]}"
+    caller = bed.caller(room, agent_name="bare", speakerphone=Speakerphone(delay_s=0.15, gain_db=-6))
+    started = time.monotonic()
+    try:
+        await caller.join()
+        await caller.wait_for_speech(timeout=20)
+        # The greeting's echo alone should start turns; give it a few replies' time.
+        while time.monotonic() - started < 25 and counter.turns() < 3:
+            await caller.wait_for_quiet(0.5, timeout=30)
+    finally:
+        await caller.leave()
+    print(f"\n[figure] speakerphone caller, echo cancellation off: {counter.turns()} turns started by echo alone, "
+          f"{counter.cancelled()} replies cut")  # fmt: skip
+    assert counter.turns() >= 2, "without echo cancellation the echo should have started turns"
+
+
+def _noise(seconds: float, dbfs: float, rate: int = 48_000) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    white = rng.standard_normal(int(seconds * rate))
+    # a little low-pass: fan/room noise rather than pure hiss
+    noise = np.convolve(white, np.ones(4) / 4, mode="same")
+    noise *= 10 ** (dbfs / 20) * 32768 / np.sqrt(np.mean(noise**2))
+    return np.clip(noise, -32768, 32767).astype(np.int16)
+
+
+@pytest.mark.parametrize(("agent", "expect_turns"), [("frontend", False), ("bare", True)])
+async def test_a_line_of_pure_noise_starts_no_turns_with_noise_suppression(bed: Testbed, agent: str, expect_turns: bool) -> None:
+    counter = TurnCounter(bed)
+    caller = bed.caller(f"noise-{agent}-{uuid.uuid4().hex[:6]}", agent_name=agent)
+    try:
+        await _greeted(caller)
+        await caller.say(_noise(12.0, -32.0), 48_000)  # steady noise, 8 dB over the VAD threshold
+        await caller.wait_for_quiet(1.5, timeout=20)
+    finally:
+        await caller.leave()
+    print(f"\n[figure] 12 s of noise at -32 dBFS, {agent} worker: {counter.turns()} turns")
+    if expect_turns:
+        assert counter.turns() >= 1, "the bare worker should hear noise as speech (else this test proves nothing)"
+    else:
+        assert counter.turns() == 0, "\n".join(counter.lines()[-20:])
