@@ -45,7 +45,12 @@ NEW_TURN_GAP_S = 0.4  # far-end silence after which the next audio is a new turn
 _CORR_RATE = 4000  # cross-correlation runs on 4 kHz copies
 _CORR_WINDOW_S = 1.0
 LAG_TOLERANCE_S = 0.02
-MIN_LAG_CORRELATION = 0.25  # echo through codecs and rooms correlates 0.3-0.7 with its source  # within the APM's own delay tracking
+MIN_LAG_CORRELATION = 0.25
+RESIDUAL_WINDOW_FRAMES = 12  # 120 ms of reference energies the residual suppressor looks back over
+_FAR_ACTIVE_ENERGY = 300.0**2  # per sample: the far end is playing (about -41 dBFS)
+_DOUBLE_TALK_MARGIN = 4.0  # 6 dB over the expected echo: the caller is talking
+_RESIDUAL_GAIN = 10 ** (-30 / 20)
+_GAIN_RELEASE = 1.5  # per frame, back to unity after the far end stops  # echo through codecs and rooms correlates 0.3-0.7 with its source  # within the APM's own delay tracking
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,9 @@ class AudioFrontend:
         self._near_hist: collections.deque[tuple[float, np.ndarray]] = collections.deque()
         self._pending = np.zeros(0, np.int16)
         self._out_queue = np.zeros(self.frame, np.int16)
+        self.erl = 1.0  # echo return loss (energy ratio mic / far end), learned; 1.0 = 0 dB, cautious
+        self._gain = 1.0
+        self._ref_energies: collections.deque[float] = collections.deque(maxlen=RESIDUAL_WINDOW_FRAMES)
         self._last_estimate = -math.inf
         self._candidate: float | None = None
         self._apm = self._new_apm()
@@ -274,9 +282,37 @@ class AudioFrontend:
         frame = rtc.AudioFrame(chunk.tobytes(), self.rate, 1, self.frame)
         self._apm.process_stream(frame)
         out = np.frombuffer(frame.data, dtype=np.int16).copy()
+        if ref is not None:
+            out = self._suppress_residual(chunk, out, ref)
         if self.trace is not None:
             self.trace.append((t, chunk, out, ref if ref is not None else np.zeros_like(chunk)))
         return out
+
+    def _suppress_residual(self, near: np.ndarray, out: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        """Residual echo suppression after the APM (a classic non-linear processor).
+
+        Over codecs and a moving room path the APM's filter leaks at turn
+        onsets and wherever the path just moved, by more than enough to start
+        a turn. While the far end plays, a frame whose input is no louder than
+        the echo we expect (far-end level x echo return loss, plus a margin) is
+        echo, whatever the APM left of it: attenuate it. A caller talking over
+        the agent is louder than that and passes untouched (double talk).
+        """
+        ref_energy = float(np.dot(ref.astype(np.float64), ref))
+        self._ref_energies.append(ref_energy)
+        far = max(self._ref_energies)  # the echo trails its reference by up to the lead and some jitter
+        near_energy = float(np.dot(near.astype(np.float64), near))
+        out_energy = float(np.dot(out.astype(np.float64), out))
+        if far < _FAR_ACTIVE_ENERGY * self.frame:
+            self._gain = min(1.0, self._gain * _GAIN_RELEASE)
+            return out if self._gain >= 1.0 else (out * self._gain).astype(np.int16)
+        if out_energy < 0.01 * near_energy and near_energy > 0:
+            # far end only, and the APM is cancelling: learn how loud the echo comes back
+            erl = near_energy / far
+            self.erl = 0.9 * self.erl + 0.1 * min(erl, 4.0)
+        double_talk = near_energy > _DOUBLE_TALK_MARGIN * self.erl * far
+        self._gain = 1.0 if double_talk else _RESIDUAL_GAIN
+        return out if double_talk else (out * _RESIDUAL_GAIN).astype(np.int16)
 
     def write_trace(self, path: str) -> None:
         """Three-channel WAV of the trace: near in, near out, reference as fed."""
