@@ -349,7 +349,15 @@ class Caller:
     are cancelled and awaited in :meth:`leave`.
     """
 
-    def __init__(self, url: str, token: str, *, identity: str = "caller", speakerphone: Speakerphone | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        identity: str = "caller",
+        speakerphone: Speakerphone | None = None,
+        background_noise_dbfs: float | None = None,
+    ) -> None:
         self.url = url
         self.identity = identity  # a label; the token decides the identity in the room
         self.joined_at: float | None = None
@@ -363,6 +371,9 @@ class Caller:
         self._recorders: dict[str, asyncio.Task[None]] = {}  # track sid -> task
         self.transcripts: list[Transcript] = []
         self.speakerphone = speakerphone
+        # A noisy line: steady noise under everything the microphone sends, from the start.
+        self.background_noise_dbfs = background_noise_dbfs
+        self._noise_rng = np.random.default_rng(11)
         # The speakerphone's sound path: a speaker FIFO fed by the received stream and
         # played at the microphone's own 10 ms clock, then a fixed delay line. A
         # real device's echo path is fixed; it must not slip with arrival jitter.
@@ -584,6 +595,12 @@ class Caller:
             chunk = np.concatenate([chunk, np.zeros(_FRAME_SAMPLES - len(chunk), np.int16)])
         return chunk
 
+    def _noise_frame(self) -> np.ndarray:
+        assert self.background_noise_dbfs is not None
+        white = self._noise_rng.standard_normal(_FRAME_SAMPLES + 3)
+        noise = np.convolve(white, np.ones(4) / 4, mode="valid")[:_FRAME_SAMPLES]  # fan/room rather than hiss
+        return (noise / 0.5 * 32768 * 10 ** (self.background_noise_dbfs / 20)).astype(np.int32)
+
     def _next_echo(self, due_wall: float) -> np.ndarray | None:
         """The speakerphone's echo for the next 10 ms of microphone signal."""
         phone = self.speakerphone
@@ -631,6 +648,8 @@ class Caller:
                     echo = self._next_echo(due_wall)
                     if echo is not None:
                         data = np.clip(data.astype(np.int32) + echo, -32768, 32767).astype(np.int16)
+                    if self.background_noise_dbfs is not None:
+                        data = np.clip(data.astype(np.int32) + self._noise_frame(), -32768, 32767).astype(np.int16)
                     await self._source.capture_frame(
                         rtc.AudioFrame(data.tobytes(), SAMPLE_RATE, 1, _FRAME_SAMPLES)
                     )

@@ -137,6 +137,10 @@ class Testbed:
             "AGENT_REALTIME_BASE_URL": f"http://127.0.0.1:{self.realtime_port}/v1",
             "AGENT_HTTP_PORT": str(self.http_port),
             "AGENT_NUM_IDLE_PROCESSES": "2",
+            # The default threshold (0.7 of the machine's CPU) is about production
+            # hosts; on a 2-core test box that also runs the server, the backend and
+            # the callers it would make the worker refuse rooms at random.
+            "AGENT_LOAD_THRESHOLD": "1.0",
             "AGENT_PREFLIGHT_TIMEOUT": "10",
             "AGENT_DB_PATH": str(self.db_path),
             **self._worker_env,
@@ -163,9 +167,18 @@ class Testbed:
         return make_token(self.api_key, self.api_secret, room, identity, agent_name=agent_name)
 
     def caller(
-        self, room: str, identity: str = "caller", *, agent_name: str | None = None, speakerphone: Speakerphone | None = None
+        self,
+        room: str,
+        identity: str = "caller",
+        *,
+        agent_name: str | None = None,
+        speakerphone: Speakerphone | None = None,
+        background_noise_dbfs: float | None = None,
     ) -> Caller:
-        return Caller(self.url, self.token(room, identity, agent_name=agent_name), identity=identity, speakerphone=speakerphone)
+        return Caller(
+            self.url, self.token(room, identity, agent_name=agent_name), identity=identity,
+            speakerphone=speakerphone, background_noise_dbfs=background_noise_dbfs,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ worker state
 
