@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +39,6 @@ FRAME_MS = 10
 LEAD_S = 0.06  # far end handed to the APM this long before its echo is due
 DEFAULT_LAG_S = 0.30  # until the first estimate: a typical room round trip
 MAX_LAG_S = 0.9
-RESET_PER_TURN = os.environ.get("AGENT_FRONTEND_RESET_PER_TURN", "1") == "1"  # experiment switch
 NEW_TURN_GAP_S = 0.4  # far-end silence after which the next audio is a new turn
 _CORR_RATE = 4000  # cross-correlation runs on 4 kHz copies
 _CORR_WINDOW_S = 1.0
@@ -219,9 +217,9 @@ class AudioFrontend:
         now = self.clock() if at is None else at
         if self.config.echo_cancellation and now - self._far.end > NEW_TURN_GAP_S:
             self.turns += 1
-            if RESET_PER_TURN:
-                # A new agent turn: start from a fresh canceller (see module docstring).
-                self._apm = self._new_apm()
+            # A new agent turn: start from a fresh canceller (see module docstring;
+            # replaying a room trace, keeping the converged one leaked 50% more).
+            self._apm = self._new_apm()
         self._far.push(np.asarray(pcm, np.int16), now)
 
     def clear_far(self, *, at: float | None = None) -> None:
