@@ -44,7 +44,7 @@ at time ``p`` arrives at ``p + delay``.
   starts from a fresh canceller), with nothing skipped. In noise scenes the
   noise counts as echo, so ERLE is limited by the noise left in the output.
 - *Near-end preservation* on the near-end-only part: the processed signal
-  at the best alignment within +-20 ms (``shift``: the output comes 6-14 ms
+  at the best alignment within +-40 ms (``shift``: the output comes 16-24 ms
   after the reference, depending on what is on) against a reference: the
   correlation coefficient and the segmental SNR (mean over 20 ms frames
   within 40 dB of the loudest reference frame of
@@ -114,7 +114,7 @@ ERLE_WINDOW_S = 0.1
 ERLE_SKIP_S = 0.5
 ERLE_ACTIVE_DB = 30.0
 NOISE_SKIP_S = 0.2
-MAX_SHIFT_S = 0.02
+MAX_SHIFT_S = 0.04  # the APM delays 6-14 ms, 10 ms framing adds 10 ms
 SEG_FRAME_S = 0.02
 QUANT_POWER = 1.0 / 12.0
 
