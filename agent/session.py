@@ -67,7 +67,19 @@ class VoiceAgent(Agent):
         self._greeting = settings.greeting
 
     async def on_enter(self) -> None:
+        self.realtime_llm_session.on("session_reconnected", self._on_reconnected)
         self.session.generate_reply(instructions=greeting_instructions(self._greeting))
+
+    def _on_reconnected(self, _ev: object) -> None:
+        # The realtime connection was replaced and the context replayed onto it
+        # (livekit-agents does that). A reply cut by the drop is lost with the old
+        # connection: ask again rather than leave the caller in silence.
+        items = [i for i in self.session.history.items if getattr(i, "type", None) == "message"]
+        last = items[-1] if items else None
+        unanswered = last is not None and (last.role == "user" or (last.role == "assistant" and last.interrupted))
+        log.info("realtime session reconnected; last reply %s", "unfinished: asking again" if unanswered else "complete")
+        if unanswered:
+            self.session.generate_reply()
 
 
 class RoomHooks:

@@ -219,12 +219,17 @@ class RealtimeProtocol:
         model: str = "gpt-realtime",
         limits: Limits = Limits(),
         id_prefix: str | None = None,
+        allow_fault: Callable[[str], bool] | None = None,
     ) -> None:
         self.session_id = session_id
         self.brain = brain
         self.limits = limits
         self.closed = False  # set once the session has ended; the shell then closes the socket
         self.drop_requested = False  # fault injection: the shell aborts the connection
+        self.closed_by_fault = False  # after a mid-answer drop nothing more is sent
+        # Fault injection is decided outside (e.g. once per server for each reply),
+        # so a re-asked answer on the new connection is not cut again.
+        self._allow_fault = allow_fault or (lambda _key: True)
         self._started_at = now
         self._expires_at = now + limits.max_session_s if limits.max_session_s else None
         self._prefix = id_prefix or session_id[-8:]
@@ -391,6 +396,8 @@ class RealtimeProtocol:
         return self._finish_response(resp, status="failed", error={"type": "server_error", "code": "speech_failed", "message": message})
 
     def next_deadline(self) -> float | None:
+        if self.closed_by_fault:
+            return None
         deadlines = []
         if self._expires_at is not None and not self.closed:
             deadlines.append(self._expires_at)
@@ -403,6 +410,8 @@ class RealtimeProtocol:
 
     def tick(self, now: float) -> list[BaseModel]:
         out: list[BaseModel] = []
+        if self.closed_by_fault:
+            return out
         if self._expires_at is not None and now >= self._expires_at and not self.closed:
             if self._response is not None:
                 out += self._finish_response(self._response, status="cancelled", reason="client_cancelled")
@@ -886,6 +895,13 @@ class RealtimeProtocol:
                 )
             )
             resp.sent_samples = end
+            if (
+                resp.reply is not None and resp.reply.drop_connection and resp.sent_samples * 2 >= total
+                and self._allow_fault(resp.reply.say or "")
+            ):  # fmt: skip
+                self.drop_requested = True  # a spoken answer: cut half-way through it
+                self.closed_by_fault = True
+                return out
         if resp.sent_samples >= total:
             out += self._finish_response(resp, status="completed")
         return out
@@ -961,8 +977,11 @@ class RealtimeProtocol:
         )
         if self._response is resp:
             self._response = None
-        if status == "completed" and resp.reply is not None and resp.reply.drop_connection:
-            self.drop_requested = True
+        if (
+            status == "completed" and resp.reply is not None and resp.reply.drop_connection and resp.message_id is None
+            and self._allow_fault(",".join(c.name + json.dumps(c.arguments) for c in resp.reply.calls))
+        ):  # fmt: skip
+            self.drop_requested = True  # a call-only response: cut right after the call
         return out
 
     def _previous_of(self, item_id: str | None) -> str | None:

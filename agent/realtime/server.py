@@ -78,6 +78,7 @@ class RealtimeServer:
         self.transcriber = Transcriber()
         self.sessions = 0
         self._ids = itertools.count(1)
+        self._faults_done: set[str] = set()  # fault injection: each scripted drop happens once
         self._server: Server | None = None
 
     async def start(self) -> None:
@@ -136,6 +137,12 @@ class RealtimeServer:
             )
         return None
 
+    def _fault_once(self, key: str) -> bool:
+        if key in self._faults_done:
+            return False
+        self._faults_done.add(key)
+        return True
+
     async def _handle(self, ws: ServerConnection) -> None:
         query = urlparse(ws.request.path).query if ws.request else ""
         model = "gpt-realtime"
@@ -150,6 +157,7 @@ class RealtimeServer:
             model=model,
             limits=self.options.limits,
             id_prefix=f"{next(self._ids):04d}",
+            allow_fault=self._fault_once,
         )
         conn = _Connection(self, ws, proto)
         self.sessions += 1
