@@ -157,6 +157,11 @@ def cmd_worker(argv: list[str]) -> None:
     # The livekit-agents CLI installs its own log handlers; ours only served the preflight.
     logging.getLogger().handlers.clear()
     server = build_server(settings)
+    if settings.redispatch and argv[:1] in (["start"], ["dev"]):
+        from .dispatch import Redispatcher
+
+        key, secret = settings.require_livekit_credentials()
+        Redispatcher(settings.livekit_url, key, secret, settings.agent_name, grace=settings.redispatch_grace_s).start_in_thread()
     sys.argv = [sys.argv[0], *argv]
     cli.run_app(server)
 

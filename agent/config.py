@@ -91,6 +91,8 @@ class Settings:
     load_threshold: float = field(default=0.7, metadata={"env": "AGENT_LOAD_THRESHOLD"})
     http_port: int = field(default=8081, metadata={"env": "AGENT_HTTP_PORT"})
     drain_timeout: int = field(default=30, metadata={"env": "AGENT_DRAIN_TIMEOUT"})
+    redispatch: bool = field(default=True, metadata={"env": "AGENT_REDISPATCH"})
+    redispatch_grace_s: float = field(default=3.0, metadata={"env": "AGENT_REDISPATCH_GRACE_S"})
     preflight_timeout: float = field(default=10.0, metadata={"env": "AGENT_PREFLIGHT_TIMEOUT"})
     log_level: str = field(default="INFO", metadata={"env": "AGENT_LOG_LEVEL"})
     # Audio front-end (LiveKit's WebRTC APM on the caller's audio)

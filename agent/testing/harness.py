@@ -20,13 +20,14 @@ import asyncio
 import json
 import os
 import secrets
+import signal
 import socket
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ..stack import ManagedProcess, Stack, write_server_config
+from ..stack import ManagedProcess, Stack, load_server_config, write_server_config
 from .caller import Caller, Speakerphone, make_token
 from .netns import SERVER_IP, inside_namespace
 
@@ -128,6 +129,14 @@ class Testbed:
             self.stop()
             raise
         return self
+
+    def restart_livekit(self, *, kill: bool = True) -> ManagedProcess:
+        """Kill livekit-server (SIGKILL by default: a crash) and start it again, same config."""
+        assert self.livekit is not None, "start() first"
+        self.livekit.stop(timeout=0 if kill else 10, sig=signal.SIGKILL if kill else signal.SIGTERM)
+        self.stack.processes.remove(self.livekit)
+        self.livekit = self.stack.start_livekit(load_server_config(self.workdir / "livekit.yaml"), name="livekit-restarted")
+        return self.livekit
 
     def worker_environment(self, **extra: str) -> dict[str, str]:
         return {

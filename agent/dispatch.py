@@ -1,0 +1,103 @@
+"""Re-dispatch: a room with a caller and no agent gets one again.
+
+livekit-server dispatches an agent when a room is created and never again:
+if no worker was registered at that moment (the server had just restarted),
+or the job's process died, the caller waits in silence for good. The worker
+runs this watchdog beside its job loop: every ``interval`` seconds it lists
+the rooms; one that has had a non-agent participant and no agent for
+``grace`` seconds gets a new dispatch through the AgentDispatch API.
+
+Several workers may run it at once; before dispatching each checks that no
+dispatch for the room is younger than ``cooldown`` seconds, which keeps
+double dispatches to a race of a few milliseconds (the second agent would
+find the room taken and leave when the caller does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from livekit import api
+
+log = logging.getLogger("agent.dispatch")
+
+
+@dataclass
+class Redispatcher:
+    url: str
+    api_key: str
+    api_secret: str
+    agent_name: str = ""
+    interval: float = 2.0
+    grace: float = 3.0
+    cooldown: float = 10.0
+    dispatched: list[tuple[float, str]] = field(default_factory=list)  # (time, room) of our dispatches
+    _orphaned_since: dict[str, float] = field(default_factory=dict)
+    _thread: threading.Thread | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start_in_thread(self) -> None:
+        """Run in a daemon thread with its own event loop (the worker's loop belongs to livekit-agents)."""
+        self._thread = threading.Thread(target=lambda: asyncio.run(self.run()), name="redispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        http_url = self.url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+        lk = api.LiveKitAPI(http_url, self.api_key, self.api_secret, timeout=aiohttp.ClientTimeout(total=5))
+        try:
+            while not self._stop.is_set():
+                try:
+                    await self.check_once(lk)
+                except Exception as e:  # the server may be down: that is what we are here for
+                    log.debug("re-dispatch check failed: %s", e)
+                await asyncio.sleep(self.interval)
+        finally:
+            await lk.aclose()
+
+    async def check_once(self, lk: api.LiveKitAPI) -> list[str]:
+        now = time.monotonic()
+        rooms = (await lk.room.list_rooms(api.ListRoomsRequest())).rooms
+        orphaned: list[str] = []
+        for room in rooms:
+            if room.num_participants == 0:
+                continue
+            people = (await lk.room.list_participants(api.ListParticipantsRequest(room=room.name))).participants
+            has_agent = any(p.kind == api.ParticipantInfo.Kind.AGENT for p in people)
+            has_caller = any(p.kind != api.ParticipantInfo.Kind.AGENT for p in people)
+            if has_agent or not has_caller:
+                self._orphaned_since.pop(room.name, None)
+                continue
+            since = self._orphaned_since.setdefault(room.name, now)
+            if now - since >= self.grace:
+                orphaned.append(room.name)
+        for name in list(self._orphaned_since):
+            if name not in {r.name for r in rooms}:
+                del self._orphaned_since[name]
+        done = []
+        for name in orphaned:
+            if await self._recently_dispatched(lk, name):
+                continue
+            await lk.agent_dispatch.create_dispatch(
+                api.CreateAgentDispatchRequest(room=name, agent_name=self.agent_name, metadata='{"redispatched": true}')
+            )
+            self._orphaned_since[name] = time.monotonic()  # give the new agent its grace period
+            self.dispatched.append((time.time(), name))
+            log.warning("room %s had a caller and no agent for %.0fs: dispatched an agent again", name, self.grace)
+            done.append(name)
+        return done
+
+    async def _recently_dispatched(self, lk: api.LiveKitAPI, room: str) -> bool:
+        dispatches = await lk.agent_dispatch.list_dispatch(room_name=room)
+        newest = max((d.state.created_at for d in dispatches), default=0)
+        if newest <= 0:
+            return False
+        created = newest / 1e9 if newest > 1e14 else float(newest)  # nanoseconds, or seconds
+        return time.time() - created < self.cooldown
