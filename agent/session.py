@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from livekit import api
-from livekit.agents import Agent, AgentSession, JobContext, RunContext, room_io
+from livekit.agents import Agent, AgentSession, JobContext, RunContext, llm, room_io
 from livekit.agents.types import NOT_GIVEN, APIConnectOptions
 from livekit.plugins import openai
 from openai.types.realtime import AudioTranscription
@@ -22,6 +22,7 @@ from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
 from .audio.frontend import AudioFrontend, FrontendConfig, FrontendProcessor
 from .audio.tap import FarEndTap
 from .config import Settings
+from .transcript import TranscriptStore
 from .tools import CallContext, Services, Store, open_registry, tool_names_for_room
 from .tools.builtin import ESCALATION_TOPIC
 
@@ -61,14 +62,22 @@ def build_model(settings: Settings) -> openai.realtime.RealtimeModel:
     )
 
 
+RESUME_LINE = "Sorry, I lost the line for a moment. I'm back, and I remember our conversation."
+
+
 class VoiceAgent(Agent):
-    def __init__(self, settings: Settings, tools: list[Any]) -> None:
-        super().__init__(instructions=settings.instructions, tools=tools)
+    def __init__(self, settings: Settings, tools: list[Any], history: llm.ChatContext | None = None) -> None:
+        super().__init__(instructions=settings.instructions, tools=tools, chat_ctx=history)
         self._greeting = settings.greeting
+        self._resumed = history is not None
 
     async def on_enter(self) -> None:
         self.realtime_llm_session.on("session_reconnected", self._on_reconnected)
-        self.session.generate_reply(instructions=greeting_instructions(self._greeting))
+        if self._resumed:
+            # A new job for a room whose agent died: the conversation goes on.
+            self.session.generate_reply(instructions=f'Say exactly: "{RESUME_LINE}"')
+        else:
+            self.session.generate_reply(instructions=greeting_instructions(self._greeting))
 
     def _on_reconnected(self, _ev: object) -> None:
         # The realtime connection was replaced and the context replayed onto it
@@ -149,13 +158,29 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
         **({"aec_warmup_duration": None} if frontend_config.echo_cancellation else {}),
     )
 
+    transcript = TranscriptStore(settings.db_path)
+
     @session.on("close")
     def _on_close(ev: object) -> None:
         # The caller left (or the session failed): end the job now rather than
         # when livekit-server closes the empty room, so the worker is free again.
         reason = getattr(ev, "reason", ev)
         log.info("session closed in room %s: %s", ctx.room.name, reason)
+        transcript.record_end(ctx.room.name, str(reason))
         ctx.shutdown(reason=f"session closed: {reason}")
+
+    history = transcript.chat_context(ctx.room.name)
+    if history is not None:
+        log.info("room %s: resuming a conversation of %d items from the persisted transcript", ctx.room.name, len(history.items))
+
+    @session.on("conversation_item_added")
+    def _persist_message(ev: Any) -> None:
+        if isinstance(ev.item, llm.ChatMessage):
+            transcript.record_message(ctx.room.name, ev.item)
+
+    @session.on("function_tools_executed")
+    def _persist_calls(ev: Any) -> None:
+        transcript.record_tool_calls(ctx.room.name, ev.function_calls, ev.function_call_outputs)
 
     registry, mcp = await open_registry(settings)
     ctx.add_shutdown_callback(mcp.aclose)
@@ -177,7 +202,7 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
 
     await session.start(
         room=ctx.room,
-        agent=VoiceAgent(settings, tools.function_tools(make_call)),
+        agent=VoiceAgent(settings, tools.function_tools(make_call), history),
         room_options=room_io.RoomOptions(
             close_on_disconnect=True,
             audio_input=room_io.AudioInputOptions(
