@@ -161,7 +161,8 @@ def cmd_worker(argv: list[str]) -> None:
         from .dispatch import Redispatcher
 
         key, secret = settings.require_livekit_credentials()
-        Redispatcher(settings.livekit_url, key, secret, settings.agent_name, grace=settings.redispatch_grace_s).start_in_thread()
+        server.redispatcher = Redispatcher(settings.livekit_url, key, secret, settings.agent_name, grace=settings.redispatch_grace_s)
+        server.redispatcher.start_in_thread()
     sys.argv = [sys.argv[0], *argv]
     cli.run_app(server)
 

@@ -40,6 +40,8 @@ class Redispatcher:
     _orphaned_since: dict[str, float] = field(default_factory=dict)
     _thread: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _urgent: asyncio.Queue[tuple[str, str]] | None = None
 
     def start_in_thread(self) -> None:
         """Run in a daemon thread with its own event loop (the worker's loop belongs to livekit-agents)."""
@@ -49,18 +51,51 @@ class Redispatcher:
     def stop(self) -> None:
         self._stop.set()
 
+    def job_died(self, room: str, agent_identity: str) -> None:
+        """From the worker's loop: a job process died with its room still live.
+
+        Its agent participant would linger until livekit-server times it out
+        (about 20 s); remove it and dispatch a new agent now.
+        """
+        if self._loop is not None and self._urgent is not None:
+            self._loop.call_soon_threadsafe(self._urgent.put_nowait, (room, agent_identity))
+
     async def run(self) -> None:
         http_url = self.url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
         lk = api.LiveKitAPI(http_url, self.api_key, self.api_secret, timeout=aiohttp.ClientTimeout(total=5))
+        self._loop = asyncio.get_running_loop()
+        self._urgent = asyncio.Queue()
         try:
             while not self._stop.is_set():
                 try:
                     await self.check_once(lk)
                 except Exception as e:  # the server may be down: that is what we are here for
                     log.debug("re-dispatch check failed: %s", e)
-                await asyncio.sleep(self.interval)
+                try:
+                    room, identity = await asyncio.wait_for(self._urgent.get(), self.interval)
+                except TimeoutError:
+                    continue
+                try:
+                    await self._replace_dead_agent(lk, room, identity)
+                except Exception as e:
+                    log.error("could not replace the dead agent of room %s: %s", room, e)
         finally:
             await lk.aclose()
+
+    async def _replace_dead_agent(self, lk: api.LiveKitAPI, room: str, identity: str) -> None:
+        try:
+            await lk.room.remove_participant(api.RoomParticipantIdentity(room=room, identity=identity))
+        except api.TwirpError as e:
+            log.debug("removing %s from %s: %s", identity, room, e.message)
+        people = (await lk.room.list_participants(api.ListParticipantsRequest(room=room))).participants
+        if not any(p.kind != api.ParticipantInfo.Kind.AGENT for p in people):
+            return  # the caller is gone too: nobody to serve
+        await lk.agent_dispatch.create_dispatch(
+            api.CreateAgentDispatchRequest(room=room, agent_name=self.agent_name, metadata='{"redispatched": true}')
+        )
+        self._orphaned_since[room] = time.monotonic()
+        self.dispatched.append((time.time(), room))
+        log.warning("the agent of room %s died with its job process: dispatched a new one", room)
 
     async def check_once(self, lk: api.LiveKitAPI) -> list[str]:
         now = time.monotonic()

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import socket
 import time
+from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
@@ -18,6 +19,7 @@ from livekit import api
 from livekit.agents import AgentServer, JobContext
 
 from .config import Settings
+from .dispatch import Redispatcher
 from .errors import LiveKitAuthError, LiveKitUnavailable, RealtimeUnavailable
 
 # Imported here, not in the entrypoint: job processes import this module while
@@ -35,8 +37,38 @@ async def entrypoint(ctx: JobContext) -> None:
     await run_session(ctx, settings)
 
 
-def build_server(settings: Settings) -> AgentServer:
-    server = AgentServer(
+class Worker(AgentServer):
+    """livekit-agents' AgentServer, plus: a job process that dies with its room
+    still live is reported to the re-dispatcher at once."""
+
+    redispatcher: Redispatcher | None = None
+
+    async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
+        watch = asyncio.create_task(self._watch_job_processes(), name="watch_job_processes")
+        try:
+            await super().run(devmode=devmode, unregistered=unregistered)
+        finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+
+    async def _watch_job_processes(self) -> None:
+        # The process pool is made inside run(); attach as soon as it exists.
+        while getattr(self, "_proc_pool", None) is None:
+            await asyncio.sleep(0.1)
+        self._proc_pool.on("process_closed", self._on_process_closed)
+
+    def _on_process_closed(self, proc: Any) -> None:
+        job = proc.running_job
+        if job is None or proc.exitcode in (0, None) or proc.killed:
+            return  # idle process, normal end, or stopped by us
+        room = job.job.room.name
+        log.error("job %s in room %s died (exit code %s)", job.job.id, room, proc.exitcode)
+        if self.redispatcher is not None:
+            self.redispatcher.job_died(room, job.accept_arguments.identity)
+
+
+def build_server(settings: Settings) -> Worker:
+    server = Worker(
         num_idle_processes=settings.num_idle_processes,
         port=settings.http_port,
         drain_timeout=settings.drain_timeout,
