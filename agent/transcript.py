@@ -18,6 +18,8 @@ from typing import Any
 
 from livekit.agents import llm
 
+from .db import connect
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transcript (
     room TEXT NOT NULL,
@@ -39,10 +41,7 @@ class TranscriptStore:
             db.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA busy_timeout=10000")
-        return db
+        return connect(self.path)
 
     def append(self, room: str, kind: str, data: dict[str, Any]) -> None:
         with closing(self._connect()) as db, db:
@@ -80,7 +79,9 @@ class TranscriptStore:
     def chat_context(self, room: str) -> llm.ChatContext | None:
         """The room's conversation so far as a chat context, or None if there is none."""
         items = self.items(room)
-        if not items or items[-1][0] == "end":
+        ends = [i for i, (kind, _) in enumerate(items) if kind == "end"]
+        items = items[ends[-1] + 1 :] if ends else items  # only the conversation after the last normal end
+        if not items:
             return None  # nothing said, or the last conversation ended normally
         ctx = llm.ChatContext.empty()
         for kind, data in items:

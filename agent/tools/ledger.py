@@ -20,6 +20,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from ..db import connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tool_calls (
@@ -57,11 +58,7 @@ class Ledger:
             db.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA busy_timeout=10000")
-        db.row_factory = sqlite3.Row
-        return db
+        return connect(self.path)
 
     def claim(self, call_id: str, tool: str, arguments: dict[str, Any], room: str | None = None) -> bool:
         """True if this caller may run the call; False if it was claimed before."""

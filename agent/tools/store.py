@@ -31,6 +31,7 @@ SEED_CUSTOMERS = [
     ("C-1002", "Bob Chen", "+15550101", "bob@example.com"),
     ("C-1003", "Carla Diaz", "+15550102", "carla@example.com"),
 ]
+from ..db import connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (
@@ -86,11 +87,7 @@ class Store:
             db.executemany("INSERT OR IGNORE INTO customers VALUES (?, ?, ?, ?)", SEED_CUSTOMERS)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA busy_timeout=10000")
-        db.row_factory = sqlite3.Row
-        return db
+        return connect(self.path)
 
     # ---------------------------------------------------------------- customers
 
