@@ -76,6 +76,7 @@ class Settings:
     voice: str = field(default="marin", metadata={"env": "AGENT_VOICE"})
     instructions: str = field(default=DEFAULT_INSTRUCTIONS, metadata={"env": "AGENT_INSTRUCTIONS"})
     greeting: str = field(default=DEFAULT_GREETING, metadata={"env": "AGENT_GREETING"})
+    realtime_max_session_s: float | None = field(default=None, metadata={"env": "AGENT_REALTIME_MAX_SESSION_S"})
     vad_threshold: float = field(default=0.5, metadata={"env": "AGENT_VAD_THRESHOLD"})
     silence_duration_ms: int = field(default=500, metadata={"env": "AGENT_SILENCE_DURATION_MS"})
     # Local realtime server
@@ -150,7 +151,9 @@ class Settings:
             name = f.metadata["env"]
             raw = _env(name)
             default = f.default
-            if f.type in ("int",):
+            if f.type in ("float | None",):
+                values[f.name] = _parse(name, raw, float, default)
+            elif f.type in ("int",):
                 values[f.name] = _parse(name, raw, int, default)
             elif f.type in ("float",):
                 values[f.name] = _parse(name, raw, float, default)

@@ -59,6 +59,9 @@ def build_model(settings: Settings) -> openai.realtime.RealtimeModel:
         # transcribes offline (PocketSphinx) and its scripted brain reads the words.
         input_audio_transcription=NOT_GIVEN if settings.uses_openai else AudioTranscription(model="pocketsphinx"),
         conn_options=APIConnectOptions(max_retry=3, retry_interval=2.0, timeout=10.0),
+        # Roll over to a new realtime session before the backend's cap (OpenAI: 60 min);
+        # the plugin waits for the current reply, then reconnects with the context.
+        max_session_duration=settings.realtime_max_session_s if settings.realtime_max_session_s else NOT_GIVEN,
     )
 
 
@@ -83,9 +86,13 @@ class VoiceAgent(Agent):
         # The realtime connection was replaced and the context replayed onto it
         # (livekit-agents does that). A reply cut by the drop is lost with the old
         # connection: ask again rather than leave the caller in silence.
-        items = [i for i in self.session.history.items if getattr(i, "type", None) == "message"]
+        # Only a plain unanswered turn: after a function call the framework itself
+        # sends the output and asks for the reply; asking too would answer twice.
+        items = self.session.history.items
         last = items[-1] if items else None
-        unanswered = last is not None and (last.role == "user" or (last.role == "assistant" and last.interrupted))
+        unanswered = getattr(last, "type", None) == "message" and (
+            last.role == "user" or (last.role == "assistant" and last.interrupted)  # type: ignore[union-attr]
+        )
         log.info("realtime session reconnected; last reply %s", "unfinished: asking again" if unanswered else "complete")
         if unanswered:
             self.session.generate_reply()

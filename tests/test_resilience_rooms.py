@@ -5,14 +5,17 @@ Each test carries state (the caller tells a fact early and asks for it later).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
-from agent.testing.harness import Testbed
+from agent.testing.harness import NotInNamespace, Testbed
 
 pytestmark = [pytest.mark.room]
 
@@ -50,3 +53,42 @@ async def test_realtime_connection_cut_mid_answer_reconnects_and_answers(testbed
         print(f"\n[figure] realtime connection cut mid-answer: silence heard {gap:.2f}s; full answer {recovered:.2f}s after asking")
         assert gap < 5.0
         assert said.text
+
+
+@pytest.fixture(scope="module")
+def short_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    """A backend that caps sessions at 30 s, and a worker that rolls over after 12 s."""
+    try:
+        bed = Testbed(
+            tmp_path_factory.mktemp("rollover"), slot=4,
+            worker_env={"AGENT_REALTIME_MAX_SESSION_S": "12"},
+            realtime_env={"AGENT_LOCAL_REALTIME_MAX_SESSION_S": "30",
+                          "AGENT_BRAIN_SCRIPT": str(Path(__file__).parent / "data" / "brain.yaml")},
+        )  # fmt: skip
+    except NotInNamespace as e:
+        pytest.fail(str(e), pytrace=False)
+    with bed:
+        yield bed
+
+
+async def test_session_rolls_over_before_its_cap_with_the_context_carried(short_sessions: Testbed) -> None:
+    bed = short_sessions
+    assert bed.realtime is not None
+    async with bed.caller(f"rollover-{uuid.uuid4().hex[:6]}") as caller:
+        await caller.wait_for_speech(timeout=20)
+        await caller.wait_for_quiet(1.0, timeout=20)
+        await caller.send_chat("Hi, my name is Alice")
+        await caller.wait_for_transcript(r"nice to meet you, alice", timeout=20)
+        for round_ in range(3):  # 3 x 14 s: past the worker's rollovers and the backend's cap
+            await asyncio.sleep(14)
+            asked = time.time()
+            await caller.send_chat("What is my name?")
+            said = await caller.wait_for_transcript(r"your name is alice", timeout=20, after=asked)
+            heard = await caller.wait_for_speech(after=asked, timeout=10)
+            print(f"\n[figure] rollover round {round_ + 1}: answer audio {heard - asked:.2f}s after asking")
+            assert said.text
+    log = bed.realtime.log_text()
+    opened = len(re.findall(r"session \S+ opened", log))
+    print(f"[figure] one call of ~50 s used {opened} realtime sessions; session_expired: {'session_expired' in log}")
+    assert opened >= 3
+    assert "session_expired" not in log, "the backend's cap was hit: the worker did not roll over in time"

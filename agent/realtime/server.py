@@ -43,6 +43,7 @@ PATHS = ("/v1/realtime", "/realtime", "/openai/v1/realtime")
 _LOGGED = {
     "input_audio_buffer.speech_started": lambda e: f"speech started at {e.audio_start_ms} ms",
     "input_audio_buffer.speech_stopped": lambda e: f"speech stopped at {e.audio_end_ms} ms",
+    "error": lambda e: f"error {e.error.code}: {e.error.message}",
     "response.done": lambda e: f"response {e.response.status}"
     + (f" ({e.response.status_details.reason})" if e.response.status_details and e.response.status_details.reason else ""),
 }
