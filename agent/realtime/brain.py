@@ -59,6 +59,7 @@ class BrainInput:
 class ToolCall:
     name: str
     arguments: dict[str, Any]
+    raw_arguments: str | None = None  # fault injection: sent as is instead of the JSON of ``arguments``
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Rule:
     arguments: dict[str, Any] = field(default_factory=dict)
     remember: bool = False  # named groups become memory for later turns
     drop_connection: bool = False  # fault injection: cut the connection after this response
+    raw_arguments: str | None = None  # fault injection: send these (e.g. not JSON) as the call's arguments
 
     def pattern(self) -> re.Pattern[str]:
         return re.compile(self.match, re.IGNORECASE)
@@ -178,7 +180,7 @@ class ScriptedBrain:
             values = {**memory, **{k: v for k, v in m.groupdict().items() if v is not None}}
             calls: tuple[ToolCall, ...] = ()
             if rule.call:  # tool_choice is applied after the brain (tool_choice.py)
-                calls = (ToolCall(rule.call, _fill(rule.arguments, values)),)
+                calls = (ToolCall(rule.call, _fill(rule.arguments, values), rule.raw_arguments),)
             say = _fill(rule.say, values) if rule.say else None
             return Reply(say=say, calls=calls, drop_connection=rule.drop_connection)
         return Reply(say=f"You said: {text}")

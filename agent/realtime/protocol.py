@@ -947,7 +947,8 @@ class RealtimeProtocol:
             output.append(item)
         if status == "completed" and resp.reply is not None:
             for call in resp.reply.calls:
-                out += self._emit_call(resp, call.name, json.dumps(call.arguments), len(output), output)
+                arguments = call.raw_arguments if call.raw_arguments is not None else json.dumps(call.arguments)
+                out += self._emit_call(resp, call.name, arguments, len(output), output)
         details: dict[str, Any] | None = None
         if status == "cancelled":
             details = {"type": "cancelled", "reason": reason}

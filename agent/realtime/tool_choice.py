@@ -43,7 +43,7 @@ def _enforce(reply: Reply, inp: BrainInput) -> Reply:
     calls = tuple(c for c in reply.calls if c.name in tools)
     if choice == "auto":
         if calls == reply.calls:
-            return reply
+            return reply  # (raw fault-injection arguments pass untouched here)
         return Reply(say=reply.say or (None if calls else CANNOT_CALL), calls=calls)
     if choice == "required":
         if not calls:

@@ -357,6 +357,8 @@ class Caller:
         identity: str = "caller",
         speakerphone: Speakerphone | None = None,
         background_noise_dbfs: float | None = None,
+        mic_rate: int = SAMPLE_RATE,
+        mic_channels: int = 1,
     ) -> None:
         self.url = url
         self.identity = identity  # a label; the token decides the identity in the room
@@ -371,6 +373,11 @@ class Caller:
         self._recorders: dict[str, asyncio.Task[None]] = {}  # track sid -> task
         self.transcripts: list[Transcript] = []
         self.speakerphone = speakerphone
+        # What the microphone track carries (a phone bridge at 8 kHz, a stereo
+        # interface at 48 kHz...); everything inside stays 48 kHz mono.
+        self.mic_rate = mic_rate
+        self.mic_channels = mic_channels
+        self._mic_resampler = None if mic_rate == SAMPLE_RATE else rtc.AudioResampler(SAMPLE_RATE, mic_rate, num_channels=1)
         # A noisy line: steady noise under everything the microphone sends, from the start.
         self.background_noise_dbfs = background_noise_dbfs
         self._noise_rng = np.random.default_rng(11)
@@ -406,7 +413,7 @@ class Caller:
             for pub in participant.track_publications.values():
                 if pub.track is not None:
                     self._on_track_subscribed(pub.track, pub, participant)
-        self._source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=1000)
+        self._source = rtc.AudioSource(self.mic_rate, self.mic_channels, queue_size_ms=1000)
         track = rtc.LocalAudioTrack.create_audio_track("microphone", self._source)
         self._mic_task = asyncio.create_task(self._mic_loop(), name=f"caller-mic-{self.identity}")
         await room.local_participant.publish_track(
@@ -595,6 +602,18 @@ class Caller:
             chunk = np.concatenate([chunk, np.zeros(_FRAME_SAMPLES - len(chunk), np.int16)])
         return chunk
 
+    def _mic_format(self, data: np.ndarray) -> rtc.AudioFrame | None:
+        """10 ms of 48 kHz mono as the microphone track's format."""
+        pcm = data
+        if self._mic_resampler is not None:
+            out = self._mic_resampler.push(bytearray(data.tobytes()))
+            if not out:
+                return None
+            pcm = np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in out])
+        if self.mic_channels > 1:
+            pcm = np.repeat(pcm, self.mic_channels)  # interleaved: the same signal on every channel
+        return rtc.AudioFrame(pcm.tobytes(), self.mic_rate, self.mic_channels, len(pcm) // self.mic_channels)
+
     def _noise_frame(self) -> np.ndarray:
         assert self.background_noise_dbfs is not None
         white = self._noise_rng.standard_normal(_FRAME_SAMPLES + 3)
@@ -650,9 +669,9 @@ class Caller:
                         data = np.clip(data.astype(np.int32) + echo, -32768, 32767).astype(np.int16)
                     if self.background_noise_dbfs is not None:
                         data = np.clip(data.astype(np.int32) + self._noise_frame(), -32768, 32767).astype(np.int16)
-                    await self._source.capture_frame(
-                        rtc.AudioFrame(data.tobytes(), SAMPLE_RATE, 1, _FRAME_SAMPLES)
-                    )
+                    frame = self._mic_format(data)
+                    if frame is not None:
+                        await self._source.capture_frame(frame)
                     sent += 1
                     now = time.monotonic()
                 await asyncio.sleep(max(0.001, t0 + sent * frame_s - _MIC_LEAD_S - time.monotonic()))

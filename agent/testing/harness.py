@@ -183,10 +183,13 @@ class Testbed:
         agent_name: str | None = None,
         speakerphone: Speakerphone | None = None,
         background_noise_dbfs: float | None = None,
+        mic_rate: int = 48_000,
+        mic_channels: int = 1,
     ) -> Caller:
         return Caller(
             self.url, self.token(room, identity, agent_name=agent_name), identity=identity,
             speakerphone=speakerphone, background_noise_dbfs=background_noise_dbfs,
+            mic_rate=mic_rate, mic_channels=mic_channels,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ worker state
