@@ -146,6 +146,23 @@ class RoomHooks:
             await asyncio.gather(self._hangup_atask, return_exceptions=True)
 
 
+MAX_CHAT_CHARS = 2000  # a typed message longer than this is cut (and logged), not spoken back for minutes
+
+
+async def _bounded_chat(sess: AgentSession, ev: Any) -> None:
+    """Room chat (``lk.chat``) to the model, as livekit-agents does, but bounded:
+    an oversized message is cut to MAX_CHAT_CHARS with a log line."""
+    text = ev.text
+    if len(text) > MAX_CHAT_CHARS:
+        log.warning("chat message of %d characters from %s cut to %d", len(text), getattr(ev.participant, "identity", "?"), MAX_CHAT_CHARS)
+        text = text[:MAX_CHAT_CHARS]
+    if not text.strip():
+        return
+    async with sess._claim_user_turn():
+        await sess.interrupt()
+        sess.generate_reply(user_input=text)
+
+
 async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
     """Start the agent in ``ctx.room``; returns once the session is running."""
     frontend_config = FrontendConfig(
@@ -212,6 +229,7 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
         agent=VoiceAgent(settings, tools.function_tools(make_call), history),
         room_options=room_io.RoomOptions(
             close_on_disconnect=True,
+            text_input=room_io.TextInputOptions(text_input_cb=_bounded_chat),
             audio_input=room_io.AudioInputOptions(
                 sample_rate=INPUT_RATE,
                 noise_cancellation=FrontendProcessor(frontend) if frontend_config.enabled else None,

@@ -183,7 +183,14 @@ class ScriptedBrain:
                 calls = (ToolCall(rule.call, _fill(rule.arguments, values), rule.raw_arguments),)
             say = _fill(rule.say, values) if rule.say else None
             return Reply(say=say, calls=calls, drop_connection=rule.drop_connection)
-        return Reply(say=f"You said: {text}")
+        return Reply(say=f"You said: {_clip(text, ECHO_CHARS)}")
+
+
+ECHO_CHARS = 200  # the default reply repeats at most this much of what was said
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " and so on"
 
 
 def _summarize(output: str | None) -> str:
