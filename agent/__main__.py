@@ -182,7 +182,7 @@ def cmd_up(argv: list[str]) -> None:
         cfg = load_server_config(settings.livekit_config)
     except AgentError as e:
         _fail(e)
-    stack = Stack(cache_dir() / "logs" / time.strftime("%Y%m%d-%H%M%S"))
+    stack = Stack(cache_dir(settings) / "logs" / time.strftime("%Y%m%d-%H%M%S"))
     stopping = False
 
     def _on_signal(signum: int, frame: object) -> None:

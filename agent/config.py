@@ -101,6 +101,7 @@ class Settings:
     noise_suppression: bool = field(default=True, metadata={"env": "AGENT_NOISE_SUPPRESSION"})
     high_pass_filter: bool = field(default=True, metadata={"env": "AGENT_HIGH_PASS_FILTER"})
     auto_gain_control: bool = field(default=False, metadata={"env": "AGENT_AUTO_GAIN_CONTROL"})
+    frontend_trace_dir: str | None = field(default=None, metadata={"env": "AGENT_FRONTEND_TRACE_DIR"})
     # Tools
     tools: str = field(default="all", metadata={"env": "AGENT_TOOLS"})
     tools_file: str | None = field(default=None, metadata={"env": "AGENT_TOOLS_FILE"})

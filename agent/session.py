@@ -7,6 +7,7 @@ and the audio front-end) to a room.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -146,6 +147,8 @@ class RoomHooks:
             await asyncio.gather(self._hangup_atask, return_exceptions=True)
 
 
+# livekit-agents' own handling of a chat message (claim the turn, interrupt, reply).
+_FRAMEWORK_CHAT = room_io.TextInputOptions().text_input_cb
 MAX_CHAT_CHARS = 2000  # a typed message longer than this is cut (and logged), not spoken back for minutes
 
 
@@ -158,9 +161,7 @@ async def _bounded_chat(sess: AgentSession, ev: Any) -> None:
         text = text[:MAX_CHAT_CHARS]
     if not text.strip():
         return
-    async with sess._claim_user_turn():
-        await sess.interrupt()
-        sess.generate_reply(user_input=text)
+    await _FRAMEWORK_CHAT(sess, dataclasses.replace(ev, text=text))
 
 
 async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
@@ -172,7 +173,7 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
         auto_gain_control=settings.auto_gain_control,
     )
     frontend = AudioFrontend(frontend_config, rate=INPUT_RATE)
-    trace_dir = os.environ.get("AGENT_FRONTEND_TRACE_DIR")  # debugging aid, undocumented on purpose
+    trace_dir = settings.frontend_trace_dir
     if trace_dir:
         frontend.trace = []
     session: AgentSession = AgentSession(

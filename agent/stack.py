@@ -20,21 +20,26 @@ from typing import Any
 
 import yaml
 
+from .config import Settings
 from .errors import ServerConfigError, SetupError
 
 LIVEKIT_VERSION = "v1.13.5"
 MIN_SECRET_LEN = 32
 
 
-def cache_dir() -> Path:
-    """Where livekit-server is built and `up` keeps its logs (AGENT_CACHE_DIR, see Settings)."""
-    return Path(os.environ.get("AGENT_CACHE_DIR") or Path.home() / ".cache" / "agent-worker")
+def cache_dir(settings: Settings | None = None) -> Path:
+    """Where livekit-server is built and `up` keeps its logs (AGENT_CACHE_DIR)."""
+    settings = settings or Settings.from_env()
+    return Path(settings.cache_dir) if settings.cache_dir else Path.home() / ".cache" / "agent-worker"
 
 
-def livekit_server_binary() -> Path:
+def livekit_server_binary(settings: Settings | None = None) -> Path:
     """The livekit-server binary: LIVEKIT_SERVER_BIN, else the one scripts/setup.sh builds."""
-    override = os.environ.get("LIVEKIT_SERVER_BIN")
-    path = Path(override) if override else cache_dir() / f"livekit-server-{LIVEKIT_VERSION}" / "server"
+    settings = settings or Settings.from_env()
+    if settings.livekit_server_bin:
+        path = Path(settings.livekit_server_bin)
+    else:
+        path = cache_dir(settings) / f"livekit-server-{LIVEKIT_VERSION}" / "server"
     if not path.is_file() or not os.access(path, os.X_OK):
         raise SetupError(
             f"livekit-server binary not found at {path}",

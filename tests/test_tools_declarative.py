@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture
-async def http_service() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+async def http_service(serve_app: Callable[[web.Application], Awaitable[str]]) -> tuple[str, list[dict[str, Any]]]:
     seen: list[dict[str, Any]] = []
 
     async def weather(request: web.Request) -> web.Response:
@@ -43,15 +43,7 @@ async def http_service() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     app.router.add_post("/book", book)
     app.router.add_get("/slow", slow)
     app.router.add_get("/broken", broken)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
+    return await serve_app(app), seen
 
 
 def write_tools(tmp_path: Path, base: str) -> Path:

@@ -188,7 +188,7 @@ async def test_builtins_place_and_cancel_an_order(tmp_path: Path) -> None:
     assert len(store.orders(room="r")) == 1
 
 
-async def test_escalation_marks_the_room_and_calls_the_webhook(tmp_path: Path) -> None:
+async def test_escalation_marks_the_room_and_calls_the_webhook(tmp_path: Path, serve_app: Any) -> None:
     from aiohttp import web
 
     received: list[dict[str, Any]] = []
@@ -199,27 +199,20 @@ async def test_escalation_marks_the_room_and_calls_the_webhook(tmp_path: Path) -
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = await serve_app(app)
     marked: list[str] = []
 
     async def mark(reason: str) -> None:
         marked.append(reason)
 
-    try:
-        registry = ToolRegistry(ledger=Ledger(tmp_path / "agent.db"))
-        register_builtins(registry)
-        services = Services(store=Store(tmp_path / "agent.db"), room_name="r9",
-                            escalation_webhook=f"http://127.0.0.1:{port}/hook", mark_escalated=mark)  # fmt: skip
-        outcome = await registry.execute("escalate_to_human", {"reason": "wants a manager"}, CallContext("e1", "r9", services))
-        assert "notified" in outcome.output
-        assert marked == ["wants a manager"]
-        assert received and received[0]["room"] == "r9" and received[0]["reason"] == "wants a manager"
-    finally:
-        await runner.cleanup()
+    registry = ToolRegistry(ledger=Ledger(tmp_path / "agent.db"))
+    register_builtins(registry)
+    services = Services(store=Store(tmp_path / "agent.db"), room_name="r9",
+                        escalation_webhook=f"{base}/hook", mark_escalated=mark)  # fmt: skip
+    outcome = await registry.execute("escalate_to_human", {"reason": "wants a manager"}, CallContext("e1", "r9", services))
+    assert "notified" in outcome.output
+    assert marked == ["wants a manager"]
+    assert received and received[0]["room"] == "r9" and received[0]["reason"] == "wants a manager"
 
 
 # ------------------------------------------------------------------ which tools a room gets

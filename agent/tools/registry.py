@@ -26,7 +26,7 @@ import contextvars
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -232,7 +232,3 @@ def _as_text(result: Any) -> str:
 def _describe(e: BaseException) -> str:
     text = str(e)
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-def with_timeout(tool: ToolDef, timeout: float) -> ToolDef:
-    return replace(tool, timeout=timeout)
