@@ -7,7 +7,6 @@ and the audio front-end) to a room.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -147,8 +146,6 @@ class RoomHooks:
             await asyncio.gather(self._hangup_atask, return_exceptions=True)
 
 
-# livekit-agents' own handling of a chat message (claim the turn, interrupt, reply).
-_FRAMEWORK_CHAT = room_io.TextInputOptions().text_input_cb
 MAX_CHAT_CHARS = 2000  # a typed message longer than this is cut (and logged), not spoken back for minutes
 
 
@@ -161,7 +158,9 @@ async def _bounded_chat(sess: AgentSession, ev: Any) -> None:
         text = text[:MAX_CHAT_CHARS]
     if not text.strip():
         return
-    await _FRAMEWORK_CHAT(sess, dataclasses.replace(ev, text=text))
+    async with sess._claim_user_turn():  # as livekit-agents' default chat handler does
+        await sess.interrupt()
+        sess.generate_reply(user_input=text)
 
 
 async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
