@@ -45,3 +45,12 @@ def test_say_exactly_wins_and_unknown_text_is_echoed() -> None:
 def test_after_a_tool_output_it_reports_the_result() -> None:
     turns = (Turn("message", "user", text="order"), Turn("function_call_output", "tool", call_id="c1", output='{"message": "Order 7 placed."}'))
     assert ScriptedBrain().reply(BrainInput(turns=turns, instructions="")).say == "Done. Order 7 placed."
+
+
+def test_a_reply_cut_short_leaves_the_question_before_it_unanswered() -> None:
+    brain = ScriptedBrain()
+    cut = Turn("message", "assistant", text="You said", complete=False)
+    question = Turn("message", "user", text="hello there")
+    assert brain.reply(BrainInput(turns=(question, cut), instructions="")).say == "You said: hello there"
+    finished = Turn("message", "assistant", text="You said: hello there")
+    assert brain.reply(BrainInput(turns=(question, finished), instructions="")).say == brain.heard_audio

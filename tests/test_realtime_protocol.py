@@ -311,6 +311,25 @@ def test_items_are_chained_by_previous_item_id_and_can_be_deleted() -> None:
     assert d.types(got) == ["error"]
 
 
+def test_a_question_typed_while_the_previous_reply_is_cancelled_is_answered() -> None:
+    """The room race seen in the bad-input room test: a second chat message
+    interrupts the reply to the first before it has said anything, and the
+    client inserts the new message after the first one, i.e. before the
+    cancelled (empty) reply. The answer is to the new message, not "I heard you"."""
+    d = Driver()
+    manual(d)
+    first = d.send({"type": "conversation.item.create",
+                    "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "a long message " * 20}]}})  # fmt: skip
+    d.send({"type": "response.create"})
+    d.send({"type": "response.cancel"})
+    assert d.last("response.done")["response"]["status"] == "cancelled"
+    d.send({"type": "conversation.item.create", "previous_item_id": first[0]["item"]["id"],
+            "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "what is two plus two"}]}})  # fmt: skip
+    d.send({"type": "response.create"})
+    d.run(10)
+    assert d.last("response.output_audio_transcript.done")["transcript"] == "You said: what is two plus two"
+
+
 def test_rules_call_a_tool_then_answer_with_its_output() -> None:
     brain = ScriptedBrain(rules=[Rule(match=r"latte", call="place_order", arguments={"item": "latte", "quantity": 2})])
     d = Driver(brain)

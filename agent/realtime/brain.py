@@ -37,6 +37,7 @@ class Turn:
     arguments: str | None = None  # JSON text (function_call)
     call_id: str | None = None
     output: str | None = None  # function_call_output
+    complete: bool = True  # False for an assistant message cut short (cancelled or interrupted)
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,13 @@ class ScriptedBrain:
     def reply(self, inp: BrainInput) -> Reply:
         if inp.response_instructions and (m := _SAY_EXACTLY.search(inp.response_instructions)):
             return Reply(say=m.group("text").strip())
-        last = inp.turns[-1] if inp.turns else None
+        turns = list(inp.turns)
+        # A reply that was cut short answered nothing: the caller's words before it
+        # (or typed while it was being cancelled, and so placed before it) still
+        # wait for an answer, as they would with a real model.
+        while len(turns) > 1 and turns[-1].kind == "message" and turns[-1].role == "assistant" and not turns[-1].complete:
+            turns.pop()
+        last = turns[-1] if turns else None
         if last is None:
             return Reply(say=self.heard_audio)
         if last.kind == "function_call_output":

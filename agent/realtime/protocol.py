@@ -695,6 +695,7 @@ class RealtimeProtocol:
                         role=item.role,  # type: ignore[attr-defined]
                         text=" ".join(texts) or None,
                         audio_ms=self._item_audio_ms.get(item_id, 0),
+                        complete=getattr(item, "status", None) != "incomplete",
                     )
                 )
             elif item.type == "function_call":  # type: ignore[attr-defined]

@@ -66,6 +66,13 @@ def _http_error(status: HTTPStatus, message: str, code: str, type_: str = "inval
     return Response(status.value, status.phrase, headers, body)
 
 
+def _describe(event: BaseModel) -> str:
+    """A short, bounded description of an event for debug logs (no audio payloads)."""
+    data = event.model_dump(mode="json", exclude_unset=True, exclude={"audio", "delta"})
+    text = json.dumps(data)
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
 def _encode(event: BaseModel) -> str:
     return json.dumps(event.model_dump(mode="json", exclude_unset=True))
 
@@ -183,6 +190,8 @@ class _Connection:
         for event in events:
             self._outbox.put_nowait(_encode(event))
             kind = getattr(event, "type", "")
+            if kind != "response.output_audio.delta" and log.isEnabledFor(logging.DEBUG):
+                log.debug("session %s -> %s", self._proto.session_id, _describe(event))
             if kind in _LOGGED:
                 # one line per turn event: what operators (and the echo tests) count
                 log.info("session %s: %s", self._proto.session_id, _LOGGED[kind](event))
@@ -247,6 +256,8 @@ class _Connection:
                 except ProtocolError as err:
                     self._emit(self._proto.error_event(err))
                     continue
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("session %s <- %s", self._proto.session_id, _describe(event))
                 self._emit(self._proto.receive(event, now))
                 if self._proto.closed:
                     break
