@@ -445,6 +445,18 @@ class Caller:
         """Everything received so far (optionally from one participant only)."""
         return Recording(list(self._frames)).filter(identity)
 
+    async def wait_for_audio(self, *, timeout: float, identity: str | None = None) -> float:
+        """Wall time of the first audio frame received (silent or not): the agent has
+        joined and published, whatever it says; TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rec = self.heard(identity)
+            if len(rec):
+                return rec.frames[0].time
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{self.identity}: no audio track from {identity or 'anyone'} within {timeout}s")
+            await asyncio.sleep(0.02)
+
     async def wait_for_speech(
         self,
         *,
