@@ -29,6 +29,7 @@ DEFAULT_INSTRUCTIONS = (
 # The greeting is quoted inside the response instructions ("Say exactly: ...")
 # so that OpenAI's model and the local scripted brain say the same words.
 DEFAULT_GREETING = "Hello! I'm an AI assistant. How can I help you today?"
+DEFAULT_RECONNECT_NOTICE = "One moment, please. I am reconnecting."
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -77,6 +78,11 @@ class Settings:
     instructions: str = field(default=DEFAULT_INSTRUCTIONS, metadata={"env": "AGENT_INSTRUCTIONS"})
     greeting: str = field(default=DEFAULT_GREETING, metadata={"env": "AGENT_GREETING"})
     realtime_max_session_s: float | None = field(default=None, metadata={"env": "AGENT_REALTIME_MAX_SESSION_S"})
+    realtime_heartbeat_s: float = field(default=5.0, metadata={"env": "AGENT_REALTIME_HEARTBEAT_S"})
+    realtime_connect_timeout_s: float = field(default=5.0, metadata={"env": "AGENT_REALTIME_CONNECT_TIMEOUT_S"})
+    realtime_max_retries: int = field(default=6, metadata={"env": "AGENT_REALTIME_MAX_RETRIES"})
+    reconnect_notice: str = field(default=DEFAULT_RECONNECT_NOTICE, metadata={"env": "AGENT_RECONNECT_NOTICE"})
+    reconnect_notice_after_s: float = field(default=1.0, metadata={"env": "AGENT_RECONNECT_NOTICE_AFTER_S"})
     vad_threshold: float = field(default=0.5, metadata={"env": "AGENT_VAD_THRESHOLD"})
     silence_duration_ms: int = field(default=500, metadata={"env": "AGENT_SILENCE_DURATION_MS"})
     # Local realtime server
@@ -175,6 +181,11 @@ class Settings:
             raise ConfigError("AGENT_NUM_IDLE_PROCESSES must not be negative")
         if self.local_realtime_max_session_s <= 0 or self.local_realtime_max_sessions <= 0:
             raise ConfigError("AGENT_LOCAL_REALTIME_MAX_SESSION_S and AGENT_LOCAL_REALTIME_MAX_SESSIONS must be positive")
+        if self.realtime_heartbeat_s < 0 or self.realtime_connect_timeout_s <= 0 or self.realtime_max_retries < 0:
+            raise ConfigError(
+                "AGENT_REALTIME_HEARTBEAT_S (0 = off) and AGENT_REALTIME_MAX_RETRIES must not be negative, "
+                "AGENT_REALTIME_CONNECT_TIMEOUT_S must be positive"
+            )
         if self.silence_duration_ms < 0:
             raise ConfigError("AGENT_SILENCE_DURATION_MS must not be negative")
         if not self.livekit_url.startswith(("ws://", "wss://", "http://", "https://")):

@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any
 
+import aiohttp
 from livekit import api
 from livekit.agents import Agent, AgentSession, JobContext, RunContext, llm, room_io
 from livekit.agents.types import NOT_GIVEN, APIConnectOptions
@@ -22,6 +23,7 @@ from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
 from .audio.frontend import AudioFrontend, FrontendConfig, FrontendProcessor
 from .audio.tap import FarEndTap
 from .config import Settings
+from .link import ReconnectNotice, heartbeat_http_session
 from .transcript import TranscriptStore
 from .tools import CallContext, Services, Store, open_registry, tool_names_for_room
 from .tools.builtin import ESCALATION_TOPIC
@@ -40,9 +42,13 @@ def greeting_instructions(greeting: str) -> str:
     return f'Greet the caller and tell them you are an AI assistant. Say exactly: "{greeting}"'
 
 
-def build_model(settings: Settings) -> openai.realtime.RealtimeModel:
-    """The realtime model, pointed at OpenAI or at the local backend by ``base_url``."""
+def build_model(settings: Settings, http_session: aiohttp.ClientSession | None = None) -> openai.realtime.RealtimeModel:
+    """The realtime model, pointed at OpenAI or at the local backend by ``base_url``.
+
+    ``http_session`` carries the WebSocket heartbeat that turns a hung backend
+    into a reconnect (see agent/link.py)."""
     return openai.realtime.RealtimeModel(
+        http_session=http_session,
         model=settings.realtime_model,
         voice=settings.voice,
         base_url=settings.backend_base_url,
@@ -58,7 +64,9 @@ def build_model(settings: Settings) -> openai.realtime.RealtimeModel:
         # OpenAI: the plugin's default transcription model. The local backend
         # transcribes offline (PocketSphinx) and its scripted brain reads the words.
         input_audio_transcription=NOT_GIVEN if settings.uses_openai else AudioTranscription(model="pocketsphinx"),
-        conn_options=APIConnectOptions(max_retry=3, retry_interval=2.0, timeout=10.0),
+        conn_options=APIConnectOptions(
+            max_retry=settings.realtime_max_retries, retry_interval=2.0, timeout=settings.realtime_connect_timeout_s
+        ),
         # Roll over to a new realtime session before the backend's cap (OpenAI: 60 min);
         # the plugin waits for the current reply, then reconnects with the context.
         max_session_duration=settings.realtime_max_session_s if settings.realtime_max_session_s else NOT_GIVEN,
@@ -69,13 +77,25 @@ RESUME_LINE = "Sorry, I lost the line for a moment. I'm back, and I remember our
 
 
 class VoiceAgent(Agent):
-    def __init__(self, settings: Settings, tools: list[Any], history: llm.ChatContext | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        tools: list[Any],
+        history: llm.ChatContext | None = None,
+        notice: ReconnectNotice | None = None,
+    ) -> None:
         super().__init__(instructions=settings.instructions, tools=tools, chat_ctx=history)
         self._greeting = settings.greeting
         self._resumed = history is not None
+        self._notice = notice
+        self._reask_atask: asyncio.Task[None] | None = None
 
     async def on_enter(self) -> None:
-        self.realtime_llm_session.on("session_reconnected", self._on_reconnected)
+        rt = self.realtime_llm_session
+        if self._notice is not None:
+            rt.on("error", self._notice.on_error)
+            rt.on("session_reconnected", self._notice.on_reconnected)
+        rt.on("session_reconnected", self._on_reconnected)
         if self._resumed:
             # A new job for a room whose agent died: the conversation goes on.
             self.session.generate_reply(instructions=f'Say exactly: "{RESUME_LINE}"')
@@ -94,8 +114,25 @@ class VoiceAgent(Agent):
             last.role == "user" or (last.role == "assistant" and last.interrupted)  # type: ignore[union-attr]
         )
         log.info("realtime session reconnected; last reply %s", "unfinished: asking again" if unanswered else "complete")
-        if unanswered:
+        if unanswered and self._reask_atask is None:
+            self._reask_atask = asyncio.create_task(self._reask(), name="reask_after_reconnect")
+
+    async def _reask(self) -> None:
+        try:
+            ctx = self.chat_ctx.copy()
+            last = ctx.items[-1] if ctx.items else None
+            if getattr(last, "type", None) == "message" and last.role == "assistant":  # type: ignore[union-attr]
+                # The cut reply is dropped and made again in full; kept, it would
+                # read as an answer already given.
+                ctx.items.pop()
+            # Also brings over what the lost connection never confirmed (a message
+            # typed while the backend hung), which the plugin's replay leaves out.
+            await self.update_chat_ctx(ctx)
             self.session.generate_reply()
+        except Exception:
+            log.exception("could not ask again after the reconnect")
+        finally:
+            self._reask_atask = None
 
 
 class RoomHooks:
@@ -175,8 +212,10 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
     trace_dir = settings.frontend_trace_dir
     if trace_dir:
         frontend.trace = []
+    http = heartbeat_http_session(settings.realtime_heartbeat_s)
+    ctx.add_shutdown_callback(http.close)
     session: AgentSession = AgentSession(
-        llm=build_model(settings),
+        llm=build_model(settings, http),
         # Our canceller is ready from the first frame; the framework's warm-up
         # (ignoring the caller for 3 s of agent speech) would only hide echo.
         **({"aec_warmup_duration": None} if frontend_config.echo_cancellation else {}),
@@ -224,9 +263,12 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
     def make_call(run_ctx: RunContext) -> CallContext:
         return CallContext(call_id=run_ctx.function_call.call_id, room=ctx.room.name, services=services)
 
+    notice = ReconnectNotice(session, settings.reconnect_notice, settings.reconnect_notice_after_s)
+    notice.start()
+    ctx.add_shutdown_callback(notice.aclose)
     await session.start(
         room=ctx.room,
-        agent=VoiceAgent(settings, tools.function_tools(make_call), history),
+        agent=VoiceAgent(settings, tools.function_tools(make_call), history, notice),
         room_options=room_io.RoomOptions(
             close_on_disconnect=True,
             text_input=room_io.TextInputOptions(text_input_cb=_bounded_chat),

@@ -313,3 +313,16 @@ def test_odd_chunk_sizes_give_the_same_stream_delayed() -> None:
     n = len(odd)
     delays = [s for s in range(FRAME + 1) if np.array_equal(odd[FRAME + s : n], reference[FRAME : n - s])]
     assert delays, "the output is not a delayed copy of the 10 ms result"
+
+
+def test_noise_suppression_sends_silence_while_it_learns_the_noise() -> None:
+    from agent.audio.frontend import NS_WARMUP_S, AudioFrontend, FrontendConfig
+
+    rate = 24_000
+    noise = (np.random.default_rng(3).standard_normal(rate) * 800).astype(np.int16)  # 1 s at about -32 dBFS
+    out = AudioFrontend(FrontendConfig(echo_cancellation=False), rate=rate).process_near(noise, at=1.0)
+    warm = int(NS_WARMUP_S * rate)
+    assert not out[:warm].any()
+    assert out[warm + rate // 10 :].any()
+    bare = AudioFrontend(FrontendConfig(echo_cancellation=False, noise_suppression=False), rate=rate).process_near(noise, at=1.0)
+    assert bare[rate // 50 : warm].any()  # without noise suppression nothing is held back

@@ -6,7 +6,9 @@ Each test carries state (the caller tells a fact early and asks for it later).
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.config import DEFAULT_RECONNECT_NOTICE
 from agent.testing.harness import NotInNamespace, Testbed
+from agent.tools import Ledger, Store
 
 pytestmark = [pytest.mark.room]
 
@@ -53,6 +57,49 @@ async def test_realtime_connection_cut_mid_answer_reconnects_and_answers(testbed
         print(f"\n[figure] realtime connection cut mid-answer: silence heard {gap:.2f}s; full answer {recovered:.2f}s after asking")
         assert gap < 5.0
         assert said.text
+
+
+HANG_S = 12.0  # how long the backend stays stopped
+
+
+async def test_hung_backend_is_detected_announced_and_reconnected(testbed: Testbed) -> None:
+    """The realtime backend stops answering (SIGSTOP) while the caller orders: the
+    worker's WebSocket heartbeat notices, the caller hears a spoken notice, and
+    once the backend is back the order is placed once and the fact remembered."""
+    assert testbed.realtime is not None
+    room = f"hang-{uuid.uuid4().hex[:6]}"
+    async with testbed.caller(room) as caller:
+        await caller.wait_for_speech(timeout=15)
+        await caller.wait_for_quiet(1.0, timeout=20)
+        await caller.send_chat("Hi, my name is Alice")
+        await caller.wait_for_transcript(r"nice to meet you, alice", timeout=20)
+        await caller.wait_for_quiet(1.0, timeout=20)
+
+        os.kill(testbed.realtime.pid, signal.SIGSTOP)
+        stopped = time.time()
+        try:
+            await caller.send_chat("I'd like two lattes")
+            notice = await caller.wait_for_transcript(re.escape(DEFAULT_RECONNECT_NOTICE), timeout=HANG_S, after=stopped)
+            heard = caller.heard().filter(after=stopped).first_speech(after=stopped)
+            await asyncio.sleep(max(0.0, stopped + HANG_S - time.time()))
+        finally:
+            os.kill(testbed.realtime.pid, signal.SIGCONT)
+        resumed = time.time()
+        said = await caller.wait_for_transcript(r"order number \d+ is placed", timeout=40, after=resumed)
+        await caller.wait_for_quiet(1.0, timeout=30)
+        asked = time.time()
+        await caller.send_chat("What is my name?")
+        await caller.wait_for_transcript(r"your name is alice", timeout=20, after=asked)
+
+    orders = Store(testbed.db_path).orders(room=room)
+    assert len(orders) == 1, f"expected exactly one order row, got {orders}"
+    assert f"Order number {orders[0].id} is placed" in said.text
+    assert len([e for e in Ledger(testbed.db_path).entries("place_order") if e.room == room]) == 1
+    assert heard is not None, "the notice was not heard as audio"
+    print(f"\n[figure] backend hung {HANG_S:.0f}s: notice heard {heard - stopped:.1f}s after the hang; "
+          f"order confirmed {said.time - resumed:.1f}s after the backend came back")
+    assert heard - stopped < 10.0
+    assert notice.time >= stopped
 
 
 @pytest.fixture(scope="module")

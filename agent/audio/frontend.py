@@ -37,6 +37,11 @@ from livekit import rtc
 
 FRAME_MS = 10
 LEAD_S = 0.06  # far end handed to the APM this long before its echo is due
+# The noise suppressor starts with no noise estimate: a noisy line's first
+# frames pass almost untouched and start a turn (seen in rooms at -32 dBFS).
+# The front-end sends silence while it learns; nobody says much in the first
+# 300 ms of a call.
+NS_WARMUP_S = 0.3
 DEFAULT_LAG_S = 0.30  # until the first estimate: a typical room round trip
 MAX_LAG_S = 0.9
 NEW_TURN_GAP_S = 0.4  # far-end silence after which the next audio is a new turn
@@ -282,6 +287,8 @@ class AudioFrontend:
         out = np.frombuffer(frame.data, dtype=np.int16).copy()
         if ref is not None:
             out = self._suppress_residual(chunk, out, ref)
+        if self.config.noise_suppression and self.frames * self.frame <= NS_WARMUP_S * self.rate:
+            out[:] = 0
         if self.trace is not None:
             self.trace.append((t, chunk, out, ref if ref is not None else np.zeros_like(chunk)))
         return out

@@ -1,0 +1,131 @@
+"""The worker's link to the realtime backend, made to notice a hang and to say so.
+
+livekit-agents reconnects the realtime WebSocket when it *closes*. A backend
+that hangs (a stopped process, a stuck proxy, a half-open TCP connection)
+closes nothing: the socket stays open and the caller hears silence forever.
+Two pieces fix that:
+
+* :func:`heartbeat_http_session` -- the HTTP session the plugin opens its
+  WebSocket with pings the backend every ``heartbeat_s`` seconds; a pong that
+  does not come within half that turns the hang into a closed connection,
+  which the plugin then reconnects (with backoff, replaying the context).
+* :class:`ReconnectNotice` -- while the link is down for longer than a moment,
+  the caller hears a short spoken notice (made locally with espeak-ng, since
+  the backend is what is missing) instead of silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import numpy as np
+from livekit import rtc
+from livekit.agents import AgentSession
+
+from .realtime.audio import SAMPLE_RATE
+from .realtime.speech import SpeechError, Synthesizer
+
+log = logging.getLogger("agent.link")
+
+_FRAME = SAMPLE_RATE // 50  # 20 ms
+
+
+def heartbeat_http_session(heartbeat_s: float) -> aiohttp.ClientSession:
+    """An aiohttp session whose WebSockets ping every ``heartbeat_s`` s (0: never)."""
+    if heartbeat_s <= 0:
+        return aiohttp.ClientSession()
+
+    class _HeartbeatWebSocket(aiohttp.ClientWebSocketResponse):
+        # ws_response_class is aiohttp's extension point for the WebSocket object;
+        # the plugin calls ws_connect() without a heartbeat, so one is set here.
+        def __init__(self, *args: Any, heartbeat: float | None = None, **kwargs: Any) -> None:
+            super().__init__(*args, heartbeat=heartbeat or heartbeat_s, **kwargs)
+
+    return aiohttp.ClientSession(ws_response_class=_HeartbeatWebSocket)
+
+
+class ReconnectNotice:
+    """Speaks ``text`` once per outage of the realtime link that lasts ``after_s``.
+
+    Fed by the realtime session's events: a recoverable ``error`` (the plugin
+    lost the connection and is retrying) starts an outage, ``session_reconnected``
+    ends it. The notice interrupts a reply stalled by the outage; it is not
+    added to the conversation.
+    """
+
+    def __init__(self, session: AgentSession, text: str, after_s: float) -> None:
+        self._session = session
+        self._text = text
+        self._after_s = after_s
+        self._pcm: np.ndarray | None = None
+        self._down_since: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._prepare_atask: asyncio.Task[None] | None = None
+        self.outages: list[float] = []  # seconds each finished outage lasted
+        self.notices = 0
+
+    def start(self) -> None:
+        """Synthesize the notice in the background (it must be ready before the backend fails)."""
+        if self._text and self._prepare_atask is None:
+            self._prepare_atask = asyncio.create_task(self._prepare(), name="reconnect_notice")
+
+    async def aclose(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._prepare_atask is not None:
+            self._prepare_atask.cancel()
+            await asyncio.gather(self._prepare_atask, return_exceptions=True)
+
+    async def _prepare(self) -> None:
+        synth = Synthesizer()
+        try:
+            self._pcm = await synth.synthesize(self._text)
+        except SpeechError as e:
+            log.warning("no spoken reconnect notice: %s", e)
+        finally:
+            await synth.aclose()
+
+    # ---- realtime session events -------------------------------------------
+    def on_error(self, ev: Any) -> None:
+        if not getattr(ev, "recoverable", False):
+            return
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning("realtime link down (%s); reconnecting", getattr(ev, "error", ev))
+            self._timer = asyncio.get_running_loop().call_later(self._after_s, self._speak)
+
+    def on_reconnected(self, _ev: object = None) -> None:
+        if self._down_since is None:
+            return
+        outage = time.monotonic() - self._down_since
+        self.outages.append(outage)
+        log.info("realtime link back after %.2f s", outage)
+        self._down_since = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _speak(self) -> None:
+        self._timer = None
+        if self._down_since is None:
+            return
+        if self._pcm is None:
+            log.warning("realtime link down for %.1f s; no notice ready to play", time.monotonic() - self._down_since)
+            return
+        self.notices += 1
+        log.info("realtime link down for %.1f s: telling the caller", time.monotonic() - self._down_since)
+        self._session.interrupt()  # a reply stalled by the outage stops here
+        self._session.say(self._text, audio=_frames(self._pcm), add_to_chat_ctx=False)
+
+
+async def _frames(pcm: np.ndarray) -> AsyncIterator[rtc.AudioFrame]:
+    for start in range(0, len(pcm), _FRAME):
+        chunk = pcm[start : start + _FRAME]
+        if len(chunk) < _FRAME:
+            chunk = np.concatenate([chunk, np.zeros(_FRAME - len(chunk), dtype=np.int16)])
+        yield rtc.AudioFrame(chunk.tobytes(), SAMPLE_RATE, 1, _FRAME)

@@ -1,0 +1,94 @@
+"""The realtime link: a heartbeat that turns a hung backend into a closed
+connection, and the spoken notice while the link is down."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from agent.link import ReconnectNotice, heartbeat_http_session
+
+
+async def _silent_ws_server(serve_app: Any) -> str:
+    """A WebSocket endpoint that accepts and then never answers anything, pings included."""
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=False)
+        await ws.prepare(request)
+        async for _ in ws:  # pings are read, never answered; ends when the client goes
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/v1/realtime", handler)
+    return (await serve_app(app)).replace("http://", "ws://") + "/v1/realtime"
+
+
+async def test_heartbeat_closes_a_connection_to_a_hung_peer(serve_app: Any) -> None:
+    url = await _silent_ws_server(serve_app)
+    async with heartbeat_http_session(0.2) as http:
+        ws = await http.ws_connect(url)  # no heartbeat asked for, as the plugin does
+        async with asyncio.timeout(2.0):
+            kinds = []
+            while not kinds or kinds[-1] not in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE):
+                kinds.append((await ws.receive()).type)
+        assert ws.closed
+
+
+async def test_without_heartbeat_a_hung_peer_is_never_noticed(serve_app: Any) -> None:
+    url = await _silent_ws_server(serve_app)
+    async with heartbeat_http_session(0) as http:
+        ws = await http.ws_connect(url)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await ws.receive()
+        await ws.close()
+
+
+class _Session:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def interrupt(self) -> None:
+        self.calls.append("interrupt")
+
+    def say(self, text: str, **kwargs: Any) -> None:
+        self.calls.append(f"say:{text}")
+
+
+async def _ready_notice(after_s: float) -> tuple[ReconnectNotice, _Session]:
+    session = _Session()
+    notice = ReconnectNotice(session, "One moment, please.", after_s)  # type: ignore[arg-type]
+    notice.start()
+    assert notice._prepare_atask is not None
+    await notice._prepare_atask
+    return notice, session
+
+
+async def test_one_notice_per_outage_that_lasts() -> None:
+    notice, session = await _ready_notice(0.1)
+    down = SimpleNamespace(recoverable=True, error="connection closed")
+    notice.on_error(down)
+    notice.on_error(down)  # the retries of one outage
+    await asyncio.sleep(0.3)
+    notice.on_reconnected()
+    assert session.calls == ["interrupt", "say:One moment, please."]
+    assert len(notice.outages) == 1 and notice.outages[0] >= 0.1
+    await notice.aclose()
+
+
+async def test_a_short_outage_or_a_fatal_error_says_nothing() -> None:
+    notice, session = await _ready_notice(0.2)
+    notice.on_error(SimpleNamespace(recoverable=True, error="blip"))
+    await asyncio.sleep(0.05)
+    notice.on_reconnected()
+    notice.on_error(SimpleNamespace(recoverable=False, error="quota"))
+    await asyncio.sleep(0.3)
+    assert session.calls == []
+    assert notice.notices == 0
+    await notice.aclose()

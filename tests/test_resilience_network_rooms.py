@@ -1,0 +1,58 @@
+"""The caller's network drops for 5 s (its veth pair goes down, then up): the
+room connection resumes, the same agent is still there, the conversation goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from agent.testing.harness import Testbed
+from agent.testing.netns import SERVER_IP
+from agent.testing.remote import IsolatedLink, RemoteCaller
+from agent.tools import Ledger, Store
+
+pytestmark = [pytest.mark.room]
+
+DROP_S = 5.0
+
+
+async def test_caller_network_drop_resumes_with_the_same_agent_and_conversation(testbed: Testbed) -> None:
+    room = f"netdrop-{uuid.uuid4().hex[:6]}"
+    with IsolatedLink(index=1) as link:
+        async with RemoteCaller(link, testbed.url, testbed.token(room, "caller")) as caller:
+            await caller.wait_for_speech(timeout=20)
+            await caller.wait_for_quiet(1.0, timeout=20)
+            await caller.send_chat("Hi, my name is Alice")
+            await caller.wait_for_transcript(r"nice to meet you, alice", timeout=20)
+            await caller.wait_for_quiet(1.0, timeout=20)
+            agents_before = [p for p in (await caller.state())["remote"] if p.startswith("agent")]
+
+            port = int(testbed.url.rsplit(":", 1)[1])
+            assert link.reaches(SERVER_IP, port)
+            link.down()
+            cut = not await asyncio.to_thread(link.reaches, SERVER_IP, port)
+            await asyncio.sleep(DROP_S - 1.0)
+            link.up()
+            back = time.time()
+
+            await caller.send_chat("I'd like two lattes")
+            said = await caller.wait_for_transcript(r"order number \d+ is placed", timeout=40, after=back)
+            await caller.wait_for_quiet(1.0, timeout=30)
+            asked = time.time()
+            await caller.send_chat("What is my name?")
+            await caller.wait_for_transcript(r"your name is alice", timeout=20, after=asked)
+            state = await caller.state()
+
+    agents_after = [p for p in state["remote"] if p.startswith("agent")]
+    events = [name for name, _ in state["events"]]
+    print(f"\n[figure] caller network down {DROP_S:.0f}s: room events {events}; "
+          f"order confirmed {said['time'] - back:.1f}s after the network came back")
+    assert cut, "the caller could still reach livekit-server with its link down"
+    assert agents_before and agents_after == agents_before, "the agent should still be the same participant"
+    assert "disconnected" not in events
+    orders = Store(testbed.db_path).orders(room=room)
+    assert len(orders) == 1, f"expected exactly one order row, got {orders}"
+    assert len([e for e in Ledger(testbed.db_path).entries("place_order") if e.room == room]) == 1
