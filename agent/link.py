@@ -5,7 +5,7 @@ that hangs (a stopped process, a stuck proxy, a half-open TCP connection)
 closes nothing: the socket stays open and the caller hears silence forever.
 Two pieces fix that:
 
-* :func:`heartbeat_http_session` -- the HTTP session the plugin opens its
+* :class:`HeartbeatSession` -- the HTTP session the plugin opens its
   WebSocket with pings the backend every ``heartbeat_s`` seconds; a pong that
   does not come within half that turns the hang into a closed connection,
   which the plugin then reconnects (with backoff, replaying the context).
@@ -35,18 +35,37 @@ log = logging.getLogger("agent.link")
 _FRAME = SAMPLE_RATE // 50  # 20 ms
 
 
-def heartbeat_http_session(heartbeat_s: float) -> aiohttp.ClientSession:
-    """An aiohttp session whose WebSockets ping every ``heartbeat_s`` s (0: never)."""
-    if heartbeat_s <= 0:
-        return aiohttp.ClientSession()
+class HeartbeatSession:
+    """The HTTP session handed to the realtime plugin: an aiohttp ``ClientSession``
+    whose WebSockets ping every ``heartbeat_s`` seconds (0: never).
 
-    class _HeartbeatWebSocket(aiohttp.ClientWebSocketResponse):
-        # ws_response_class is aiohttp's extension point for the WebSocket object;
-        # the plugin calls ws_connect() without a heartbeat, so one is set here.
-        def __init__(self, *args: Any, heartbeat: float | None = None, **kwargs: Any) -> None:
-            super().__init__(*args, heartbeat=heartbeat or heartbeat_s, **kwargs)
+    The plugin only calls ``ws_connect(url=..., headers=...)``; a heartbeat must
+    be asked for there (aiohttp wires pong tracking in ``ws_connect``), so this
+    wrapper adds it to each call rather than subclassing ``ClientSession``,
+    which aiohttp discourages.
+    """
 
-    return aiohttp.ClientSession(ws_response_class=_HeartbeatWebSocket)
+    def __init__(self, heartbeat_s: float) -> None:
+        self._http = aiohttp.ClientSession()
+        self._heartbeat = heartbeat_s if heartbeat_s > 0 else None
+
+    def ws_connect(self, url: str, **kwargs: Any) -> Any:
+        if kwargs.get("heartbeat") is None:
+            kwargs["heartbeat"] = self._heartbeat
+        return self._http.ws_connect(url, **kwargs)
+
+    @property
+    def closed(self) -> bool:
+        return self._http.closed
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    async def __aenter__(self) -> HeartbeatSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
 
 class ReconnectNotice:

@@ -12,7 +12,6 @@ import logging
 import os
 from typing import Any
 
-import aiohttp
 from livekit import api
 from livekit.agents import Agent, AgentSession, JobContext, RunContext, llm, room_io
 from livekit.agents.types import NOT_GIVEN, APIConnectOptions
@@ -23,7 +22,7 @@ from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
 from .audio.frontend import AudioFrontend, FrontendConfig, FrontendProcessor
 from .audio.tap import FarEndTap
 from .config import Settings
-from .link import ReconnectNotice, heartbeat_http_session
+from .link import HeartbeatSession, ReconnectNotice
 from .transcript import TranscriptStore
 from .tools import CallContext, Services, Store, open_registry, tool_names_for_room
 from .tools.builtin import ESCALATION_TOPIC
@@ -42,13 +41,13 @@ def greeting_instructions(greeting: str) -> str:
     return f'Greet the caller and tell them you are an AI assistant. Say exactly: "{greeting}"'
 
 
-def build_model(settings: Settings, http_session: aiohttp.ClientSession | None = None) -> openai.realtime.RealtimeModel:
+def build_model(settings: Settings, http_session: HeartbeatSession | None = None) -> openai.realtime.RealtimeModel:
     """The realtime model, pointed at OpenAI or at the local backend by ``base_url``.
 
     ``http_session`` carries the WebSocket heartbeat that turns a hung backend
     into a reconnect (see agent/link.py)."""
     return openai.realtime.RealtimeModel(
-        http_session=http_session,
+        http_session=http_session,  # type: ignore[arg-type]  # quacks like aiohttp.ClientSession for ws_connect
         model=settings.realtime_model,
         voice=settings.voice,
         base_url=settings.backend_base_url,
@@ -212,7 +211,7 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
     trace_dir = settings.frontend_trace_dir
     if trace_dir:
         frontend.trace = []
-    http = heartbeat_http_session(settings.realtime_heartbeat_s)
+    http = HeartbeatSession(settings.realtime_heartbeat_s)
     ctx.add_shutdown_callback(http.close)
     session: AgentSession = AgentSession(
         llm=build_model(settings, http),

@@ -11,14 +11,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from agent.link import ReconnectNotice, heartbeat_http_session
+from agent.link import ReconnectNotice, HeartbeatSession
 
 
-async def _silent_ws_server(serve_app: Any) -> str:
-    """A WebSocket endpoint that accepts and then never answers anything, pings included."""
+async def _silent_ws_server(serve_app: Any, *, answers_pings: bool = False) -> str:
+    """A WebSocket endpoint that accepts and then never sends anything (pongs only if asked)."""
 
     async def handler(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=False)
+        ws = web.WebSocketResponse(autoping=answers_pings)
         await ws.prepare(request)
         async for _ in ws:  # pings are read, never answered; ends when the client goes
             pass
@@ -31,7 +31,7 @@ async def _silent_ws_server(serve_app: Any) -> str:
 
 async def test_heartbeat_closes_a_connection_to_a_hung_peer(serve_app: Any) -> None:
     url = await _silent_ws_server(serve_app)
-    async with heartbeat_http_session(0.2) as http:
+    async with HeartbeatSession(0.2) as http:
         ws = await http.ws_connect(url)  # no heartbeat asked for, as the plugin does
         async with asyncio.timeout(2.0):
             kinds = []
@@ -40,9 +40,20 @@ async def test_heartbeat_closes_a_connection_to_a_hung_peer(serve_app: Any) -> N
         assert ws.closed
 
 
+async def test_heartbeat_keeps_a_quiet_but_healthy_connection(serve_app: Any) -> None:
+    url = await _silent_ws_server(serve_app, answers_pings=True)
+    async with HeartbeatSession(0.2) as http:
+        ws = await http.ws_connect(url)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.5):  # seven pings answered, nothing else comes
+                await ws.receive()
+        assert not ws.closed
+        await ws.close()
+
+
 async def test_without_heartbeat_a_hung_peer_is_never_noticed(serve_app: Any) -> None:
     url = await _silent_ws_server(serve_app)
-    async with heartbeat_http_session(0) as http:
+    async with HeartbeatSession(0) as http:
         ws = await http.ws_connect(url)
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(1.0):

@@ -18,20 +18,26 @@ from pathlib import Path
 import pytest
 
 from agent.config import DEFAULT_RECONNECT_NOTICE
+from agent.testing.caller import Caller
 from agent.testing.harness import NotInNamespace, Testbed
 from agent.tools import Ledger, Store
 
 pytestmark = [pytest.mark.room]
 
 
+async def _greeted_then_introduced(caller: Caller) -> None:
+    """The state every fault test carries: the caller tells its name early."""
+    await caller.wait_for_speech(timeout=20)
+    await caller.wait_for_quiet(1.0, timeout=20)
+    await caller.send_chat("Hi, my name is Alice")
+    await caller.wait_for_transcript(r"nice to meet you, alice", timeout=20)
+    await caller.wait_for_quiet(1.0, timeout=20)
+
+
 async def test_realtime_connection_cut_mid_answer_reconnects_and_answers(testbed: Testbed) -> None:
     assert testbed.realtime is not None
     async with testbed.caller(f"cut-{uuid.uuid4().hex[:6]}") as caller:
-        await caller.wait_for_speech(timeout=15)
-        await caller.wait_for_quiet(1.0, timeout=20)
-        await caller.send_chat("Hi, my name is Alice")
-        await caller.wait_for_transcript(r"nice to meet you, alice", timeout=20)
-        await caller.wait_for_quiet(1.0, timeout=20)
+        await _greeted_then_introduced(caller)
 
         asked = time.time()
         await caller.send_chat("Can you tell me about the menu?")
@@ -69,11 +75,7 @@ async def test_hung_backend_is_detected_announced_and_reconnected(testbed: Testb
     assert testbed.realtime is not None
     room = f"hang-{uuid.uuid4().hex[:6]}"
     async with testbed.caller(room) as caller:
-        await caller.wait_for_speech(timeout=15)
-        await caller.wait_for_quiet(1.0, timeout=20)
-        await caller.send_chat("Hi, my name is Alice")
-        await caller.wait_for_transcript(r"nice to meet you, alice", timeout=20)
-        await caller.wait_for_quiet(1.0, timeout=20)
+        await _greeted_then_introduced(caller)
 
         os.kill(testbed.realtime.pid, signal.SIGSTOP)
         stopped = time.time()
@@ -122,10 +124,7 @@ async def test_session_rolls_over_before_its_cap_with_the_context_carried(short_
     bed = short_sessions
     assert bed.realtime is not None
     async with bed.caller(f"rollover-{uuid.uuid4().hex[:6]}") as caller:
-        await caller.wait_for_speech(timeout=20)
-        await caller.wait_for_quiet(1.0, timeout=20)
-        await caller.send_chat("Hi, my name is Alice")
-        await caller.wait_for_transcript(r"nice to meet you, alice", timeout=20)
+        await _greeted_then_introduced(caller)
         for round_ in range(3):  # 3 x 14 s: past the worker's rollovers and the backend's cap
             await asyncio.sleep(14)
             asked = time.time()
