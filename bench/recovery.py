@@ -76,6 +76,8 @@ def main() -> int:
             ok, out = run_once(node)
             if not ok:
                 failed += 1
+                tail = "\n".join(out.splitlines()[-15:])
+                print(f"--- {name}: a run failed; the end of its output:\n{tail}\n---", flush=True)
                 continue
             for label, pattern in figures.items():
                 values[label] += [float(v) for v in re.findall(pattern, out)]
