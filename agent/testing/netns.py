@@ -32,6 +32,7 @@ __all__ = [
     "CLIENT_IP",
     "SERVER_IP",
     "NamespaceError",
+    "ip",
     "inside_namespace",
     "run_in_namespace",
 ]
@@ -84,6 +85,13 @@ def run_in_namespace(argv: Sequence[str]) -> int:
     return _supervise(unshare, lambda p: _first_child(p.pid))
 
 
+def ip(*args: str) -> None:
+    """Run ``ip ARGS``; NamespaceError with its stderr when it fails."""
+    done = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise NamespaceError(f"`ip {' '.join(args)}` failed ({done.returncode}): {done.stderr.strip()}")
+
+
 def _inside(argv: Sequence[str]) -> int:
     """The ``--inside`` branch: set up lo + veth, then run ``argv`` as a child."""
     _require_root_and("ip")
@@ -95,11 +103,7 @@ def _inside(argv: Sequence[str]) -> int:
         ["link", "set", "v0", "up"],
         ["link", "set", "v1", "up"],
     ):
-        done = subprocess.run(["ip", *ip_args], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise NamespaceError(
-                f"`ip {' '.join(ip_args)}` failed ({done.returncode}): {done.stderr.strip()}"
-            )
+        ip(*ip_args)
     os.environ.update(
         {_ENV_FLAG: "1", "AGENT_NETNS_SERVER_IP": SERVER_IP, "AGENT_NETNS_CLIENT_IP": CLIENT_IP}
     )

@@ -21,13 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .netns import ip
+
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _ip(*args: str) -> None:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
 
 
 @dataclass
@@ -50,29 +46,29 @@ class IsolatedLink:
 
     def create(self) -> IsolatedLink:
         host, inner, gw = self.host_if, f"vc{self.index}i", f"10.78.{self.index}.1"
-        _ip("netns", "add", self.name)
+        ip("netns", "add", self.name)
         try:
-            _ip("link", "add", host, "type", "veth", "peer", "name", inner)
-            _ip("link", "set", inner, "netns", self.name)
-            _ip("addr", "add", f"{gw}/24", "dev", host)
-            _ip("link", "set", host, "up")
+            ip("link", "add", host, "type", "veth", "peer", "name", inner)
+            ip("link", "set", inner, "netns", self.name)
+            ip("addr", "add", f"{gw}/24", "dev", host)
+            ip("link", "set", host, "up")
             for cmd in (
                 ("addr", "add", f"{self.inner_ip}/24", "dev", inner),
                 ("link", "set", inner, "up"),
                 ("link", "set", "lo", "up"),
                 ("route", "add", "default", "via", gw),
             ):
-                _ip("netns", "exec", self.name, "ip", *cmd)
+                ip("netns", "exec", self.name, "ip", *cmd)
         except Exception:
             self.delete()
             raise
         return self
 
     def down(self) -> None:
-        _ip("link", "set", self.host_if, "down")
+        ip("link", "set", self.host_if, "down")
 
     def up(self) -> None:
-        _ip("link", "set", self.host_if, "up")
+        ip("link", "set", self.host_if, "up")
 
     def reaches(self, host: str, port: int) -> bool:
         """Can a TCP connection from inside the namespace reach ``host:port`` within 1 s?"""
