@@ -73,50 +73,34 @@ class ReconnectNotice:
 
     Fed by the realtime session's events: a recoverable ``error`` (the plugin
     lost the connection and is retrying) starts an outage, ``session_reconnected``
-    ends it. The notice interrupts a reply stalled by the outage; it is not
-    added to the conversation.
+    ends it. The notice is synthesized while the outage's first ``after_s`` run
+    (most calls never have one, so no call pays for it at start); it interrupts
+    a reply stalled by the outage and is not added to the conversation.
     """
 
     def __init__(self, session: AgentSession, text: str, after_s: float) -> None:
         self._session = session
         self._text = text
         self._after_s = after_s
-        self._pcm: np.ndarray | None = None
+        self._pcm: np.ndarray | None = None  # kept for later outages of the call
         self._down_since: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._prepare_atask: asyncio.Task[None] | None = None
+        self._announce_atask: asyncio.Task[None] | None = None
         self.outages: list[float] = []  # seconds each finished outage lasted
         self.notices = 0
 
-    def start(self) -> None:
-        """Synthesize the notice in the background (it must be ready before the backend fails)."""
-        if self._text and self._prepare_atask is None:
-            self._prepare_atask = asyncio.create_task(self._prepare(), name="reconnect_notice")
-
     async def aclose(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._prepare_atask is not None:
-            self._prepare_atask.cancel()
-            await asyncio.gather(self._prepare_atask, return_exceptions=True)
-
-    async def _prepare(self) -> None:
-        synth = Synthesizer()
-        try:
-            self._pcm = await synth.synthesize(self._text)
-        except SpeechError as e:
-            log.warning("no spoken reconnect notice: %s", e)
-        finally:
-            await synth.aclose()
+        if self._announce_atask is not None:
+            self._announce_atask.cancel()
+            await asyncio.gather(self._announce_atask, return_exceptions=True)
 
     # ---- realtime session events -------------------------------------------
     def on_error(self, ev: Any) -> None:
-        if not getattr(ev, "recoverable", False):
+        if not getattr(ev, "recoverable", False) or self._down_since is not None:
             return
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            log.warning("realtime link down (%s); reconnecting", getattr(ev, "error", ev))
-            self._timer = asyncio.get_running_loop().call_later(self._after_s, self._speak)
+        self._down_since = time.monotonic()
+        log.warning("realtime link down (%s); reconnecting", getattr(ev, "error", ev))
+        if self._text and self._announce_atask is None:
+            self._announce_atask = asyncio.create_task(self._announce(), name="reconnect_notice")
 
     def on_reconnected(self, _ev: object = None) -> None:
         if self._down_since is None:
@@ -125,21 +109,35 @@ class ReconnectNotice:
         self.outages.append(outage)
         log.info("realtime link back after %.2f s", outage)
         self._down_since = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._announce_atask is not None:
+            self._announce_atask.cancel()
+            self._announce_atask = None
 
-    def _speak(self) -> None:
-        self._timer = None
+    async def _announce(self) -> None:
+        try:
+            pcm, _ = await asyncio.gather(self._notice_pcm(), asyncio.sleep(self._after_s))
+        finally:
+            self._announce_atask = None
         if self._down_since is None:
             return
-        if self._pcm is None:
-            log.warning("realtime link down for %.1f s; no notice ready to play", time.monotonic() - self._down_since)
+        if pcm is None:
+            log.warning("realtime link down for %.1f s; no notice to play", time.monotonic() - self._down_since)
             return
         self.notices += 1
         log.info("realtime link down for %.1f s: telling the caller", time.monotonic() - self._down_since)
         self._session.interrupt()  # a reply stalled by the outage stops here
-        self._session.say(self._text, audio=_frames(self._pcm), add_to_chat_ctx=False)
+        self._session.say(self._text, audio=_frames(pcm), add_to_chat_ctx=False)
+
+    async def _notice_pcm(self) -> np.ndarray | None:
+        if self._pcm is None:
+            synth = Synthesizer()
+            try:
+                self._pcm = await synth.synthesize(self._text)
+            except SpeechError as e:
+                log.warning("no spoken reconnect notice: %s", e)
+            finally:
+                await synth.aclose()
+        return self._pcm
 
 
 async def _frames(pcm: np.ndarray) -> AsyncIterator[rtc.AudioFrame]:

@@ -263,7 +263,6 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
         return CallContext(call_id=run_ctx.function_call.call_id, room=ctx.room.name, services=services)
 
     notice = ReconnectNotice(session, settings.reconnect_notice, settings.reconnect_notice_after_s)
-    notice.start()
     ctx.add_shutdown_callback(notice.aclose)
     await session.start(
         room=ctx.room,

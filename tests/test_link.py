@@ -72,21 +72,19 @@ class _Session:
         self.calls.append(f"say:{text}")
 
 
-async def _ready_notice(after_s: float) -> tuple[ReconnectNotice, _Session]:
+def _notice(after_s: float) -> tuple[ReconnectNotice, _Session]:
     session = _Session()
-    notice = ReconnectNotice(session, "One moment, please.", after_s)  # type: ignore[arg-type]
-    notice.start()
-    assert notice._prepare_atask is not None
-    await notice._prepare_atask
-    return notice, session
+    return ReconnectNotice(session, "One moment, please.", after_s), session  # type: ignore[arg-type]
 
 
 async def test_one_notice_per_outage_that_lasts() -> None:
-    notice, session = await _ready_notice(0.1)
+    notice, session = _notice(0.1)
     down = SimpleNamespace(recoverable=True, error="connection closed")
     notice.on_error(down)
+    announce = notice._announce_atask
     notice.on_error(down)  # the retries of one outage
-    await asyncio.sleep(0.3)
+    assert announce is not None and notice._announce_atask is announce
+    await announce  # the notice is made (espeak-ng) while the outage lasts
     notice.on_reconnected()
     assert session.calls == ["interrupt", "say:One moment, please."]
     assert len(notice.outages) == 1 and notice.outages[0] >= 0.1
@@ -94,7 +92,7 @@ async def test_one_notice_per_outage_that_lasts() -> None:
 
 
 async def test_a_short_outage_or_a_fatal_error_says_nothing() -> None:
-    notice, session = await _ready_notice(0.2)
+    notice, session = _notice(0.2)
     notice.on_error(SimpleNamespace(recoverable=True, error="blip"))
     await asyncio.sleep(0.05)
     notice.on_reconnected()
