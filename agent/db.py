@@ -9,6 +9,8 @@ groups them.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Sequence
+from contextlib import closing
 from pathlib import Path
 
 
@@ -18,3 +20,15 @@ def connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA busy_timeout=10000")
     db.row_factory = sqlite3.Row
     return db
+
+
+def prepare(path: str | Path, schema: str, seed: Iterable[tuple[str, Sequence[Sequence[object]]]] = ()) -> Path:
+    """Make the file's folder, its tables (``schema``, idempotent) and seed rows
+    (``(statement, rows)`` pairs), in one transaction; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(connect(path)) as db, db:
+        db.executescript(schema)
+        for statement, rows in seed:
+            db.executemany(statement, rows)
+    return path

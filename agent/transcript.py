@@ -18,7 +18,7 @@ from typing import Any
 
 from livekit.agents import llm
 
-from .db import connect
+from .db import connect, prepare
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transcript (
@@ -34,11 +34,8 @@ CREATE TABLE IF NOT EXISTS transcript (
 
 class TranscriptStore:
     def __init__(self, path: str | Path, *, keep_s: float = 6 * 3600) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = prepare(path, _SCHEMA)
         self.keep_s = keep_s  # an older conversation in the same room is not resumed
-        with closing(self._connect()) as db, db:
-            db.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         return connect(self.path)

@@ -20,7 +20,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from ..db import connect
+from ..db import connect, prepare
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tool_calls (
@@ -52,10 +52,7 @@ class LedgerEntry:
 
 class Ledger:
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db, db:
-            db.executescript(_SCHEMA)
+        self.path = prepare(path, _SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         return connect(self.path)

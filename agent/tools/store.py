@@ -31,7 +31,7 @@ SEED_CUSTOMERS = [
     ("C-1002", "Bob Chen", "+15550101", "bob@example.com"),
     ("C-1003", "Carla Diaz", "+15550102", "carla@example.com"),
 ]
-from ..db import connect
+from ..db import connect, prepare
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (
@@ -80,11 +80,7 @@ class Order:
 
 class Store:
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db, db:
-            db.executescript(_SCHEMA)
-            db.executemany("INSERT OR IGNORE INTO customers VALUES (?, ?, ?, ?)", SEED_CUSTOMERS)
+        self.path = prepare(path, _SCHEMA, [("INSERT OR IGNORE INTO customers VALUES (?, ?, ?, ?)", SEED_CUSTOMERS)])
 
     def _connect(self) -> sqlite3.Connection:
         return connect(self.path)
