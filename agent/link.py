@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 from livekit import rtc
-from livekit.agents import AgentSession
+from livekit.agents import AgentSession, APIConnectionError, APIStatusError
 
 from .realtime.audio import SAMPLE_RATE
 from .realtime.speech import SpeechError, Synthesizer
@@ -71,9 +71,12 @@ class HeartbeatSession:
 class ReconnectNotice:
     """Speaks ``text`` once per outage of the realtime link that lasts ``after_s``.
 
-    Fed by the realtime session's events: a recoverable ``error`` (the plugin
-    lost the connection and is retrying) starts an outage, ``session_reconnected``
-    ends it. The notice is synthesized while the outage's first ``after_s`` run
+    Fed by the realtime session's events: a recoverable connection ``error``
+    (the plugin lost the connection, or failed to open one, and is retrying)
+    starts an outage, ``session_reconnected`` ends it. An error *event* from a
+    backend that is up (a rejected item, say) is no outage: taking it for one
+    would interrupt a reply that is playing and announce a reconnect that never
+    comes. The notice is synthesized while the outage's first ``after_s`` run
     (most calls never have one, so no call pays for it at start); it interrupts
     a reply stalled by the outage and is not added to the conversation.
     """
@@ -95,7 +98,7 @@ class ReconnectNotice:
 
     # ---- realtime session events -------------------------------------------
     def on_error(self, ev: Any) -> None:
-        if not getattr(ev, "recoverable", False) or self._down_since is not None:
+        if not is_link_failure(ev) or self._down_since is not None:
             return
         self._down_since = time.monotonic()
         log.warning("realtime link down (%s); reconnecting", getattr(ev, "error", ev))
@@ -138,6 +141,11 @@ class ReconnectNotice:
             finally:
                 await synth.aclose()
         return self._pcm
+
+
+def is_link_failure(ev: Any) -> bool:
+    """A realtime ``error`` event saying the connection is lost and being retried."""
+    return bool(getattr(ev, "recoverable", False)) and isinstance(getattr(ev, "error", None), (APIConnectionError, APIStatusError))
 
 
 async def _frames(pcm: np.ndarray) -> AsyncIterator[rtc.AudioFrame]:

@@ -11,7 +11,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from agent.link import ReconnectNotice, HeartbeatSession
+from livekit.agents import APIConnectionError, APIError
+
+from agent.link import HeartbeatSession, ReconnectNotice
 
 
 async def _silent_ws_server(serve_app: Any, *, answers_pings: bool = False) -> str:
@@ -79,7 +81,7 @@ def _notice(after_s: float) -> tuple[ReconnectNotice, _Session]:
 
 async def test_one_notice_per_outage_that_lasts() -> None:
     notice, session = _notice(0.1)
-    down = SimpleNamespace(recoverable=True, error="connection closed")
+    down = SimpleNamespace(recoverable=True, error=APIConnectionError("connection closed"))
     notice.on_error(down)
     announce = notice._announce_atask
     notice.on_error(down)  # the retries of one outage
@@ -93,11 +95,27 @@ async def test_one_notice_per_outage_that_lasts() -> None:
 
 async def test_a_short_outage_or_a_fatal_error_says_nothing() -> None:
     notice, session = _notice(0.2)
-    notice.on_error(SimpleNamespace(recoverable=True, error="blip"))
+    notice.on_error(SimpleNamespace(recoverable=True, error=APIConnectionError("blip")))
     await asyncio.sleep(0.05)
     notice.on_reconnected()
-    notice.on_error(SimpleNamespace(recoverable=False, error="quota"))
+    notice.on_error(SimpleNamespace(recoverable=False, error=APIConnectionError("retries exhausted")))
     await asyncio.sleep(0.3)
     assert session.calls == []
     assert notice.notices == 0
+    await notice.aclose()
+
+
+async def test_an_error_event_from_a_backend_that_is_up_is_no_outage() -> None:
+    """A rejected item (a replayed id that already exists, say) arrives as a
+    recoverable error event; taking it for an outage interrupted the reply."""
+    notice, session = _notice(0.05)
+    notice.on_error(SimpleNamespace(recoverable=True, error=APIError("OpenAI Realtime API returned an error", body={}, retryable=True)))
+    assert notice._announce_atask is None
+    await asyncio.sleep(0.15)
+    assert session.calls == [] and notice.outages == []
+    # ...and a real outage after it is still announced.
+    notice.on_error(SimpleNamespace(recoverable=True, error=APIConnectionError("connection closed")))
+    assert notice._announce_atask is not None
+    await notice._announce_atask
+    assert session.calls == ["interrupt", "say:One moment, please."]
     await notice.aclose()

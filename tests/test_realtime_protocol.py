@@ -311,6 +311,21 @@ def test_items_are_chained_by_previous_item_id_and_can_be_deleted() -> None:
     assert d.types(got) == ["error"]
 
 
+def test_an_item_id_used_twice_is_refused_as_openai_does() -> None:
+    """A replay after a reconnect may send an item the server already has:
+    OpenAI answers item_create_duplicate_item_id, which livekit-agents treats
+    as "already there" rather than as a failure."""
+    d = Driver()
+    manual(d)
+    item = {"id": "item_mine", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "one"}]}
+    d.send({"type": "conversation.item.create", "item": item})
+    got = d.send({"type": "conversation.item.create", "item": item, "event_id": "again"})
+    assert d.types(got) == ["error"]
+    error = got[0]["error"]
+    assert error["code"] == "item_create_duplicate_item_id" and error["event_id"] == "again"
+    assert "already exists" in error["message"]
+
+
 def test_a_question_typed_while_the_previous_reply_is_cancelled_is_answered() -> None:
     """The room race seen in the bad-input room test: a second chat message
     interrupts the reply to the first before it has said anything, and the

@@ -587,7 +587,8 @@ class RealtimeProtocol:
             )
         item_id = getattr(item, "id", None) or self._id("item")
         if item_id in self._items:
-            raise ProtocolError("item_already_exists", f"Item with id '{item_id}' already exists.", param="item.id")
+            # OpenAI's code and wording (GA), which livekit-agents recognises as "already there"
+            raise ProtocolError("item_create_duplicate_item_id", f"Error adding item: an item with id '{item_id}' already exists.")
         if item.type not in ("message", "function_call", "function_call_output"):
             raise ProtocolError("invalid_value", f"Item type '{item.type}' is not supported here.", param="item.type")
         fields = item.model_dump(exclude_unset=True)
