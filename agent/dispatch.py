@@ -8,9 +8,10 @@ the rooms; one that has had a non-agent participant and no agent for
 ``grace`` seconds gets a new dispatch through the AgentDispatch API.
 
 Several workers may run it at once; before dispatching each checks that no
-dispatch for the room is younger than ``cooldown`` seconds, which keeps
-double dispatches to a race of a few milliseconds (the second agent would
-find the room taken and leave when the caller does).
+dispatch for the room is younger than ``cooldown`` seconds. That narrows
+double dispatches to a race of a few milliseconds, and :func:`senior_agent`
+settles the rest: an agent that joins a room where an agent of the same name
+joined first leaves before it says a word, so a room keeps exactly one.
 """
 
 from __future__ import annotations
@@ -20,11 +21,40 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
-from livekit import api
+from livekit import api, rtc
 
 log = logging.getLogger("agent.dispatch")
+
+# Set on every agent participant of ours (at job accept, so it is in the join
+# token): which agent name it serves. Other agents in the room (an avatar, a
+# recorder) are not ours to count.
+AGENT_NAME_ATTRIBUTE = "voice_agent.name"
+
+
+def _seniority(p: Any) -> tuple[float, str]:
+    joined = p.joined_at.timestamp() if p.joined_at is not None else float("inf")
+    return joined, p.identity
+
+
+def senior_agent(room: rtc.Room, agent_name: str) -> rtc.RemoteParticipant | None:
+    """Another agent of ours that joined ``room`` before us, if any.
+
+    livekit-server admits joins to a room one at a time and sends each joiner
+    the participants already in, so of two agents dispatched at once the later
+    one always sees the earlier; ties on the join time go to the identity.
+    """
+    me = _seniority(room.local_participant)
+    for p in room.remote_participants.values():
+        if (
+            p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+            and p.attributes.get(AGENT_NAME_ATTRIBUTE) == agent_name
+            and _seniority(p) < me
+        ):
+            return p
+    return None
 
 
 @dataclass

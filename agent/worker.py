@@ -16,10 +16,10 @@ from urllib.parse import urlparse
 
 import aiohttp
 from livekit import api
-from livekit.agents import AgentServer, JobContext
+from livekit.agents import AgentServer, JobContext, JobRequest
 
 from .config import Settings
-from .dispatch import Redispatcher
+from .dispatch import AGENT_NAME_ATTRIBUTE, Redispatcher, senior_agent
 from .errors import LiveKitAuthError, LiveKitUnavailable, RealtimeUnavailable
 
 # Imported here, not in the entrypoint: job processes import this module while
@@ -34,6 +34,12 @@ async def entrypoint(ctx: JobContext) -> None:
     """One job = one room = one realtime session. Runs in a job process."""
     settings = Settings.from_env()
     log.info("job %s: joining room %s", ctx.job.id, ctx.room.name)
+    await ctx.connect()
+    senior = senior_agent(ctx.room, settings.agent_name)
+    if senior is not None:  # a double dispatch (see agent.dispatch): the first agent keeps the room
+        log.warning("room %s already has agent %s: job %s leaves so the room keeps one agent", ctx.room.name, senior.identity, ctx.job.id)
+        ctx.shutdown(reason="another agent serves this room")
+        return
     await run_session(ctx, settings)
 
 
@@ -77,7 +83,10 @@ def build_server(settings: Settings) -> Worker:
         api_key=settings.livekit_api_key,
         api_secret=settings.livekit_api_secret,
     )
-    server.rtc_session(entrypoint, agent_name=settings.agent_name)
+    async def accept(request: JobRequest) -> None:
+        await request.accept(attributes={AGENT_NAME_ATTRIBUTE: settings.agent_name})
+
+    server.rtc_session(entrypoint, agent_name=settings.agent_name, on_request=accept)
     return server
 
 

@@ -8,11 +8,13 @@ to the local realtime server.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from livekit import api
 
 from agent.testing.caller import Caller, load_wav, speech_wav
 from agent.testing.harness import Testbed
@@ -130,3 +132,33 @@ async def test_job_ends_and_worker_is_free_when_the_caller_leaves(testbed: Testb
         await _greeted(again)
     finally:
         await again.leave()
+
+
+async def test_a_double_dispatch_leaves_exactly_one_agent_in_the_room(testbed: Testbed) -> None:
+    """Three jobs race for one room (the server's own dispatch and two more, as two
+    workers' re-dispatchers could send): the first agent in keeps it, the others leave."""
+    assert testbed.worker is not None
+    room = _room()
+    async with testbed.server_api() as lk:
+        await lk.room.create_room(api.CreateRoomRequest(name=room))  # the automatic dispatch
+        await asyncio.gather(*(
+            lk.agent_dispatch.create_dispatch(api.CreateAgentDispatchRequest(room=room, agent_name=""))
+            for _ in range(2)
+        ))  # fmt: skip
+        caller = testbed.caller(room)
+        try:
+            await _greeted(caller)
+            log = testbed.worker.log_text()
+            jobs = log.count(f"joining room {room}")
+            left = re.findall(rf"room {room} already has agent (\S+): job \S+ leaves", log)
+            assert jobs >= 2, f"the dispatches did not race: {jobs} job(s)\n{testbed.logs()}"
+            assert len(left) == jobs - 1, log
+            await asyncio.sleep(2.0)  # any straggler would be in the room by now
+            people = (await lk.room.list_participants(api.ListParticipantsRequest(room=room))).participants
+            agents = [p.identity for p in people if p.kind == api.ParticipantInfo.Kind.AGENT]
+            assert agents == [left[0]], (agents, left)
+            heard_from = [i for i in caller.heard().identities() if i.startswith("agent-")]
+            assert heard_from == agents, heard_from  # one voice greeted the caller
+            print(f"\n[double dispatch] {jobs} jobs raced; {agents[0]} kept the room, {len(left)} left")
+        finally:
+            await caller.leave()

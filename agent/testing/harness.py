@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -27,11 +28,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from livekit import api
+
 from ..stack import ManagedProcess, Stack, load_server_config, write_server_config
 from .caller import Caller, Speakerphone, make_token
 from .netns import SERVER_IP, inside_namespace
 
-__all__ = ["LIVEKIT_PORT", "NotInNamespace", "Testbed", "free_port"]
+__all__ = ["LIVEKIT_PORT", "NotInNamespace", "Testbed", "TurnCounter", "free_port"]
 
 LIVEKIT_PORT = 7880
 
@@ -172,6 +175,10 @@ class Testbed:
 
     # ------------------------------------------------------------------ callers
 
+    def server_api(self) -> api.LiveKitAPI:
+        """A server API client (rooms, dispatch); the caller closes it (``async with``)."""
+        return api.LiveKitAPI(self.url.replace("ws://", "http://", 1), self.api_key, self.api_secret)
+
     def token(self, room: str, identity: str, *, agent_name: str | None = None) -> str:
         return make_token(self.api_key, self.api_secret, room, identity, agent_name=agent_name)
 
@@ -216,6 +223,37 @@ class Testbed:
             await asyncio.sleep(0.1)
         raise TimeoutError(f"worker still reports {last} after {timeout}s (wanted active_jobs={count})")
 
+    def job_pid(self, room: str) -> int:
+        """The process id of the worker's job for ``room`` (from its log)."""
+        assert self.worker is not None
+        for line in self.worker.log_text().splitlines():
+            if line.startswith("{") and f"joining room {room}" in line:
+                return int(json.loads(line)["pid"])
+        raise AssertionError(f"no job process found for room {room}")
+
     def logs(self, lines: int = 40) -> str:
         """The last lines of every process log, for failure messages."""
         return "\n".join(f"--- {p.name} ({p.log_path}) ---\n{p.tail(lines)}" for p in self.stack.processes)
+
+
+class TurnCounter:
+    """Counts the realtime server's logged turn starts from now on."""
+
+    def __init__(self, bed: Testbed, *, new_sessions_only: bool = False) -> None:
+        assert bed.realtime is not None
+        self._proc = bed.realtime
+        self._offset = len(self._proc.log_text())
+        self._new_sessions_only = new_sessions_only  # not the tail of a previous call
+
+    def lines(self) -> list[str]:
+        lines = self._proc.log_text()[self._offset :].splitlines()
+        if self._new_sessions_only:
+            opened = {m.group(1) for line in lines if (m := re.search(r"session (\S+) opened", line))}
+            lines = [line for line in lines if (m := re.search(r"session (\S+?):? ", line)) is None or m.group(1) in opened]
+        return lines
+
+    def turns(self) -> int:
+        return sum(1 for line in self.lines() if re.search(r"session \S+: speech started", line))
+
+    def cancelled(self) -> int:
+        return sum(1 for line in self.lines() if "response cancelled (turn_detected)" in line)
