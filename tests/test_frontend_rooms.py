@@ -10,7 +10,6 @@ Turns are counted where they start: the local realtime server logs every
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 
 from agent.testing.caller import Caller, Speakerphone, load_wav, speech_wav
-from agent.testing.harness import NotInNamespace, Testbed, free_port
+from agent.testing.harness import NotInNamespace, Testbed, TurnCounter, free_port
 
 pytestmark = [pytest.mark.room]
 
@@ -56,29 +55,6 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
 @pytest.fixture(scope="module")
 def sentences(speech_dir: Path) -> list[tuple[np.ndarray, int]]:
     return [load_wav(speech_wav(text, str(speech_dir / f"s{i}.wav"))) for i, text in enumerate(SENTENCES)]
-
-
-class TurnCounter:
-    """Counts the realtime server's logged turn starts from now on."""
-
-    def __init__(self, bed: Testbed, *, new_sessions_only: bool = False) -> None:
-        assert bed.realtime is not None
-        self._proc = bed.realtime
-        self._offset = len(self._proc.log_text())
-        self._new_sessions_only = new_sessions_only  # not the tail of a previous call
-
-    def lines(self) -> list[str]:
-        lines = self._proc.log_text()[self._offset :].splitlines()
-        if self._new_sessions_only:
-            opened = {m.group(1) for line in lines if (m := re.search(r"session (\S+) opened", line))}
-            lines = [line for line in lines if (m := re.search(r"session (\S+?):? ", line)) is None or m.group(1) in opened]
-        return lines
-
-    def turns(self) -> int:
-        return sum(1 for line in self.lines() if re.search(r"session \S+: speech started", line))
-
-    def cancelled(self) -> int:
-        return sum(1 for line in self.lines() if "response cancelled (turn_detected)" in line)
 
 
 async def _greeted(caller: Caller) -> None:

@@ -92,16 +92,6 @@ async def test_sigterm_drains_active_calls_then_exits_zero(bed: Testbed) -> None
     assert code == 0
 
 
-def _job_pid(bed: Testbed, room: str) -> int:
-    import json
-
-    assert bed.worker is not None
-    for line in bed.worker.log_text().splitlines():
-        if line.startswith("{") and f"joining room {room}" in line:
-            return int(json.loads(line)["pid"])
-    raise AssertionError(f"no job process found for room {room}")
-
-
 async def test_killed_job_is_replaced_and_the_conversation_restored(bed: Testbed) -> None:
     import os
 
@@ -114,7 +104,7 @@ async def test_killed_job_is_replaced_and_the_conversation_restored(bed: Testbed
         await caller.send_chat("Hi, my name is Alice")
         said = await caller.wait_for_transcript(r"nice to meet you, alice", timeout=20)
         await caller.wait_for_quiet(1.0, timeout=20)
-        os.kill(_job_pid(bed, room), signal.SIGKILL)
+        os.kill(bed.job_pid(room), signal.SIGKILL)
         killed = time.time()
         back = await caller.wait_for_transcript(r"i'm back", timeout=60, after=said.time)
         print(f"\n[figure] job process SIGKILLed -> a new agent speaks in the room after {back.time - killed:.1f}s")
