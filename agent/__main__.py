@@ -2,6 +2,7 @@
 
     up               the main job: livekit-server + realtime backend + worker
     realtime-server  the local OpenAI-Realtime-compatible server
+    web              the callers' web page (and its token endpoint)
     token            print a join token for a room
     tools list       every tool with its schema
     tools call NAME --args JSON   run one tool, as the agent would
@@ -60,6 +61,20 @@ def cmd_realtime_server(argv: list[str]) -> None:
         _fail(f"cannot serve on {options.host}:{options.port}: {e.strerror or e}")
     except KeyboardInterrupt:
         pass
+
+
+def cmd_web(argv: list[str]) -> None:
+    from . import web
+    from .config import Settings
+
+    argparse.ArgumentParser(prog="python -m agent web", description=(web.__doc__ or "").splitlines()[0]).parse_args(argv)
+    _setup_logging(os.environ.get("AGENT_LOG_LEVEL", "INFO"))
+    try:
+        web.run(Settings.from_env())
+    except AgentError as e:
+        _fail(e)
+    except OSError as e:
+        _fail(f"cannot serve the web page: {e.strerror or e}")
 
 
 def cmd_token(argv: list[str]) -> None:
@@ -212,9 +227,11 @@ def cmd_up(argv: list[str]) -> None:
             stack.start_realtime(host, port)
         print("[up] starting the worker", flush=True)
         stack.start_worker(env=env)
+        page = stack.start_web(settings.web_host, settings.web_port, env=env)
         token = make_join_token(api, env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"], args.room, "caller", 6 * 3600)
         print(
-            "\n[up] ready. Join the room from any LiveKit client:\n"
+            f"\n[up] ready. Talk to the agent in a browser: {page}?room={args.room}\n"
+            "  or join the room from any LiveKit client:\n"
             f"  server URL: {url}\n"
             f"  token:      {token}\n"
             f"  (room {args.room!r}; more tokens: python -m agent token --room NAME --identity NAME)\n"
@@ -244,6 +261,7 @@ COMMANDS = {
     "up": cmd_up,
     "realtime-server": cmd_realtime_server,
     "token": cmd_token,
+    "web": cmd_web,
     "tools": cmd_tools,
     "start": lambda a: cmd_worker(["start", *a]),
     "dev": lambda a: cmd_worker(["dev", *a]),

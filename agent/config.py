@@ -115,6 +115,8 @@ class Settings:
     escalation_webhook: str | None = field(default=None, metadata={"env": "AGENT_ESCALATION_WEBHOOK"})
     # Local stack
     cache_dir: str | None = field(default=None, metadata={"env": "AGENT_CACHE_DIR"})
+    web_host: str = field(default="127.0.0.1", metadata={"env": "AGENT_WEB_HOST"})
+    web_port: int = field(default=8080, metadata={"env": "AGENT_WEB_PORT"})
 
     @property
     def uses_openai(self) -> bool:

@@ -242,6 +242,14 @@ class Stack:
             proc.wait_for_log("registered worker", timeout)
         return proc
 
+    def start_web(self, host: str, port: int, *, env: dict[str, str], timeout: float = 20.0, name: str = "web") -> str:
+        """The callers' web page (``python -m agent web``); returns its URL."""
+        if port_open(host, port, 0.2):
+            raise SetupError(f"port {port} on {host} is already taken", hint="set AGENT_WEB_PORT to a free port")
+        proc = self.spawn(name, python_module("agent", "web"), env={**env, "AGENT_WEB_HOST": host, "AGENT_WEB_PORT": str(port)})
+        proc.wait_for_port(host, port, timeout)
+        return f"http://{host}:{port}/"
+
     def stop(self) -> None:
         """Stop in reverse start order; never raises."""
         for proc in reversed(self.processes):

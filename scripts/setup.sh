@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a fresh Debian machine; a rerun only checks.
-#   - Debian packages (espeak-ng, sox, iproute2, util-linux) when missing
+#   - Debian packages (espeak-ng, sox, iproute2, util-linux, nodejs/npm) when missing;
+#     with --browser also chromium (the web page's room tests drive it headless)
 #   - a virtual environment at .venv with the package and its test extra
+#   - the web page's JavaScript (livekit-client, playwright-core) with npm ci in web/
 #   - livekit-server, built with `go install` into a cache outside the clone
 # Each step says what it does; a failing step says why and what to do.
 set -euo pipefail
@@ -11,6 +13,13 @@ LIVEKIT_VERSION="v1.13.5"
 CACHE="${AGENT_CACHE_DIR:-$HOME/.cache/agent-worker}"
 LK_DIR="$CACHE/livekit-server-$LIVEKIT_VERSION"
 PYTHON="${PYTHON:-python3}"
+BROWSER=0
+for arg in "$@"; do
+  case "$arg" in
+    --browser) BROWSER=1 ;;
+    *) printf '[setup] unknown option %s (only --browser)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 step() { printf '[setup] %s\n' "$*"; }
 fail() { printf '[setup] FAILED: %s\n' "$1" >&2; shift; for hint in "$@"; do printf '[setup]   -> %s\n' "$hint" >&2; done; exit 1; }
@@ -21,6 +30,9 @@ command -v espeak-ng >/dev/null || need_pkgs+=(espeak-ng)
 command -v sox >/dev/null || need_pkgs+=(sox)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
+command -v node >/dev/null || need_pkgs+=(nodejs)
+command -v npm >/dev/null || need_pkgs+=(npm)
+if ((BROWSER)) && [[ ! -x /usr/bin/chromium ]]; then need_pkgs+=(chromium); fi
 "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 if ((${#need_pkgs[@]})); then
   step "installing Debian packages: ${need_pkgs[*]}"
@@ -31,7 +43,7 @@ if ((${#need_pkgs[@]})); then
   apt-get update -qq >/dev/null || fail "apt-get update failed" "check the network to the Debian mirrors"
   apt-get install -y -qq "${need_pkgs[@]}" >/dev/null || fail "apt-get install ${need_pkgs[*]} failed" "check the network to the Debian mirrors"
 else
-  step "Debian packages present (espeak-ng, sox, iproute2, util-linux)"
+  step "Debian packages present (espeak-ng, sox, iproute2, util-linux, nodejs, npm$( ((BROWSER)) && echo ", chromium"))"
 fi
 
 # --- Python virtual environment -----------------------------------------------
@@ -51,6 +63,16 @@ if [[ ! -f "$stamp" || "$ROOT/pyproject.toml" -nt "$stamp" ]]; then
   touch "$stamp"
 else
   step ".venv is up to date"
+fi
+
+# --- the web page's JavaScript -------------------------------------------------
+web_stamp="$ROOT/web/node_modules/.package-lock.json"
+if [[ ! -f "$web_stamp" || "$ROOT/web/package-lock.json" -nt "$web_stamp" ]]; then
+  step "installing the web page's JavaScript into web/node_modules (npm ci)"
+  npm ci --prefix "$ROOT/web" --no-audit --no-fund --loglevel=error >/dev/null \
+    || fail "npm ci in web/ failed (see above)" "check the network to registry.npmjs.org"
+else
+  step "web/node_modules is up to date"
 fi
 
 # --- livekit-server -------------------------------------------------------------

@@ -4,7 +4,7 @@
 # go to pytest, e.g. scripts/test.sh -k greets -x
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$ROOT/scripts/setup.sh"
+"$ROOT/scripts/setup.sh" --browser
 cd "$ROOT"
 PY="$ROOT/.venv/bin/python"
 start=$(date +%s)

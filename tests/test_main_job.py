@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -42,6 +43,7 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         AGENT_LIVEKIT_CONFIG=str(_own_livekit_yaml(tmp_path)),
         AGENT_LOCAL_REALTIME_PORT=str(free_port()),
         AGENT_HTTP_PORT=str(free_port()),
+        AGENT_WEB_PORT=str(free_port()),
         AGENT_CACHE_DIR=str(tmp_path / "cache"),
         LIVEKIT_SERVER_BIN=str(livekit_server_binary()),
     )
@@ -63,6 +65,12 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         token = re.search(r"token:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
         async with Caller(url, token) as caller:
             await caller.wait_for_speech(timeout=20, min_duration=0.3)
+        # ...and the callers' web page, with the LiveKit browser client it loads.
+        page = re.search(r"in a browser: (\S+)", text).group(1)  # type: ignore[union-attr]
+        with urllib.request.urlopen(page, timeout=5) as r:
+            assert "AI voice agent" in r.read().decode()
+        with urllib.request.urlopen(page.split("?")[0] + "livekit-client.js", timeout=5) as r:
+            assert r.status == 200 and b"LivekitClient" in r.read(2000)
         # Ctrl-C reaches the whole foreground process group in a terminal.
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=60) == 0, out_path.read_text()
