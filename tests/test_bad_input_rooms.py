@@ -4,7 +4,9 @@ the session and the worker stay up (the next ordinary question is answered)."""
 from __future__ import annotations
 
 import datetime
+import asyncio
 import os
+import re
 import time
 import uuid
 from pathlib import Path
@@ -13,9 +15,13 @@ import pytest
 from livekit import api, rtc
 
 from agent.testing.caller import Caller, load_wav, speech_wav
-from agent.testing.harness import Testbed
+from agent.testing.harness import Testbed, TurnCounter
 
 pytestmark = [pytest.mark.room]
+
+# How long the caller stays silent in the long-silence test: a minute in the
+# suite; AGENT_TEST_SILENCE_S=600 runs the ten minutes the issue names.
+SILENCE_S = float(os.environ.get("AGENT_TEST_SILENCE_S", "60"))
 
 
 def _room() -> str:
@@ -102,5 +108,53 @@ async def test_tool_arguments_that_are_not_json_get_an_error_not_a_crash(testbed
         assert "error" in said.text.lower() or "invalid" in said.text.lower()
         await caller.wait_for_quiet(1.0, timeout=30)
         await _still_answers(caller)
+    finally:
+        await caller.leave()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+async def test_a_long_silence_starts_no_turn_and_the_call_goes_on(testbed: Testbed, speech_dir: Path) -> None:
+    """The caller says nothing for SILENCE_S seconds (a quiet room's noise floor, which
+    gain control must not pump up into speech): no turn starts, the realtime link is not
+    dropped, and afterwards the caller is heard, answered and remembered."""
+    assert testbed.realtime is not None
+    pcm, wav_rate = load_wav(speech_wav("What time does the coffee shop open on Sunday morning?", str(speech_dir / "q.wav")))
+    room = _room()
+    caller = testbed.caller(room, background_noise_dbfs=-65.0)
+    try:
+        await _greeted(caller)
+        await caller.send_chat("Hi, my name is Alice")
+        await caller.wait_for_transcript(r"nice to meet you, alice", timeout=20)
+        await caller.wait_for_quiet(1.0, timeout=20)
+        job, backend = testbed.job_pid(room), testbed.realtime.pid
+        rss_before = _rss_mb(job), _rss_mb(backend)
+        counter = TurnCounter(testbed)
+        began = time.time()
+        while time.time() - began < SILENCE_S:
+            await asyncio.sleep(5.0)
+            assert testbed.worker is not None and testbed.worker.alive()
+            assert counter.turns() == 0, "\n".join(counter.lines())
+        rss_after = _rss_mb(job), _rss_mb(backend)
+        reconnects = sum(1 for line in counter.lines() if re.search(r"session \S+ opened", line))
+        assert reconnects == 0, "\n".join(counter.lines())
+        assert caller.heard().first_speech(after=began) is None  # the agent kept quiet too
+
+        await caller.say(pcm, wav_rate)
+        _, said_end = caller.spoken[-1]
+        answer = await caller.wait_for_speech(after=said_end, timeout=20)
+        await caller.wait_for_quiet(1.0, timeout=30)
+        asked = time.time()
+        await caller.send_chat("What is my name?")
+        await caller.wait_for_transcript(r"your name is alice", timeout=20, after=asked)
+        print(
+            f"\n[figure] {SILENCE_S:.0f}s of silence: 0 turns, 0 reconnects; job RSS {rss_before[0]:.0f} -> {rss_after[0]:.0f} MB, "
+            f"realtime server RSS {rss_before[1]:.0f} -> {rss_after[1]:.0f} MB; then an answer {answer - said_end:.2f}s after the sentence"
+        )
     finally:
         await caller.leave()
