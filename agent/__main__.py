@@ -207,7 +207,11 @@ def cmd_up(argv: list[str]) -> None:
         stopping = True
         raise KeyboardInterrupt
 
+    # Both, explicitly: a process started in the background by a shell without
+    # job control inherits SIGINT *ignored*, and Ctrl-C (or a test's SIGINT) would
+    # then leave everything running.
     signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     try:
         print(f"[up] starting livekit-server with {cfg.path} (logs in {stack.log_dir})", flush=True)
         stack.start_livekit(cfg)
