@@ -78,10 +78,9 @@ def cmd_web(argv: list[str]) -> None:
 
 
 def cmd_token(argv: list[str]) -> None:
-    from livekit import api
-
     from .config import Settings
     from .stack import load_server_config
+    from .web import join_token
 
     parser = argparse.ArgumentParser(prog="python -m agent token")
     parser.add_argument("--room", default="demo")
@@ -96,7 +95,7 @@ def cmd_token(argv: list[str]) -> None:
             key, secret = cfg.api_key, cfg.api_secret
     except AgentError as e:
         _fail(e)
-    print(make_join_token(api, key, secret, args.room, args.identity, args.ttl))
+    print(join_token(key, secret, args.room, args.identity, ttl_s=args.ttl))
 
 
 def cmd_tools(argv: list[str]) -> None:
@@ -140,18 +139,6 @@ async def _tools_main(settings: Any, args: argparse.Namespace) -> None:
         await mcp.aclose()
 
 
-def make_join_token(api_mod, key: str, secret: str, room: str, identity: str, ttl: int) -> str:  # type: ignore[no-untyped-def]
-    import datetime
-
-    return (
-        api_mod.AccessToken(key, secret)
-        .with_identity(identity)
-        .with_ttl(datetime.timedelta(seconds=ttl))
-        .with_grants(api_mod.VideoGrants(room_join=True, room=room))
-        .to_jwt()
-    )
-
-
 def cmd_worker(argv: list[str]) -> None:
     """Preflight, then hand over to the livekit-agents CLI."""
     from .config import Settings
@@ -184,10 +171,9 @@ def cmd_worker(argv: list[str]) -> None:
 
 def cmd_up(argv: list[str]) -> None:
     """The main job: everything on this machine, until Ctrl-C."""
-    from livekit import api
-
     from .config import Settings
     from .stack import Stack, cache_dir, load_server_config
+    from .web import join_token
 
     parser = argparse.ArgumentParser(prog="python -m agent up")
     parser.add_argument("--room", default="demo", help="room name to print a join token for")
@@ -232,7 +218,7 @@ def cmd_up(argv: list[str]) -> None:
         print("[up] starting the worker", flush=True)
         stack.start_worker(env=env)
         page = stack.start_web(settings.web_host, settings.web_port, env=env)
-        token = make_join_token(api, env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"], args.room, "caller", 6 * 3600)
+        token = join_token(env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"], args.room, "caller", ttl_s=6 * 3600)
         print(
             f"\n[up] ready. Talk to the agent in a browser: {page}?room={args.room}\n"
             "  or join the room from any LiveKit client:\n"

@@ -42,9 +42,11 @@ def _seniority(p: Any) -> tuple[float, str]:
 def senior_agent(room: rtc.Room, agent_name: str) -> rtc.RemoteParticipant | None:
     """Another agent of ours that joined ``room`` before us, if any.
 
-    livekit-server admits joins to a room one at a time and sends each joiner
-    the participants already in, so of two agents dispatched at once the later
-    one always sees the earlier; ties on the join time go to the identity.
+    Called right after joining: livekit-server sends each joiner the
+    participants already in, so of two agents dispatched at once the later one
+    finds the earlier (as the double-dispatch room test shows; we have not
+    proved the server can never list two simultaneous joiners to neither).
+    Ties on the join time go to the identity.
     """
     me = _seniority(room.local_participant)
     for p in room.remote_participants.values():

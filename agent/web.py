@@ -31,6 +31,14 @@ ROOM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TOKEN_TTL_S = 2 * 3600
 
 
+def join_token(api_key: str, api_secret: str, room: str, identity: str, *, ttl_s: int, name: str = "") -> str:
+    """A token that lets ``identity`` join ``room`` (publish, subscribe, data) for ``ttl_s``."""
+    token = api.AccessToken(api_key, api_secret).with_identity(identity)
+    if name:
+        token = token.with_name(name)
+    return token.with_ttl(datetime.timedelta(seconds=ttl_s)).with_grants(api.VideoGrants(room_join=True, room=room)).to_jwt()
+
+
 def make_app(livekit_url: str, api_key: str, api_secret: str) -> web.Application:
     async def page(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(PAGE_DIR / "index.html", headers={"Cache-Control": "no-store"})
@@ -48,14 +56,7 @@ def make_app(livekit_url: str, api_key: str, api_secret: str) -> web.Application
         if not ROOM_NAME.match(room):
             raise web.HTTPBadRequest(text="room: 1 to 64 letters, digits, '-' or '_'")
         identity = f"web-{uuid.uuid4().hex[:8]}"
-        jwt = (
-            api.AccessToken(api_key, api_secret)
-            .with_identity(identity)
-            .with_name("web caller")
-            .with_ttl(datetime.timedelta(seconds=TOKEN_TTL_S))
-            .with_grants(api.VideoGrants(room_join=True, room=room))
-            .to_jwt()
-        )
+        jwt = join_token(api_key, api_secret, room, identity, ttl_s=TOKEN_TTL_S, name="web caller")
         log.info("token for %s in room %s", identity, room)
         return web.json_response({"url": livekit_url, "token": jwt, "room": room, "identity": identity})
 
