@@ -8,7 +8,7 @@
 // Prints one JSON object: the page's window.callState, the agent track's
 // receiver stats and any page errors. Exit 0 when the pattern was heard,
 // 1 when it was not (timeout or a failed call), 2 on bad arguments.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -23,16 +23,30 @@ try {
 }
 const until = new RegExp(opts.until, "i");
 const timeoutMs = (opts.timeoutS ?? 60) * 1000;
+
+// One second of 16-bit mono silence at 48 kHz, as a WAV file at `path`.
+function silentWav(path) {
+  const rate = 48000, bytes = rate * 2;
+  const wav = Buffer.alloc(44 + bytes);
+  wav.write("RIFF", 0); wav.writeUInt32LE(36 + bytes, 4); wav.write("WAVEfmt ", 8);
+  wav.writeUInt32LE(16, 16); wav.writeUInt16LE(1, 20); wav.writeUInt16LE(1, 22);  // PCM, mono
+  wav.writeUInt32LE(rate, 24); wav.writeUInt32LE(rate * 2, 28); wav.writeUInt16LE(2, 32); wav.writeUInt16LE(16, 34);
+  wav.write("data", 36); wav.writeUInt32LE(bytes, 40);
+  writeFileSync(path, wav);
+  return path;
+}
 const args = [
   "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
   "--disable-component-update", "--disable-sync", "--no-first-run",
   "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
   "--autoplay-policy=no-user-gesture-required",
 ];
-// "%noloop": the file plays once from when the page opens the microphone, then silence.
-if (opts.wav) args.push(`--use-file-for-fake-audio-capture=${opts.wav}%noloop`);
-
 const profile = mkdtempSync(join(tmpdir(), "agent-chromium-"));
+// Without a file, Chromium's fake microphone beeps every second, which the agent
+// hears as someone talking: a caller who only types sits in a quiet room.
+const micFile = opts.wav ?? silentWav(join(profile, "silence.wav"));
+// "%noloop": the file plays once from when the page opens the microphone, then silence.
+args.push(`--use-file-for-fake-audio-capture=${micFile}%noloop`);
 const errors = [];
 let context;
 let heard = false;
