@@ -8,19 +8,25 @@ gives the figures on espeak-ng speech.
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pytest
 from livekit import rtc
 
 from agent.audio.frontend import (
     DEFAULT_LAG_S,
+    LEAD_S,
     MIN_LAG_CORRELATION,
     NEW_TURN_GAP_S,
+    RESIDUAL_WINDOW_FRAMES,
     AudioFrontend,
+    EchoReturnLoss,
     FrontendConfig,
     _Timeline,
     estimate_lag,
 )
+from agent.realtime.vad import EnergyVad, SpeechStarted, VadConfig
 
 RATE = 24000
 FRAME = RATE // 100
@@ -287,6 +293,136 @@ def test_default_config_has_no_gain_control() -> None:
 def test_disabled_frontend_passes_audio_through() -> None:
     fe = AudioFrontend(FrontendConfig(False, False, False, False), rate=RATE, clock=lambda: 0.0)
     assert np.array_equal(fe.process_near(NEAR[:333], at=0.1), NEAR[:333])
+
+
+# ---------------------------------------------------------------- echo return loss and the residual suppressor
+
+LEAD_FRAMES = round(LEAD_S * 100)
+
+
+def db(ratio: float) -> float:
+    return 10 * float(np.log10(ratio))
+
+
+def learn(erl: EchoReturnLoss, mic: np.ndarray, fed: np.ndarray) -> list[float]:
+    """Feed frame energies: ``fed`` is the reference as the APM gets it (LEAD_S ahead of its echo)."""
+    refs: collections.deque[float] = collections.deque(maxlen=RESIDUAL_WINDOW_FRAMES)
+    values = []
+    for i in range(0, min(len(mic), len(fed)) // FRAME * FRAME, FRAME):
+        refs.append(float(np.dot(fed[i : i + FRAME].astype(np.float64), fed[i : i + FRAME])))
+        erl.observe(float(np.dot(mic[i : i + FRAME].astype(np.float64), mic[i : i + FRAME])), refs)
+        values.append(erl.value)
+    return values
+
+
+def echo_of(fed: np.ndarray, gain_db: float) -> np.ndarray:
+    mic = np.zeros(len(fed))
+    mic[LEAD_FRAMES * FRAME :] = fed[: -LEAD_FRAMES * FRAME] * 10 ** (gain_db / 20)
+    return mic
+
+
+LONG_FAR = speech_like(12.0, seed=1).astype(np.float64)
+LONG_NEAR = speech_like(12.0, seed=2).astype(np.float64)
+
+
+def test_echo_return_loss_starts_cautious_and_waits_for_the_far_end() -> None:
+    erl = EchoReturnLoss(FRAME, LEAD_FRAMES)
+    assert erl.value == 1.0  # 0 dB: before anything is known, every echo up to the far end's level is echo
+    learn(erl, LONG_NEAR, np.zeros(len(LONG_NEAR)))  # the caller talks, the agent is silent: nothing to learn
+    assert erl.value == 1.0 and not erl.blocks
+
+
+@pytest.mark.parametrize("gain_db", [-6.0, -20.0])
+def test_echo_return_loss_learns_the_echo_level(gain_db: float) -> None:
+    erl = EchoReturnLoss(FRAME, LEAD_FRAMES)
+    learn(erl, echo_of(LONG_FAR, gain_db), LONG_FAR)
+    assert db(erl.value) == pytest.approx(gain_db, abs=1.0)
+
+
+def test_echo_return_loss_of_a_silent_microphone_is_tiny() -> None:
+    erl = EchoReturnLoss(FRAME, LEAD_FRAMES)
+    learn(erl, np.zeros(len(LONG_FAR)), LONG_FAR)  # a headset: the agent plays, the microphone hears nothing
+    assert db(erl.value) < -60
+
+
+def test_echo_return_loss_ignores_a_caller_talking_over_the_agent() -> None:
+    # No echo (a headset): learned low while the caller listens, and it stays low
+    # while the caller talks over the agent, or the caller's barge-in would be eaten.
+    erl = EchoReturnLoss(FRAME, LEAD_FRAMES)
+    learn(erl, np.zeros(4 * RATE), LONG_FAR[: 4 * RATE])
+    values = learn(erl, LONG_NEAR, LONG_FAR)
+    assert max(db(v) for v in values) < -60
+    # With an echo at -10 dB and the caller 6 dB over it half of the time, it stays at the echo's level.
+    erl = EchoReturnLoss(FRAME, LEAD_FRAMES)
+    learn(erl, echo_of(LONG_FAR, -10), LONG_FAR)
+    talking = np.where((np.arange(len(LONG_FAR)) // (3 * RATE)) % 2 == 1, LONG_NEAR * 10 ** (-4 / 20), 0.0)
+    values = learn(erl, echo_of(LONG_FAR, -10) + talking, LONG_FAR)
+    assert max(db(v) for v in values) == pytest.approx(-10, abs=1.0)
+
+
+def test_echo_return_loss_follows_a_louder_echo_path_within_three_seconds() -> None:
+    erl = EchoReturnLoss(FRAME, LEAD_FRAMES)
+    learn(erl, echo_of(LONG_FAR, -20), LONG_FAR)
+    values = learn(erl, echo_of(LONG_FAR, -6), LONG_FAR)  # the caller turns the speaker up
+    settled = next(i for i, v in enumerate(values) if abs(db(v) + 6) <= 1.0)
+    assert settled * 10 <= 3000, f"{settled * 10} ms"  # four accepted blocks move the median
+
+
+@pytest.mark.parametrize("gain_db", [-6.0, -20.0])
+def test_the_frontend_learns_the_echo_level_of_the_call(gain_db: float) -> None:
+    # The first estimator averaged mic/far ratios over frames the canceller
+    # handled well and came out 3-4 dB low (-9.6 dB for this -6 dB path, 3-6 dB
+    # low in rooms); the suppressor then took echo peaks for a caller talking.
+    fe, _, _ = echo_run(0.15, gain_db, FrontendConfig())
+    assert db(fe.erl.value) == pytest.approx(gain_db, abs=1.0)
+
+
+def test_the_residual_suppressor_holds_a_loud_echo_even_if_the_canceller_lets_all_of_it_through() -> None:
+    # The canceller's worst case (a fresh state at a turn onset, a moved path):
+    # its output is its input. Learning from the microphone and the reference
+    # alone, the suppressor still keeps a -6 dB echo from starting a turn in the
+    # server's VAD, and a caller who talks over it 10 dB louder still starts one.
+    fe = AudioFrontend(FrontendConfig(), rate=RATE, clock=lambda: 0.0)
+    mic = echo_of(LONG_FAR, -6.0)
+    barge_in = 8 * RATE
+    mic[barge_in : barge_in + len(NEAR)] += NEAR * 10 ** (4 / 20)
+    mic = np.round(mic).astype(np.int16)
+    out = np.concatenate([
+        fe._suppress_residual(mic[i : i + FRAME], mic[i : i + FRAME], LONG_FAR[i : i + FRAME].astype(np.int16))
+        for i in range(0, len(mic) // FRAME * FRAME, FRAME)
+    ])  # fmt: skip
+    started = [e.audio_start_ms + VadConfig().prefix_padding_ms for e in EnergyVad(VadConfig()).process(out) if isinstance(e, SpeechStarted)]
+    talking_ms = (barge_in * 1000 // RATE, (barge_in + len(NEAR)) * 1000 // RATE)
+    assert all(talking_ms[0] <= t <= talking_ms[1] for t in started), f"turns at {started} ms, the caller talked {talking_ms}"
+    assert started and started[0] - talking_ms[0] <= 300, f"the caller's turn started at {started} ms"
+
+
+class _TransparentCanceller:
+    """The canceller's worst case as a test double: it lets everything through."""
+
+    def set_stream_delay_ms(self, ms: int) -> None:
+        pass
+
+    def process_reverse_stream(self, frame: rtc.AudioFrame) -> None:
+        pass
+
+    def process_stream(self, frame: rtc.AudioFrame) -> None:
+        pass
+
+
+@pytest.mark.parametrize("delay_s", [0.15, 0.45])  # the default lag is 0.30 s: an echo early or late, not yet located
+def test_a_leaking_canceller_starts_no_turn_from_the_first_words_on(delay_s: float) -> None:
+    fe = AudioFrontend(FrontendConfig(noise_suppression=False), rate=RATE, clock=lambda: 0.0)
+    fe._new_apm = _TransparentCanceller  # type: ignore[method-assign,assignment]
+    fe._apm = _TransparentCanceller()  # type: ignore[assignment]
+    fe.push_far(LONG_FAR.astype(np.int16), at=0.0)
+    d = int(delay_s * RATE)
+    mic = np.zeros(len(LONG_FAR) + d)
+    mic[d:] = LONG_FAR * 10 ** (-6 / 20)
+    out = run(fe, np.round(mic).astype(np.int16))
+    started = [e.audio_start_ms for e in EnergyVad(VadConfig()).process(out) if isinstance(e, SpeechStarted)]
+    assert fe.lag_s == pytest.approx(delay_s, abs=0.02)  # located on the way
+    assert started == [], f"the echo started turns at {started} ms"
 
 
 # ---------------------------------------------------------------- known bugs (strict: a fix makes these fail)

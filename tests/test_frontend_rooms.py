@@ -75,12 +75,6 @@ async def _converse(caller: Caller, turns: list[tuple[np.ndarray, int]]) -> list
     return delays
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known leak, issue 6 still open: over 10 replies, 0 or 1 turn started by residual echo "
-    "(measured 10/10, 11/10, 11/10, 11/10 turns in four runs); a peak-tracking echo-return-loss "
-    "estimate removed it but broke barge-in, so it is not in",
-)
 async def test_speakerphone_caller_does_not_make_the_agent_answer_itself(bed: Testbed, sentences: list[tuple[np.ndarray, int]]) -> None:
     counter = TurnCounter(bed)
     room = f"echo-{uuid.uuid4().hex[:6]}"

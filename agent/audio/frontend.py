@@ -51,9 +51,14 @@ LAG_TOLERANCE_S = 0.02
 MIN_LAG_CORRELATION = 0.25
 RESIDUAL_WINDOW_FRAMES = 12  # 120 ms of reference energies the residual suppressor looks back over
 _FAR_ACTIVE_ENERGY = 300.0**2  # per sample: the far end is playing (about -41 dBFS)
-_DOUBLE_TALK_MARGIN = 4.0  # 6 dB over the expected echo: the caller is talking
+_DOUBLE_TALK_MARGIN = 4.0  # 6 dB over the loudest echo expected: the caller is talking (Geigel's rule)
 _RESIDUAL_GAIN = 10 ** (-30 / 20)
-_GAIN_RELEASE = 1.5  # per frame, back to unity after the far end stops  # echo through codecs and rooms correlates 0.3-0.7 with its source  # within the APM's own delay tracking
+_GAIN_RELEASE = 1.5  # per frame, back to unity after the far end stops
+ERL_BLOCK_FRAMES = 50  # the echo return loss is judged on 0.5 s blocks
+ERL_BLOCKS_KEPT = 7  # its estimate is the median of the last 7 accepted blocks
+ERL_MIN_CORRELATION = 0.7  # log-energy envelopes of microphone and aligned far end: echo alone
+ERL_STEADY_STD_DB = 3.0  # a microphone this steady carries no speech (silence, stationary noise)
+ERL_PERCENTILE = 95
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,56 @@ def estimate_lag(near: np.ndarray, far: np.ndarray, rate: int, max_lag_s: float)
     return (max_lag - k) / rate, float(abs(ncc[k]))
 
 
+class EchoReturnLoss:
+    """How loud the caller's microphone returns the agent's audio, learned.
+
+    The value bounds the echo: a microphone frame's energy over the largest
+    reference energy of the last ``RESIDUAL_WINDOW_FRAMES``, as an energy ratio
+    (1.0 = 0 dB, the cautious start). It is a property of the caller's device
+    and room, so it is kept across agent turns.
+
+    Learning must not take the caller's voice for echo (the estimate would
+    rise and the suppressor would then eat the caller's barge-in), so it
+    judges 0.5 s blocks in which the far end plays and accepts only those
+    whose microphone is either echo alone (its log-energy envelope follows
+    the aligned far end's, correlation >= 0.7) or carries no speech at all
+    (steady: silence or stationary noise, whose level then bounds the echo).
+    An accepted block contributes the 95th percentile of its frames' ratios,
+    and the estimate is the median of the last seven blocks, so one block of
+    double talk that happens to correlate does not move it.
+    """
+
+    def __init__(self, frame: int, lead_frames: int) -> None:
+        self.value = 1.0
+        self.blocks: collections.deque[float] = collections.deque(maxlen=ERL_BLOCKS_KEPT)
+        self._active = _FAR_ACTIVE_ENERGY * frame
+        self._lead = lead_frames
+        self._frames: list[tuple[float, float, float]] = []
+
+    def observe(self, near_energy: float, ref_energies: collections.deque[float]) -> None:
+        """One frame: the microphone's energy and the reference energies fed so far (newest last)."""
+        recent = list(ref_energies)
+        # the echo of this frame was fed about `lead` frames ago, give or take 20 ms of jitter
+        aligned = recent[max(0, len(recent) - self._lead - 3) : max(1, len(recent) - self._lead + 2)]
+        self._frames.append((near_energy, max(recent), max(aligned)))
+        if len(self._frames) >= ERL_BLOCK_FRAMES:
+            self._judge(np.array(self._frames))
+            self._frames = []
+
+    def _judge(self, block: np.ndarray) -> None:
+        near, window, aligned = block[:, 0], block[:, 1], block[:, 2]
+        playing = aligned > self._active
+        if playing.sum() < len(block) // 2:
+            return
+        near, window, aligned = near[playing], window[playing], aligned[playing]
+        x, y = np.log10(near + 1.0), np.log10(aligned)
+        steady = 10.0 * float(x.std()) < ERL_STEADY_STD_DB
+        echo_alone = x.std() > 0 and y.std() > 0 and float(np.corrcoef(x, y)[0, 1]) >= ERL_MIN_CORRELATION
+        if steady or echo_alone:
+            self.blocks.append(float(np.percentile((near + 1.0) / window, ERL_PERCENTILE)))
+            self.value = float(np.median(self.blocks))
+
+
 class AudioFrontend:
     """One caller's front-end: near end in, cleaned near end out; far end as reference."""
 
@@ -194,9 +249,11 @@ class AudioFrontend:
         self._near_hist: collections.deque[tuple[float, np.ndarray]] = collections.deque()
         self._pending = np.zeros(0, np.int16)
         self._out_queue = np.zeros(self.frame, np.int16)
-        self.erl = 1.0  # echo return loss (energy ratio mic / far end), learned; 1.0 = 0 dB, cautious
+        self.erl = EchoReturnLoss(self.frame, round(LEAD_S * 1000 / FRAME_MS))
         self._gain = 1.0
         self._ref_energies: collections.deque[float] = collections.deque(maxlen=RESIDUAL_WINDOW_FRAMES)
+        # Until the lag is first estimated, what played in the last MAX_LAG_S (energy per frame).
+        self._unlocated: collections.deque[float] = collections.deque(maxlen=round(MAX_LAG_S * 1000 / FRAME_MS))
         self._last_estimate = -math.inf
         self._candidate: float | None = None
         self._apm = self._new_apm()
@@ -286,6 +343,9 @@ class AudioFrontend:
         self._apm.process_stream(frame)
         out = np.frombuffer(frame.data, dtype=np.int16).copy()
         if ref is not None:
+            if not self.lag_estimates:
+                playing = self._far.read(t, self.frame)
+                self._unlocated.append(float(np.dot(playing.astype(np.float64), playing)))
             out = self._suppress_residual(chunk, out, ref)
         if self.config.noise_suppression and self.frames * self.frame <= NS_WARMUP_S * self.rate:
             out[:] = 0
@@ -299,23 +359,23 @@ class AudioFrontend:
         Over codecs and a moving room path the APM's filter leaks at turn
         onsets and wherever the path just moved, by more than enough to start
         a turn. While the far end plays, a frame whose input is no louder than
-        the echo we expect (far-end level x echo return loss, plus a margin) is
-        echo, whatever the APM left of it: attenuate it. A caller talking over
-        the agent is louder than that and passes untouched (double talk).
+        the loudest echo we expect (the recent far-end peak x the learned echo
+        return loss, plus 6 dB) is echo, whatever the APM left of it:
+        attenuate it. A caller talking over the agent is louder than that and
+        passes untouched (double talk).
         """
-        ref_energy = float(np.dot(ref.astype(np.float64), ref))
-        self._ref_energies.append(ref_energy)
+        self._ref_energies.append(float(np.dot(ref.astype(np.float64), ref)))
         far = max(self._ref_energies)  # the echo trails its reference by up to the lead and some jitter
+        if not self.lag_estimates and self._unlocated:
+            # The echo is not located yet (the call's first second; the default lag
+            # was 110-180 ms short in rooms): anything played within MAX_LAG_S may be echoing.
+            far = max(far, max(self._unlocated))
         near_energy = float(np.dot(near.astype(np.float64), near))
-        out_energy = float(np.dot(out.astype(np.float64), out))
+        self.erl.observe(near_energy, self._ref_energies)
         if far < _FAR_ACTIVE_ENERGY * self.frame:
             self._gain = min(1.0, self._gain * _GAIN_RELEASE)
             return out if self._gain >= 1.0 else (out * self._gain).astype(np.int16)
-        if out_energy < 0.01 * near_energy and near_energy > 0:
-            # far end only, and the APM is cancelling: learn how loud the echo comes back
-            erl = near_energy / far
-            self.erl = 0.9 * self.erl + 0.1 * min(erl, 4.0)
-        double_talk = near_energy > _DOUBLE_TALK_MARGIN * self.erl * far
+        double_talk = near_energy > _DOUBLE_TALK_MARGIN * self.erl.value * far
         self._gain = 1.0 if double_talk else _RESIDUAL_GAIN
         return out if double_talk else (out * _RESIDUAL_GAIN).astype(np.int16)
 
