@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 from typing import Any
 
@@ -287,9 +288,10 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
             frontend.write_trace(os.path.join(trace_dir, f"{ctx.room.name}.wav"))
         if frontend.frames:
             log.info(
-                "audio front-end in room %s: %d frames, %.3f ms CPU per 10 ms frame, echo lag %.0f ms (estimates %s), %d agent turns",
+                "audio front-end in room %s: %d frames, %.3f ms CPU per 10 ms frame, echo lag %.0f ms (estimates %s), "
+                "echo return loss %.1f dB, %d agent turns",
                 ctx.room.name, frontend.frames, frontend.cpu_s / frontend.frames * 1000, frontend.lag_s * 1000,
-                [round(x * 1000) for x in frontend.lag_estimates[-5:]], frontend.turns,
+                [round(x * 1000) for x in frontend.lag_estimates[-5:]], 10 * math.log10(max(frontend.erl.value, 1e-12)), frontend.turns,
             )  # fmt: skip
             log.info("far-end segment anchors moved by (ms): %s", [round(x * 1000) for x in frontend.anchor_shifts[-20:]])
 

@@ -4,7 +4,9 @@ Two workers share one livekit-server: ``frontend`` (the default front-end:
 echo cancellation, noise suppression, high-pass) and ``bare`` (echo
 cancellation and noise suppression off), each reached by explicit dispatch.
 Turns are counted where they start: the local realtime server logs every
-``speech_started`` of its server VAD.
+``speech_started`` of its server VAD. The frontend worker also writes its
+front-end traces (``AGENT_FRONTEND_TRACE_DIR``), from which the speakerphone
+test reports how close the residual echo came to starting a turn.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.audio.trace_report import TraceReport, read_trace, report
 from agent.testing.caller import Caller, Speakerphone, load_wav, speech_wav
 from agent.testing.harness import NotInNamespace, Testbed, TurnCounter, free_port
 
@@ -38,13 +41,18 @@ SENTENCES = [
 
 
 @pytest.fixture(scope="module")
-def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+def trace_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("traces")
+
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory: pytest.TempPathFactory, trace_dir: Path) -> Iterator[Testbed]:
     try:
         testbed = Testbed(tmp_path_factory.mktemp("frontend"), worker=False, slot=2)
     except NotInNamespace as e:
         pytest.fail(str(e), pytrace=False)
     with testbed:
-        testbed.start_worker(name="worker-frontend", AGENT_NAME="frontend")
+        testbed.start_worker(name="worker-frontend", AGENT_NAME="frontend", AGENT_FRONTEND_TRACE_DIR=str(trace_dir))
         testbed.start_worker(
             name="worker-bare", AGENT_NAME="bare", AGENT_HTTP_PORT=str(free_port()),
             AGENT_ECHO_CANCELLATION="false", AGENT_NOISE_SUPPRESSION="false",
@@ -75,7 +83,20 @@ async def _converse(caller: Caller, turns: list[tuple[np.ndarray, int]]) -> list
     return delays
 
 
-async def test_speakerphone_caller_does_not_make_the_agent_answer_itself(bed: Testbed, sentences: list[tuple[np.ndarray, int]]) -> None:
+async def _trace(trace_dir: Path, room: str, timeout: float = 15.0) -> TraceReport:
+    """The front-end's trace of ``room``, written when the session closes."""
+    path = trace_dir / f"{room}.wav"
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"no front-end trace for {room} after {timeout:.0f} s"
+        await asyncio.sleep(0.2)
+    rate, data = read_trace(path)
+    return report(room, rate, data[:, 1].copy())
+
+
+async def test_speakerphone_caller_does_not_make_the_agent_answer_itself(
+    bed: Testbed, sentences: list[tuple[np.ndarray, int]], trace_dir: Path
+) -> None:
     counter = TurnCounter(bed)
     room = f"echo-{uuid.uuid4().hex[:6]}"
     caller = bed.caller(room, agent_name="frontend", speakerphone=Speakerphone(delay_s=0.15, gain_db=-6))
@@ -91,6 +112,10 @@ async def test_speakerphone_caller_does_not_make_the_agent_answer_itself(bed: Te
     # Every real sentence was heard (one turn each), and no echo started a turn.
     assert counter.turns() == len(sentences), "\n".join(counter.lines()[-40:])
     assert counter.cancelled() == 0
+    trace = await _trace(trace_dir, room)
+    print(f"\n[figure] speakerphone caller, front-end output outside the caller's turns: {trace.over_40} frames over -40 dBFS "
+          f"(longest run {trace.longest_40}; six start a turn), {trace.over_50} over -50 dBFS")  # fmt: skip
+    assert trace.turns == len(sentences), "the trace is not what the server heard"
 
 
 async def test_without_echo_cancellation_the_agent_interrupts_itself(bed: Testbed, sentences: list[tuple[np.ndarray, int]]) -> None:

@@ -380,17 +380,21 @@ class AudioFrontend:
         return out if double_talk else (out * _RESIDUAL_GAIN).astype(np.int16)
 
     def write_trace(self, path: str) -> None:
-        """Three-channel WAV of the trace: near in, near out, reference as fed."""
+        """Three-channel WAV of the trace: near in, near out, reference as fed
+        (``python -m agent.audio.trace_report`` reads it). Written whole or not at all."""
+        import os
         import wave
 
         if not self.trace:
             return
         data = np.stack([np.concatenate([x[i] for x in self.trace]) for i in (1, 2, 3)], axis=1)
-        with wave.open(path, "wb") as w:
+        partial = f"{path}.partial"
+        with wave.open(partial, "wb") as w:
             w.setnchannels(3)
             w.setsampwidth(2)
             w.setframerate(self.rate)
             w.writeframes(data.astype("<i2").tobytes())
+        os.replace(partial, path)
 
     # ------------------------------------------------------------------ lag estimation
 
