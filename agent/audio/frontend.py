@@ -22,6 +22,10 @@ What makes it work in a room (measured, see shared/DESIGN.md):
   frames from the start of the turn.
 - **No gain control after the canceller** by default: it lifts the residual
   echo back over the turn detector's threshold.
+- **A residual echo suppressor after the canceller** holds what it leaks
+  (onsets, a moved path) under the turn detector, judged against an echo
+  return loss learned from the microphone and the reference alone
+  (:class:`EchoReturnLoss`), so it works even where the canceller does not.
 """
 
 from __future__ import annotations
