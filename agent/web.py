@@ -31,11 +31,17 @@ ROOM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TOKEN_TTL_S = 2 * 3600
 
 
-def join_token(api_key: str, api_secret: str, room: str, identity: str, *, ttl_s: int, name: str = "") -> str:
-    """A token that lets ``identity`` join ``room`` (publish, subscribe, data) for ``ttl_s``."""
+def join_token(
+    api_key: str, api_secret: str, room: str, identity: str, *,
+    ttl_s: int = 6 * 3600, name: str = "", agent_name: str | None = None,
+) -> str:  # fmt: skip
+    """A token that lets ``identity`` join ``room`` (publish, subscribe, data) for
+    ``ttl_s``; with ``agent_name`` the server also dispatches that agent to the room."""
     token = api.AccessToken(api_key, api_secret).with_identity(identity)
     if name:
         token = token.with_name(name)
+    if agent_name is not None:
+        token = token.with_room_config(api.RoomConfiguration(agents=[api.RoomAgentDispatch(agent_name=agent_name)]))
     return token.with_ttl(datetime.timedelta(seconds=ttl_s)).with_grants(api.VideoGrants(room_join=True, room=room)).to_jwt()
 
 

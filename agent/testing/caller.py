@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from livekit import api, rtc
+from livekit import rtc
 
 __all__ = [
     "Caller",
@@ -34,7 +34,6 @@ __all__ = [
     "Recording",
     "Transcript",
     "load_wav",
-    "make_token",
     "speech_wav",
 ]
 
@@ -54,24 +53,6 @@ _SPEAKER_CUSHION = 6  # frames the speakerphone buffers before it starts playing
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def make_token(
-    api_key: str, api_secret: str, room: str, identity: str, *, agent_name: str | None = None
-) -> str:
-    """A join token for ``room``; with ``agent_name`` the server also dispatches that agent."""
-    token = (
-        api.AccessToken(api_key, api_secret)
-        .with_identity(identity)
-        .with_name(identity)
-        .with_grants(api.VideoGrants(room_join=True, room=room))
-    )
-    if agent_name is not None:
-        token = token.with_room_config(
-            api.RoomConfiguration(agents=[api.RoomAgentDispatch(agent_name=agent_name)])
-        )
-    return token.to_jwt()
-
 
 # The espeak-ng voice test callers speak with: of the voices tried, the one the
 # local server's offline recognizer (PocketSphinx) understands best.

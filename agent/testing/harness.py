@@ -31,7 +31,8 @@ from typing import Any
 from livekit import api
 
 from ..stack import ManagedProcess, Stack, load_server_config, write_server_config
-from .caller import Caller, Speakerphone, make_token
+from ..web import join_token
+from .caller import Caller, Speakerphone
 from .netns import SERVER_IP, inside_namespace
 
 __all__ = ["LIVEKIT_PORT", "NotInNamespace", "Testbed", "TurnCounter", "free_port"]
@@ -180,7 +181,7 @@ class Testbed:
         return api.LiveKitAPI(self.url.replace("ws://", "http://", 1), self.api_key, self.api_secret)
 
     def token(self, room: str, identity: str, *, agent_name: str | None = None) -> str:
-        return make_token(self.api_key, self.api_secret, room, identity, agent_name=agent_name)
+        return join_token(self.api_key, self.api_secret, room, identity, name=identity, agent_name=agent_name)
 
     def caller(
         self,
