@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.audio.trace_report import TraceReport, read_trace, report
+from agent.audio.trace_report import TraceReport, report_file
 from agent.testing.caller import Caller, Speakerphone, load_wav, speech_wav
 from agent.testing.harness import NotInNamespace, Testbed, TurnCounter, free_port
 
@@ -90,8 +90,7 @@ async def _trace(trace_dir: Path, room: str, timeout: float = 15.0) -> TraceRepo
     while not path.exists():
         assert time.monotonic() < deadline, f"no front-end trace for {room} after {timeout:.0f} s"
         await asyncio.sleep(0.2)
-    rate, data = read_trace(path)
-    return report(room, rate, data[:, 1].copy())
+    return report_file(path)
 
 
 async def test_speakerphone_caller_does_not_make_the_agent_answer_itself(

@@ -86,6 +86,12 @@ def report(name: str, rate: int, out: np.ndarray, vad: VadConfig | None = None) 
     return TraceReport(name, n * FRAME_MS / 1000, turns, int(over_40.sum()), _longest_run(over_40), int(over_50.sum()), _longest_run(over_50))
 
 
+def report_file(path: Path) -> TraceReport:
+    """The report on the front-end's output channel of the trace at ``path``."""
+    rate, data = read_trace(path)
+    return report(path.name, rate, data[:, 1].copy())
+
+
 def traces(paths: Sequence[str]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
@@ -102,11 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     reports = []
     for path in traces(args):
         try:
-            rate, data = read_trace(path)
+            reports.append(report_file(path))
         except (OSError, EOFError, ValueError, wave.Error) as e:
             print(f"{path}: skipped: {e}", file=sys.stderr)
             continue
-        reports.append(report(path.name, rate, data[:, 1].copy()))
         print(reports[-1].line())
     if reports:
         print(
