@@ -3,7 +3,7 @@
 livekit-server dispatches an agent when a room is created and never again:
 if no worker was registered at that moment (the server had just restarted),
 or the job's process died, the caller waits in silence for good. The worker
-runs this watchdog beside its job loop: every ``interval`` seconds it lists
+runs this watchdog as a task beside its job loop (``Worker.run`` owns it): every ``interval`` seconds it lists
 the rooms; one that has had a non-agent participant and no agent for
 ``grace`` seconds gets a new dispatch through the AgentDispatch API.
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +38,15 @@ def _seniority(p: Any) -> tuple[float, str]:
     return joined, p.identity
 
 
+def agents_of(room: rtc.Room, agent_name: str) -> list[rtc.RemoteParticipant]:
+    """The other agents of ours (same agent name) in ``room``."""
+    return [
+        p
+        for p in room.remote_participants.values()
+        if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT and p.attributes.get(AGENT_NAME_ATTRIBUTE) == agent_name
+    ]
+
+
 def senior_agent(room: rtc.Room, agent_name: str) -> rtc.RemoteParticipant | None:
     """Another agent of ours that joined ``room`` before us, if any.
 
@@ -49,14 +57,7 @@ def senior_agent(room: rtc.Room, agent_name: str) -> rtc.RemoteParticipant | Non
     Ties on the join time go to the identity.
     """
     me = _seniority(room.local_participant)
-    for p in room.remote_participants.values():
-        if (
-            p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
-            and p.attributes.get(AGENT_NAME_ATTRIBUTE) == agent_name
-            and _seniority(p) < me
-        ):
-            return p
-    return None
+    return next((p for p in agents_of(room, agent_name) if _seniority(p) < me), None)
 
 
 @dataclass
@@ -70,35 +71,22 @@ class Redispatcher:
     cooldown: float = 10.0
     dispatched: list[tuple[float, str]] = field(default_factory=list)  # (time, room) of our dispatches
     _orphaned_since: dict[str, float] = field(default_factory=dict)
-    _thread: threading.Thread | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _urgent: asyncio.Queue[tuple[str, str]] | None = None
-
-    def start_in_thread(self) -> None:
-        """Run in a daemon thread with its own event loop (the worker's loop belongs to livekit-agents)."""
-        self._thread = threading.Thread(target=lambda: asyncio.run(self.run()), name="redispatcher", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
+    _urgent: asyncio.Queue[tuple[str, str]] = field(default_factory=asyncio.Queue)
 
     def job_died(self, room: str, agent_identity: str) -> None:
-        """From the worker's loop: a job process died with its room still live.
+        """A job process died with its room still live.
 
         Its agent participant would linger until livekit-server times it out
         (about 20 s); remove it and dispatch a new agent now.
         """
-        if self._loop is not None and self._urgent is not None:
-            self._loop.call_soon_threadsafe(self._urgent.put_nowait, (room, agent_identity))
+        self._urgent.put_nowait((room, agent_identity))
 
     async def run(self) -> None:
+        """Check every ``interval`` seconds until cancelled (its owner, the worker, does that)."""
         http_url = self.url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
         lk = api.LiveKitAPI(http_url, self.api_key, self.api_secret, timeout=aiohttp.ClientTimeout(total=5))
-        self._loop = asyncio.get_running_loop()
-        self._urgent = asyncio.Queue()
         try:
-            while not self._stop.is_set():
+            while True:
                 try:
                     await self.check_once(lk)
                 except Exception as e:  # the server may be down: that is what we are here for
