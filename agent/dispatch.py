@@ -3,9 +3,12 @@
 livekit-server dispatches an agent when a room is created and never again:
 if no worker was registered at that moment (the server had just restarted),
 or the job's process died, the caller waits in silence for good. The worker
-runs this watchdog as a task beside its job loop (``Worker.run`` owns it): every ``interval`` seconds it lists
-the rooms; one that has had a non-agent participant and no agent for
-``grace`` seconds gets a new dispatch through the AgentDispatch API.
+runs this watchdog as a task beside its job loop (``Worker.run`` owns it):
+every ``interval`` seconds it lists the rooms; one that was dispatched to our
+agent name and has had a caller and no agent of ours for ``grace`` seconds
+gets a new dispatch through the AgentDispatch API. Rooms dispatched to other
+agent names are left alone (two agents on one server must not fill each
+other's rooms).
 
 Several workers may run it at once; before dispatching each checks that no
 dispatch for the room is younger than ``cooldown`` seconds. That narrows
@@ -31,6 +34,9 @@ log = logging.getLogger("agent.dispatch")
 # token): which agent name it serves. Other agents in the room (an avatar, a
 # recorder) are not ours to count.
 AGENT_NAME_ATTRIBUTE = "voice_agent.name"
+
+# Participants an agent serves: people in apps and phone callers (not egress, ingress, agents).
+CALLER_KINDS = (api.ParticipantInfo.Kind.STANDARD, api.ParticipantInfo.Kind.SIP)
 
 
 def _seniority(p: Any) -> tuple[float, str]:
@@ -108,7 +114,7 @@ class Redispatcher:
         except api.TwirpError as e:
             log.debug("removing %s from %s: %s", identity, room, e.message)
         people = (await lk.room.list_participants(api.ListParticipantsRequest(room=room))).participants
-        if not any(p.kind != api.ParticipantInfo.Kind.AGENT for p in people):
+        if not any(p.kind in CALLER_KINDS for p in people):
             return  # the caller is gone too: nobody to serve
         await lk.agent_dispatch.create_dispatch(
             api.CreateAgentDispatchRequest(room=room, agent_name=self.agent_name, metadata='{"redispatched": true}')
@@ -125,8 +131,12 @@ class Redispatcher:
             if room.num_participants == 0:
                 continue
             people = (await lk.room.list_participants(api.ListParticipantsRequest(room=room.name))).participants
-            has_agent = any(p.kind == api.ParticipantInfo.Kind.AGENT for p in people)
-            has_caller = any(p.kind != api.ParticipantInfo.Kind.AGENT for p in people)
+            # Ours only: an avatar or another agent name's agent does not serve the room for us.
+            has_agent = any(
+                p.kind == api.ParticipantInfo.Kind.AGENT and p.attributes.get(AGENT_NAME_ATTRIBUTE) == self.agent_name
+                for p in people
+            )
+            has_caller = any(p.kind in CALLER_KINDS for p in people)
             if has_agent or not has_caller:
                 self._orphaned_since.pop(room.name, None)
                 continue
@@ -138,7 +148,7 @@ class Redispatcher:
                 del self._orphaned_since[name]
         done = []
         for name in orphaned:
-            if await self._recently_dispatched(lk, name):
+            if not await self._wants_us(lk, name):
                 continue
             await lk.agent_dispatch.create_dispatch(
                 api.CreateAgentDispatchRequest(room=name, agent_name=self.agent_name, metadata='{"redispatched": true}')
@@ -149,10 +159,18 @@ class Redispatcher:
             done.append(name)
         return done
 
-    async def _recently_dispatched(self, lk: api.LiveKitAPI, room: str) -> bool:
-        dispatches = await lk.agent_dispatch.list_dispatch(room_name=room)
-        newest = max((d.state.created_at for d in dispatches), default=0)
-        if newest <= 0:
+    async def _wants_us(self, lk: api.LiveKitAPI, room: str) -> bool:
+        """Whether ``room`` was dispatched to our agent name, and not within ``cooldown``.
+
+        A room meant for another agent name (a second agent on the same server)
+        is not ours to fill; livekit-server lists the automatic dispatch of a new
+        room too, under the empty agent name.
+        """
+        ours = [d for d in await lk.agent_dispatch.list_dispatch(room_name=room) if d.agent_name == self.agent_name]
+        if not ours:
             return False
+        newest = max(d.state.created_at for d in ours)
+        if newest <= 0:
+            return True
         created = newest / 1e9 if newest > 1e14 else float(newest)  # nanoseconds, or seconds
-        return time.time() - created < self.cooldown
+        return time.time() - created >= self.cooldown
