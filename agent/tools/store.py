@@ -1,9 +1,9 @@
 """The demo store: customers and orders of a small coffee shop, in SQLite.
 
 The built-in tools act on it. It is seeded on first use, so a fresh
-database already has customers to look up. SQLite in WAL mode lets the
-worker's job processes (one per room) share one file; every write is a
-short transaction.
+database already has customers, and orders of theirs, to look up. SQLite
+in WAL mode lets the worker's job processes (one per room) share one
+file; every write is a short transaction.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ SEED_CUSTOMERS = [
 # (id, customer, items, status): a caller's first "where is my order?" finds
 # something. Fixed ids well above 1, so the AUTOINCREMENT sequence numbers new
 # orders after them (1005, ...) and a new order never takes a seeded id.
-SEED_ORDERS = [
+SEED_ORDERS: list[tuple[int, str, list[dict[str, Any]], str]] = [
     (1001, "C-1001", [{"item": "latte", "quantity": 2}, {"item": "croissant", "quantity": 1}], "delivered"),
     (1002, "C-1001", [{"item": "cappuccino", "quantity": 1}], "preparing"),
     (1003, "C-1002", [{"item": "flat white", "quantity": 1}, {"item": "croissant", "quantity": 2}], "ready"),
