@@ -97,7 +97,19 @@ command -v unshare >/dev/null || need_pkgs+=(util-linux)
 command -v node >/dev/null || need_pkgs+=(nodejs)
 command -v npm >/dev/null || need_pkgs+=(npm)
 if ((BROWSER)) && [[ ! -x /usr/bin/chromium ]]; then need_pkgs+=(chromium); fi
-"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+# One interpreter start answers both questions (version, venv module): on a
+# busy machine each start of a pyenv shim costs a second or more.
+python_probe() {
+  "$PYTHON" -c 'import sys
+try:
+    import venv, ensurepip
+except ImportError:
+    print(sys.version_info >= (3, 11), "no-venv")
+else:
+    print(sys.version_info >= (3, 11), "venv")' 2>/dev/null || true
+}
+python_state="$(python_probe)"
+[[ $python_state == *" venv" ]] || need_pkgs+=(python3-venv)
 if ((${#need_pkgs[@]})); then
   step "installing Debian packages: ${need_pkgs[*]} (apt-get; log: $LOGS/apt.log)"
   if [[ $(id -u) -ne 0 ]]; then
@@ -116,7 +128,8 @@ else
 fi
 
 # --- Python virtual environment -----------------------------------------------
-"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+if ((${#need_pkgs[@]})); then python_state="$(python_probe)"; fi  # apt may have just installed it
+[[ $python_state == True* ]] \
   || fail "Python >= 3.11 is required, $PYTHON is $("$PYTHON" -V 2>&1)" "set PYTHON=/path/to/python3.11"
 stamp="$ROOT/.venv/.installed"
 if [[ ! -x "$ROOT/.venv/bin/python" || ! -f "$stamp" || "$ROOT/pyproject.toml" -nt "$stamp" ]]; then
