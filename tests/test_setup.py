@@ -136,7 +136,10 @@ def test_a_failing_step_stops_the_build_running_beside_it(clone: Clone) -> None:
     shutil.rmtree(clone.server.parent)
     pid_file = clone.root / "go.pid"
     clone.fake(clone.bin / "go", f'[ "$1" = env ] && exit 0\necho $$ >"{pid_file}"; exec sleep 60')
-    os.utime(clone.root / "web" / "node_modules" / ".package-lock.json", (0, 0))  # npm runs, and fails
+    # npm runs, and fails once the build is under way
+    os.utime(clone.root / "web" / "node_modules" / ".package-lock.json", (0, 0))
+    clone.fake(clone.bin / "npm", f'i=0; while [ ! -s "{pid_file}" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n'
+                                  'echo "npm error network" >&2; exit 1')  # fmt: skip
     started = time.monotonic()
     done = clone.run()
     assert done.returncode == 1 and time.monotonic() - started < 30
