@@ -140,7 +140,7 @@ if [[ ! -x "$ROOT/.venv/bin/python" || ! -f "$stamp" || "$ROOT/pyproject.toml" -
   # The venv's own pip (Python >= 3.11 bundles pip >= 23) installs an editable
   # pyproject package, so there is no `pip install --upgrade pip` round trip;
   # pip's wheel cache (~/.cache/pip) is used.
-  logged pip "$ROOT/.venv/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[test]" \
+  logged pip "$ROOT/.venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -e "$ROOT[test]" \
     || fail --log "$LOGS/pip.log" "pip install -e .[test] failed" "check the network to pypi.org, or set PIP_INDEX_URL"
   touch "$stamp"
 else
