@@ -126,7 +126,7 @@ async def test_bad_frames_get_errors_and_the_session_still_answers(server: Realt
             (json.dumps({"type": "input_audio_buffer.append", "audio": "!!", "event_id": "e2"}), "invalid_value"),
             (json.dumps({"type": "input_audio_buffer.append", "audio": "A" * 70_000, "event_id": "e3"}), "message_too_large"),
             (json.dumps({"type": "conversation.item.truncate", "item_id": "x", "content_index": 0,
-                         "audio_end_ms": 10, "event_id": "e4"}), "item_not_found"),  # fmt: skip
+                         "audio_end_ms": 10, "event_id": "e4"}), "item_truncate_invalid_item_id"),  # fmt: skip
         ]
         for raw, code in bad:
             await ws.send(raw)

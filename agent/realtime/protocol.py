@@ -29,81 +29,15 @@ from typing import Any, Callable
 import numpy as np
 from openai.types import realtime as rt
 from openai.types.realtime.realtime_server_event import ConversationItemRetrieved
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from . import audio as audio_codec
+from .errors import Case, ProtocolError
 from .brain import Brain, BrainInput, Reply, ToolSpec, Turn
 from .tool_choice import apply_tool_choice
 from .vad import EnergyVad, SpeechStarted, SpeechStopped, VadConfig
 
-# One table: event type -> the openai model that validates it.
-CLIENT_EVENTS: dict[str, type[BaseModel]] = {
-    "session.update": rt.SessionUpdateEvent,
-    "input_audio_buffer.append": rt.InputAudioBufferAppendEvent,
-    "input_audio_buffer.commit": rt.InputAudioBufferCommitEvent,
-    "input_audio_buffer.clear": rt.InputAudioBufferClearEvent,
-    "conversation.item.create": rt.ConversationItemCreateEvent,
-    "conversation.item.retrieve": rt.ConversationItemRetrieveEvent,
-    "conversation.item.truncate": rt.ConversationItemTruncateEvent,
-    "conversation.item.delete": rt.ConversationItemDeleteEvent,
-    "response.create": rt.ResponseCreateEvent,
-    "response.cancel": rt.ResponseCancelEvent,
-    "output_audio_buffer.clear": rt.OutputAudioBufferClearEvent,
-}
-
 MIN_COMMIT_MS = 100  # OpenAI refuses to commit less than 100 ms of audio
-
-
-class ProtocolError(Exception):
-    """A client mistake; becomes an ``error`` event, never escapes the protocol."""
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        param: str | None = None,
-        type: str = "invalid_request_error",
-        event_id: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code, self.message, self.param, self.type, self.event_id = code, message, param, type, event_id
-
-
-def parse_client_event(raw: str | bytes) -> BaseModel:
-    """JSON text -> a validated client event model, or ProtocolError."""
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ProtocolError("invalid_json", f"The event is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise ProtocolError("invalid_json", "An event must be a JSON object.")
-    event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
-    etype = data.get("type")
-    if not isinstance(etype, str):
-        raise ProtocolError(
-            "missing_required_parameter", "Missing required parameter: 'type'.", param="type", event_id=event_id
-        )
-    model = CLIENT_EVENTS.get(etype)
-    if model is None:
-        raise ProtocolError(
-            "invalid_value",
-            f"Invalid value: '{etype}'. Supported values are: {', '.join(sorted(CLIENT_EVENTS))}.",
-            param="type",
-            event_id=event_id,
-        )
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        param = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "missing":
-            raise ProtocolError(
-                "missing_required_parameter", f"Missing required parameter: '{param}'.", param=param, event_id=event_id
-            ) from None
-        raise ProtocolError(
-            "invalid_value", f"Invalid value for '{param}': {err['msg']}.", param=param, event_id=event_id
-        ) from None
 
 
 @dataclass(frozen=True)
@@ -393,7 +327,11 @@ class RealtimeProtocol:
         resp = self._response
         if resp is None or resp.speech_request != request_id:
             return []
-        return self._finish_response(resp, status="failed", error={"type": "server_error", "code": "speech_failed", "message": message})
+        # The response ends failed, and an error event says why (as OpenAI reports a
+        # server error), so a client waiting on it neither hangs nor guesses.
+        err = ProtocolError(Case.RESPONSE_FAILED, detail=message)
+        details = {"type": err.type, "code": err.code, "message": err.message}
+        return self._finish_response(resp, status="failed", error=details) + [self._error(err)]
 
     def next_deadline(self) -> float | None:
         if self.closed_by_fault:
@@ -416,12 +354,7 @@ class RealtimeProtocol:
             if self._response is not None:
                 out += self._finish_response(self._response, status="cancelled", reason="client_cancelled")
             out.append(
-                self._error(
-                    ProtocolError(
-                        "session_expired",
-                        f"Your session hit the maximum duration of {self.limits.max_session_s:g} seconds.",
-                    )
-                )
+                self._error(ProtocolError(Case.SESSION_EXPIRED, minutes=(self.limits.max_session_s or 0) / 60))
             )
             self.closed = True
             return out
@@ -437,12 +370,8 @@ class RealtimeProtocol:
     def _on_session_update(self, event: rt.SessionUpdateEvent, now: float) -> list[BaseModel]:
         update = event.session.model_dump(exclude_unset=True)
         if update.get("type") not in (None, "realtime"):
-            raise ProtocolError("invalid_value", "Only 'realtime' sessions are supported here.", param="session.type")
+            raise ProtocolError(Case.UNSUPPORTED_SESSION_TYPE)
         update.pop("type", None)
-        for direction in ("input", "output"):
-            fmt = (((update.get("audio") or {}).get(direction) or {}).get("format") or {}).get("type")
-            if fmt is not None and fmt not in ("audio/pcm", "audio/pcmu", "audio/pcma"):
-                raise ProtocolError("invalid_value", f"Unsupported audio format {fmt!r}.", param=f"session.audio.{direction}.format.type")
         old_td = self._turn_detection
         self._session = _merge(self._session, update)
         if "audio" in update and self._turn_detection != old_td:
@@ -454,11 +383,11 @@ class RealtimeProtocol:
         try:
             raw = base64.b64decode(event.audio, validate=True)
         except (binascii.Error, ValueError):
-            raise ProtocolError("invalid_value", "The 'audio' field is not valid base64.", param="audio") from None
+            raise ProtocolError(Case.AUDIO_NOT_BASE64) from None
         try:
             pcm = audio_codec.decode(raw, self._input_format)
         except audio_codec.AudioFormatError as e:
-            raise ProtocolError("invalid_value", f"{e} (session input format is {self._input_format}).", param="audio") from None
+            raise ProtocolError(Case.AUDIO_NOT_DECODABLE, detail=str(e), format=self._input_format) from None
         out: list[BaseModel] = []
         self._buffer.append(pcm)
         self._buffer_samples += pcm.size
@@ -517,10 +446,7 @@ class RealtimeProtocol:
     def _on_input_audio_buffer_commit(self, event: rt.InputAudioBufferCommitEvent, now: float) -> list[BaseModel]:
         ms = self._buffer_samples * 1000 / audio_codec.SAMPLE_RATE
         if ms < MIN_COMMIT_MS:
-            raise ProtocolError(
-                "input_audio_buffer_commit_empty",
-                f"Error committing input audio buffer: buffer too small. Expected at least {MIN_COMMIT_MS}ms of audio, but buffer only has {ms:.2f}ms of audio.",
-            )
+            raise ProtocolError(Case.COMMIT_TOO_SMALL, minimum=MIN_COMMIT_MS, have=ms)
         item_id = self._vad_item_id or self._id("item")
         self._vad_item_id = None
         if self._vad is not None:
@@ -563,9 +489,7 @@ class RealtimeProtocol:
         return [self._ev(rt.InputAudioBufferClearedEvent, type="input_audio_buffer.cleared")]
 
     def _on_output_audio_buffer_clear(self, event: BaseModel, now: float) -> list[BaseModel]:
-        raise ProtocolError(
-            "invalid_value", "output_audio_buffer.clear is only supported on WebRTC connections.", param="type"
-        )
+        raise ProtocolError(Case.OUTPUT_BUFFER_ON_WEBSOCKET)
 
     # ---- conversation ----------------------------------------------------
     def _insert(self, item: BaseModel, previous_item_id: str | None) -> None:
@@ -582,15 +506,13 @@ class RealtimeProtocol:
         item = event.item
         prev = event.previous_item_id
         if prev is not None and prev != "root" and prev not in self._items:
-            raise ProtocolError(
-                "item_not_found", f"Previous item with id '{prev}' does not exist.", param="previous_item_id"
-            )
+            raise ProtocolError(Case.PREVIOUS_ITEM_NOT_FOUND, item_id=prev)
         item_id = getattr(item, "id", None) or self._id("item")
         if item_id in self._items:
-            # OpenAI's code and wording (GA), which livekit-agents recognises as "already there"
-            raise ProtocolError("item_create_duplicate_item_id", f"Error adding item: an item with id '{item_id}' already exists.")
+            # livekit-agents recognises this code as "already there" (a replay after a reconnect)
+            raise ProtocolError(Case.DUPLICATE_ITEM_ID, item_id=item_id)
         if item.type not in ("message", "function_call", "function_call_output"):
-            raise ProtocolError("invalid_value", f"Item type '{item.type}' is not supported here.", param="item.type")
+            raise ProtocolError(Case.ITEM_TYPE_UNSUPPORTED, item_type=item.type)
         fields = item.model_dump(exclude_unset=True)
         fields.update(id=item_id, object="realtime.item", status="completed")
         if item.type == "function_call_output":
@@ -604,7 +526,7 @@ class RealtimeProtocol:
                         raw = base64.b64decode(part.audio, validate=True)
                         audio_ms = int(audio_codec.decode(raw, self._input_format).size * 1000 / audio_codec.SAMPLE_RATE)
                     except (binascii.Error, ValueError):
-                        raise ProtocolError("invalid_value", "Item audio is not valid base64 audio.", param="item.content") from None
+                        raise ProtocolError(Case.ITEM_AUDIO_INVALID) from None
         anchor = prev if prev is not None else (self._order[-1] if self._order else None)
         self._insert(stored, prev)
         self._item_audio_ms[item_id] = audio_ms
@@ -613,18 +535,18 @@ class RealtimeProtocol:
             self._ev(rt.ConversationItemDone, type="conversation.item.done", item=stored, previous_item_id=anchor),
         ]
 
-    def _require_item(self, item_id: str) -> BaseModel:
+    def _require_item(self, item_id: str, missing: Case) -> BaseModel:
         item = self._items.get(item_id)
         if item is None:
-            raise ProtocolError("item_not_found", f"Item with item_id '{item_id}' not found.", param="item_id")
+            raise ProtocolError(missing, item_id=item_id)
         return item
 
     def _on_conversation_item_retrieve(self, event: rt.ConversationItemRetrieveEvent, now: float) -> list[BaseModel]:
-        item = self._require_item(event.item_id)
+        item = self._require_item(event.item_id, Case.RETRIEVE_UNKNOWN_ITEM)
         return [self._ev(ConversationItemRetrieved, type="conversation.item.retrieved", item=item)]
 
     def _on_conversation_item_delete(self, event: rt.ConversationItemDeleteEvent, now: float) -> list[BaseModel]:
-        self._require_item(event.item_id)
+        self._require_item(event.item_id, Case.DELETE_UNKNOWN_ITEM)
         del self._items[event.item_id]
         self._order.remove(event.item_id)
         self._item_audio_ms.pop(event.item_id, None)
@@ -632,17 +554,15 @@ class RealtimeProtocol:
         return [self._ev(rt.ConversationItemDeletedEvent, type="conversation.item.deleted", item_id=event.item_id)]
 
     def _on_conversation_item_truncate(self, event: rt.ConversationItemTruncateEvent, now: float) -> list[BaseModel]:
-        item = self._require_item(event.item_id)
+        item = self._require_item(event.item_id, Case.TRUNCATE_UNKNOWN_ITEM)
         if getattr(item, "role", None) != "assistant":
-            raise ProtocolError("invalid_value", "Only assistant messages can be truncated.", param="item_id")
+            raise ProtocolError(Case.TRUNCATE_NOT_MODEL_AUDIO)
+        if event.audio_end_ms < 0:
+            raise ProtocolError(Case.BELOW_MINIMUM, param="audio_end_ms", minimum=0, value=event.audio_end_ms)
         pcm = self._assistant_audio.get(event.item_id, np.zeros(0, dtype=np.int16))
         duration_ms = int(pcm.size * 1000 / audio_codec.SAMPLE_RATE)
         if event.audio_end_ms > duration_ms:
-            raise ProtocolError(
-                "invalid_value",
-                f"Audio content of {duration_ms}ms is already shorter than {event.audio_end_ms}ms.",
-                param="audio_end_ms",
-            )
+            raise ProtocolError(Case.TRUNCATE_PAST_END, duration_ms=duration_ms, audio_end_ms=event.audio_end_ms)
         keep = int(event.audio_end_ms * audio_codec.SAMPLE_RATE / 1000)
         self._assistant_audio[event.item_id] = pcm[:keep]
         content = list(item.content)  # type: ignore[attr-defined]
@@ -666,18 +586,13 @@ class RealtimeProtocol:
     # ---- responses -------------------------------------------------------
     def _on_response_create(self, event: rt.ResponseCreateEvent, now: float) -> list[BaseModel]:
         if self._response is not None:
-            raise ProtocolError(
-                "conversation_already_has_active_response",
-                f"Conversation already has an active response in progress: {self._response.id}. Wait until the response is finished before creating a new one.",
-            )
+            raise ProtocolError(Case.RESPONSE_ALREADY_ACTIVE, response_id=self._response.id)
         return self._start_response(event.response, now)
 
     def _on_response_cancel(self, event: rt.ResponseCancelEvent, now: float) -> list[BaseModel]:
         resp = self._response
         if resp is None or (event.response_id and event.response_id != resp.id):
-            raise ProtocolError(
-                "response_cancel_not_active", "Cancellation failed: no active response found.", param="response_id"
-            )
+            raise ProtocolError(Case.CANCEL_NOT_ACTIVE)
         return self._finish_response(resp, status="cancelled", reason="client_cancelled")
 
     def _brain_input(self, params: rt.RealtimeResponseCreateParams | None) -> BrainInput:

@@ -33,7 +33,9 @@ from websockets.http11 import Request, Response
 
 from ..config import Settings
 from .brain import Brain, ScriptedBrain
-from .protocol import Limits, ProtocolError, RealtimeProtocol, SpeechRequest, TranscriptionRequest, parse_client_event
+from .client_events import parse_client_event
+from .errors import ProtocolError
+from .protocol import Limits, RealtimeProtocol, SpeechRequest, TranscriptionRequest
 from .speech import SpeechError, Synthesizer
 from .transcribe import Transcriber, TranscriptionError
 
@@ -244,15 +246,8 @@ class _Connection:
         try:
             async for message in self._ws:
                 now = time.monotonic()
-                if len(message) > limit:
-                    self._emit(
-                        self._proto.error_event(
-                            ProtocolError("message_too_large", f"The event is {len(message)} bytes; the limit is {limit}.")
-                        )
-                    )
-                    continue
                 try:
-                    event = parse_client_event(message)
+                    event = parse_client_event(message, max_bytes=limit)
                 except ProtocolError as err:
                     self._emit(self._proto.error_event(err))
                     continue
