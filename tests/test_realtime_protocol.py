@@ -6,8 +6,10 @@ the protocol (``RealtimeServerEvent``), so a shape we get wrong fails here.
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -123,7 +125,7 @@ def test_session_update_with_unsupported_audio_format_is_an_error_and_keeps_the_
     )  # fmt: skip
     assert d.types(got) == ["error"]
     assert got[0]["error"]["event_id"] == "ev1"
-    assert d.proto.session["audio"]["input"]["format"]["rate"] == 24000
+    assert d.proto.session.audio.input.format.rate == 24000
 
 
 # ------------------------------------------------------------------ bad input
@@ -685,3 +687,32 @@ def test_failed_speech_ends_the_response_with_a_server_error() -> None:
     error = next(e for e in got if e["type"] == "error")["error"]
     assert (error["type"], error["code"]) == ("server_error", "response_failed")
     assert "espeak-ng crashed" in error["message"]
+
+
+# ------------------------------------------------------------------ boundaries (read from the imports)
+
+REALTIME = Path(__file__).resolve().parents[1] / "agent" / "realtime"
+PURE = ("protocol", "conversation", "usage", "pacing", "errors", "client_events", "vad", "brain", "tool_choice")
+IO = {"asyncio", "socket", "time", "datetime", "websockets", "threading", "subprocess", "concurrent", "selectors"}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return {name.split(".")[0] for name in names}
+
+
+def test_the_realtime_package_never_imports_livekit() -> None:
+    for path in REALTIME.glob("*.py"):
+        assert "livekit" not in _imports(path), path.name
+
+
+def test_the_protocol_modules_import_no_asyncio_sockets_or_clock() -> None:
+    for name in PURE:
+        found = _imports(REALTIME / f"{name}.py") & IO
+        assert not found, (name, found)
