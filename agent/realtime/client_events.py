@@ -11,7 +11,7 @@ import json
 from typing import Any, TypeAlias
 
 from openai.types import realtime as rt
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from .errors import Case, ProtocolError
@@ -122,29 +122,6 @@ def _to_protocol_error(err: ErrorDetails, param: str, event_id: str | None) -> P
     return ProtocolError(Case.INVALID_VALUE, param=param, detail=err["msg"], event_id=event_id)
 
 
-def _unknown_parameter(model: BaseModel, path: tuple[str, ...]) -> str | None:
-    """The first field the client sent that the openai model does not know
-    (its models keep them as extras; OpenAI refuses them)."""
-    if model.model_extra:
-        return ".".join((*path, next(iter(model.model_extra))))
-    for name in model.model_fields_set:
-        found = _unknown_in(getattr(model, name), (*path, name))
-        if found:
-            return found
-    return None
-
-
-def _unknown_in(value: Any, path: tuple[str, ...]) -> str | None:
-    if isinstance(value, BaseModel):
-        return _unknown_parameter(value, path)
-    if isinstance(value, list):
-        for i, v in enumerate(value):
-            found = _unknown_in(v, (*path, str(i)))
-            if found:
-                return found
-    return None
-
-
 def parse_client_event(raw: str | bytes, *, max_bytes: int | None = None) -> ClientEvent:
     """JSON text -> a validated client event model, or ProtocolError.
 
@@ -173,7 +150,7 @@ def parse_client_event(raw: str | bytes, *, max_bytes: int | None = None) -> Cli
     except ValidationError as e:
         err, param = _best(e.errors(), data)
         raise _to_protocol_error(err, param, event_id) from None
-    unknown = _unknown_parameter(event, ())
-    if unknown is not None:
-        raise ProtocolError(Case.UNKNOWN_PARAMETER, param=unknown, event_id=event_id)
+    # Fields the openai models do not know are kept, not refused as OpenAI refuses
+    # them: the livekit plugin sends fields newer than this package's models
+    # (refusing them broke its sessions), so "unknown" here is not OpenAI's "unknown".
     return event
