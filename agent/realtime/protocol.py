@@ -521,14 +521,14 @@ class RealtimeProtocol:
             self._pending_transcripts.add(item_id)
         self._buffer, self._buffer_samples = [], 0
         previous = self._conversation.last_id
-        item = rt.RealtimeConversationItemUserMessage(
-            id=item_id,
-            type="message",
-            role="user",
-            status="completed",
-            object="realtime.item",
-            content=[{"type": "input_audio", "transcript": None}],
-        )
+        item = rt.RealtimeConversationItemUserMessage.model_validate({
+            "id": item_id,
+            "type": "message",
+            "role": "user",
+            "status": "completed",
+            "object": "realtime.item",
+            "content": [{"type": "input_audio", "transcript": None}],
+        })  # fmt: skip
         self._conversation.insert(item, previous, audio_ms=audio_ms)
         return [
             self._ev(
@@ -656,27 +656,27 @@ class RealtimeProtocol:
 
     def _response_model(self, resp: _Response, status: str, **extra: Any) -> rt.RealtimeResponse:
         rate = {"rate": 24000} if resp.fmt == "audio/pcm" else {}
-        return rt.RealtimeResponse(
-            id=resp.id,
-            object="realtime.response",
-            status=status,
-            status_details=extra.get("status_details"),
-            output=extra.get("output", []),
-            conversation_id=self.session_id.replace("sess_", "conv_") if resp.in_conversation else None,
-            output_modalities=resp.modalities,
-            max_output_tokens=self._session.max_output_tokens if self._session.max_output_tokens is not None else "inf",
-            audio={"output": {"format": {"type": resp.fmt, **rate}, "voice": resp.voice}},
-            usage=extra.get("usage"),
-            metadata=resp.metadata,
-        )
+        return rt.RealtimeResponse.model_validate({
+            "id": resp.id,
+            "object": "realtime.response",
+            "status": status,
+            "status_details": extra.get("status_details"),
+            "output": extra.get("output", []),
+            "conversation_id": self.session_id.replace("sess_", "conv_") if resp.in_conversation else None,
+            "output_modalities": resp.modalities,
+            "max_output_tokens": self._session.max_output_tokens if self._session.max_output_tokens is not None else "inf",
+            "audio": {"output": {"format": {"type": resp.fmt, **rate}, "voice": resp.voice}},
+            "usage": extra.get("usage"),
+            "metadata": resp.metadata,
+        })  # fmt: skip
 
     def _message_item(self, resp: _Response, status: str) -> rt.RealtimeConversationItemAssistantMessage:
         text = resp.transcript if status != "in_progress" else ""
         part: dict[str, Any] = (
             {"type": "output_audio", "transcript": text} if resp.audio_mode else {"type": "output_text", "text": text}
         )
-        return rt.RealtimeConversationItemAssistantMessage(
-            id=resp.message_id, type="message", role="assistant", status=status, object="realtime.item", content=[part]
+        return rt.RealtimeConversationItemAssistantMessage.model_validate(
+            {"id": resp.message_id, "type": "message", "role": "assistant", "status": status, "object": "realtime.item", "content": [part]}
         )
 
     def _part(self, resp: _Response, text: str) -> dict[str, str]:

@@ -47,7 +47,7 @@ from .transcribe import Transcriber
 log = logging.getLogger("agent.realtime")
 
 PATHS = ("/v1/realtime", "/realtime", "/openai/v1/realtime")
-_LOGGED = {
+_LOGGED: dict[str, Callable[[Any], str]] = {
     "input_audio_buffer.speech_started": lambda e: f"speech started at {e.audio_start_ms} ms",
     "input_audio_buffer.speech_stopped": lambda e: f"speech stopped at {e.audio_end_ms} ms",
     "error": lambda e: f"error {e.error.code}: {e.error.message}",
@@ -115,7 +115,7 @@ class RealtimeServer:
     @property
     def port(self) -> int:
         assert self._server is not None
-        return self._server.sockets[0].getsockname()[1]
+        return int(self._server.sockets[0].getsockname()[1])
 
     async def aclose(self) -> None:
         if self._server is not None:
