@@ -6,8 +6,10 @@ the protocol (``RealtimeServerEvent``), so a shape we get wrong fails here.
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,9 @@ from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
 
 from agent.realtime.brain import Rule, ScriptedBrain
-from agent.realtime.protocol import Limits, ProtocolError, RealtimeProtocol, parse_client_event
+from agent.realtime.client_events import parse_client_event
+from agent.realtime.errors import Case, ProtocolError
+from agent.realtime.protocol import Limits, RealtimeProtocol
 
 SERVER_EVENT = TypeAdapter(RealtimeServerEvent)
 RATE = 24_000
@@ -64,7 +68,7 @@ class Driver:
     def send(self, event: dict[str, Any] | str) -> list[dict[str, Any]]:
         raw = event if isinstance(event, str) else json.dumps(event)
         try:
-            parsed = parse_client_event(raw)
+            parsed = parse_client_event(raw, max_bytes=self.proto.limits.max_event_bytes)
         except ProtocolError as err:
             return self._collect(self.proto.error_event(err))
         return self._collect(self.proto.receive(parsed, self.now))
@@ -121,7 +125,7 @@ def test_session_update_with_unsupported_audio_format_is_an_error_and_keeps_the_
     )  # fmt: skip
     assert d.types(got) == ["error"]
     assert got[0]["error"]["event_id"] == "ev1"
-    assert d.proto.session["audio"]["input"]["format"]["rate"] == 24000
+    assert d.proto.session.audio.input.format.rate == 24000
 
 
 # ------------------------------------------------------------------ bad input
@@ -543,3 +547,171 @@ def test_manual_turns_commit_only_when_asked() -> None:
     assert "input_audio_buffer.speech_started" not in d.types() and "input_audio_buffer.committed" not in d.types()
     got = d.send({"type": "input_audio_buffer.commit"})
     assert d.types(got)[0] == "input_audio_buffer.committed"
+
+
+# ------------------------------------------------------------------ OpenAI's error codes, one row each
+#
+# Every case of agent/realtime/errors.py, with the code (and param) OpenAI's
+# service sends for it; errors.py cites where each was seen.
+
+USER_HI = {"type": "conversation.item.create", "item": {"id": "item_user", "type": "message", "role": "user",
+           "content": [{"type": "input_text", "text": "hi"}]}}  # fmt: skip
+
+
+def _spoken_reply(d: Driver) -> str:
+    d.send({"type": "response.create", "response": {"instructions": 'Say exactly: "one two three"'}})
+    d.run(10)
+    return str(d.last("response.output_item.done")["item"]["id"])
+
+
+def _session(**fields: Any) -> dict[str, Any]:
+    return {"type": "session.update", "session": {"type": "realtime", **fields}}
+
+
+def _truncate(item_id: str, audio_end_ms: int) -> dict[str, Any]:
+    return {"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": audio_end_ms}
+
+
+ERROR_ROWS: list[tuple[Case, Any, str, str | None]] = [
+    # (case, what the client does: an event, or a function of the driver returning one, code, param)
+    (Case.INVALID_JSON, "{oops", "invalid_json", None),
+    (Case.MISSING_TYPE, {}, "missing_required_parameter", "type"),
+    (Case.UNKNOWN_EVENT_TYPE, {"type": "no.such.event"}, "invalid_value", "type"),
+    (Case.MISSING_PARAMETER, {"type": "session.update", "session": {"instructions": "x"}},
+     "missing_required_parameter", "session.type"),
+    (Case.INVALID_TYPE, _session(audio={"input": {"turn_detection": {"type": "server_vad", "threshold": "high"}}}),
+     "invalid_type", "session.audio.input.turn_detection.threshold"),
+    (Case.INVALID_VALUE, _session(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}}),
+     "invalid_value", "session.audio.input.format.rate"),
+    (Case.BELOW_MINIMUM, lambda d: _truncate(_spoken_reply(d), -11), "integer_below_min_value", "audio_end_ms"),
+    (Case.EVENT_TOO_LARGE, {"type": "input_audio_buffer.append", "audio": "A" * 70_000}, "message_too_large", None),
+    (Case.UNSUPPORTED_SESSION_TYPE, {"type": "session.update", "session": {"type": "transcription"}},
+     "invalid_value", "session.type"),
+    (Case.AUDIO_NOT_BASE64, {"type": "input_audio_buffer.append", "audio": "@@@not base64@@@"}, "invalid_value", "audio"),
+    (Case.AUDIO_NOT_DECODABLE, {"type": "input_audio_buffer.append", "audio": base64.b64encode(b"\x00\x01\x02").decode()},
+     "invalid_value", "audio"),
+    (Case.COMMIT_TOO_SMALL, lambda d: (d.append(tone(50)), {"type": "input_audio_buffer.commit"})[1],
+     "input_audio_buffer_commit_empty", None),
+    (Case.OUTPUT_BUFFER_ON_WEBSOCKET, {"type": "output_audio_buffer.clear"}, "invalid_value", "type"),
+    (Case.ITEM_TYPE_UNSUPPORTED, {"type": "conversation.item.create", "item": {
+        "id": "mcpr_1", "type": "mcp_approval_response", "approval_request_id": "apr_1", "approve": True}}, "invalid_value", "item.type"),
+    (Case.ITEM_AUDIO_INVALID, {"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+     "content": [{"type": "input_audio", "audio": "@@@"}]}}, "invalid_value", "item.content"),  # fmt: skip
+    (Case.DUPLICATE_ITEM_ID, lambda d: (d.send(USER_HI), USER_HI)[1], "item_create_duplicate_item_id", None),
+    (Case.PREVIOUS_ITEM_NOT_FOUND, {**USER_HI, "previous_item_id": "item_gone"}, "item_create_invalid_previous_item_id", None),
+    (Case.RETRIEVE_UNKNOWN_ITEM, {"type": "conversation.item.retrieve", "item_id": "item_gone"},
+     "item_retrieve_invalid_item_id", None),
+    (Case.DELETE_UNKNOWN_ITEM, {"type": "conversation.item.delete", "item_id": "item_gone"},
+     "item_delete_invalid_item_id", None),
+    (Case.TRUNCATE_UNKNOWN_ITEM, _truncate("item_gone", 10), "item_truncate_invalid_item_id", None),
+    (Case.TRUNCATE_NOT_MODEL_AUDIO, lambda d: (d.send(USER_HI), _truncate("item_user", 0))[1],
+     "unsupported_content_type", None),
+    (Case.TRUNCATE_PAST_END, lambda d: _truncate(_spoken_reply(d), 999_999), "invalid_value", None),
+    (Case.RESPONSE_ALREADY_ACTIVE, lambda d: (d.send({"type": "response.create"}), {"type": "response.create"})[1],
+     "conversation_already_has_active_response", None),
+    (Case.CANCEL_NOT_ACTIVE, {"type": "response.cancel"}, "response_cancel_not_active", "response_id"),
+]
+
+
+@pytest.mark.parametrize(("case", "action", "code", "param"), ERROR_ROWS, ids=[r[0].value for r in ERROR_ROWS])
+def test_each_error_carries_openais_code(case: Case, action: Any, code: str, param: str | None) -> None:
+    d = Driver(limits=Limits(max_event_bytes=64 * 1024))
+    manual(d)
+    event = action(d) if callable(action) else action
+    if isinstance(event, dict):
+        event = json.dumps({**event, "event_id": "evt_client"})
+    got = d.send(event)
+    errors = [e["error"] for e in got if e["type"] == "error"]
+    assert len(errors) == 1, d.types(got)
+    error = errors[0]
+    assert (error["code"], error["param"], error["type"]) == (code, param, "invalid_request_error")
+    assert error["message"]
+    if case not in (Case.INVALID_JSON, Case.EVENT_TOO_LARGE):  # refused before it is read
+        assert error["event_id"] == "evt_client"
+    # the session goes on: a plain text turn still gets its answer
+    d.run(10)  # let a response the row started finish
+    d.send({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "still there"}]}})  # fmt: skip
+    d.send({"type": "response.create"})
+    d.run(10)
+    assert d.last("response.done")["response"]["status"] == "completed"
+
+
+def test_every_error_case_has_a_row() -> None:
+    covered = {row[0] for row in ERROR_ROWS} | {Case.SESSION_EXPIRED, Case.RESPONSE_FAILED}  # rows of their own below
+    assert covered == set(Case)
+
+
+def test_an_unknown_item_gets_openais_wording_per_event() -> None:
+    d = Driver()
+    manual(d)
+    messages = [d.send(ev)[0]["error"]["message"] for ev in (
+        {"type": "conversation.item.retrieve", "item_id": "item_x"},
+        {"type": "conversation.item.delete", "item_id": "item_x"},
+        _truncate("item_x", 0),
+    )]  # fmt: skip
+    assert messages == [
+        "Error retrieving item: the item with id 'item_x' does not exist.",
+        "Error deleting item: the item with id 'item_x' does not exist.",
+        "Error truncating item: the item with id 'item_x' does not exist.",
+    ]
+
+
+def test_a_wrong_json_type_is_described_as_openai_does() -> None:
+    d = Driver()
+    got = d.send(_session(audio={"input": {"format": "pcm16"}}))
+    assert got[0]["error"]["message"] == (
+        "Invalid type for 'session.audio.input.format': expected an object, but got a string instead."
+    )
+    got = d.send(_session(audio={"input": {"turn_detection": {"type": "server_vad", "threshold": "0.5"}}}))
+    assert got[0]["error"]["code"] == "invalid_type"  # a number in a string is not coerced
+
+
+def test_session_expired_row() -> None:
+    d = Driver(limits=Limits(max_session_s=3600))
+    d.run(3601)
+    err = d.last("error")["error"]
+    assert (err["code"], err["type"], err["param"]) == ("session_expired", "invalid_request_error", None)
+    assert err["message"] == "Your session hit the maximum duration of 60 minutes."
+
+
+def test_failed_speech_ends_the_response_with_a_server_error() -> None:
+    d = Driver()
+    manual(d)
+    d.proto.receive(parse_client_event(json.dumps({"type": "response.create"})), d.now)
+    request = d.proto.speech_requests()[0]
+    got = d._collect(d.proto.speech_failed(request.request_id, "espeak-ng crashed", d.now))
+    done = next(e for e in got if e["type"] == "response.done")["response"]
+    assert done["status"] == "failed"
+    error = next(e for e in got if e["type"] == "error")["error"]
+    assert (error["type"], error["code"]) == ("server_error", "response_failed")
+    assert "espeak-ng crashed" in error["message"]
+
+
+# ------------------------------------------------------------------ boundaries (read from the imports)
+
+REALTIME = Path(__file__).resolve().parents[1] / "agent" / "realtime"
+PURE = ("protocol", "conversation", "usage", "pacing", "errors", "client_events", "vad", "brain", "tool_choice")
+IO = {"asyncio", "socket", "time", "datetime", "websockets", "threading", "subprocess", "concurrent", "selectors"}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return {name.split(".")[0] for name in names}
+
+
+def test_the_realtime_package_never_imports_livekit() -> None:
+    for path in REALTIME.glob("*.py"):
+        assert "livekit" not in _imports(path), path.name
+
+
+def test_the_protocol_modules_import_no_asyncio_sockets_or_clock() -> None:
+    for name in PURE:
+        found = _imports(REALTIME / f"{name}.py") & IO
+        assert not found, (name, found)

@@ -126,7 +126,7 @@ async def test_bad_frames_get_errors_and_the_session_still_answers(server: Realt
             (json.dumps({"type": "input_audio_buffer.append", "audio": "!!", "event_id": "e2"}), "invalid_value"),
             (json.dumps({"type": "input_audio_buffer.append", "audio": "A" * 70_000, "event_id": "e3"}), "message_too_large"),
             (json.dumps({"type": "conversation.item.truncate", "item_id": "x", "content_index": 0,
-                         "audio_end_ms": 10, "event_id": "e4"}), "item_not_found"),  # fmt: skip
+                         "audio_end_ms": 10, "event_id": "e4"}), "item_truncate_invalid_item_id"),  # fmt: skip
         ]
         for raw, code in bad:
             await ws.send(raw)
@@ -242,5 +242,91 @@ async def test_fault_injection_drops_the_connection_without_a_close_frame() -> N
                 break
             await asyncio.sleep(0.05)
         assert srv.sessions == 0, "the dropped session is still counted as active"
+    finally:
+        await srv.aclose()
+
+
+# ------------------------------------------------------------------ supervised tasks
+
+
+class _FailsOnce:
+    """A synthesizer whose first call fails with an error that is not a SpeechError."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.calls = real, 0
+
+    async def synthesize(self, text: str, voice: str = "marin") -> np.ndarray:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("synthesizer crashed")
+        return await self.real.synthesize(text, voice)
+
+    async def aclose(self) -> None:
+        await self.real.aclose()
+
+
+async def test_a_speech_task_that_crashes_ends_its_response_with_an_error_and_the_session_goes_on() -> None:
+    srv = RealtimeServer(ServerOptions(port=0, brain_factory=brain))
+    srv.synth = _FailsOnce(srv.synth)  # type: ignore[assignment]
+    await srv.start()
+    try:
+        async with websockets.connect(url(srv)) as ws:
+            await recv_until(ws, "session.created")
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "type": "realtime", "audio": {"input": {"turn_detection": None}}}}))  # fmt: skip
+            await ws.send(json.dumps({"type": "response.create", "response": {"instructions": 'Say exactly: "hello"'}}))
+            events = await recv_until(ws, "response.done")
+            assert events[-1]["response"]["status"] == "failed"
+            error = (await recv_until(ws, "error"))[-1]["error"]
+            assert (error["type"], error["code"]) == ("server_error", "response_failed")
+            assert "RuntimeError: synthesizer crashed" in error["message"]
+            await ws.send(json.dumps({"type": "response.create", "response": {"instructions": 'Say exactly: "again"'}}))
+            done = (await recv_until(ws, "response.done"))[-1]["response"]
+            assert done["status"] == "completed"
+    finally:
+        await srv.aclose()
+
+
+class _Stuck:
+    """A transcriber that never answers (so a response waits for its deadline)."""
+
+    async def transcribe(self, pcm: np.ndarray, rate: int = 24_000) -> str:
+        await asyncio.Event().wait()
+        return ""
+
+    def warm_up(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _Broken:
+    def reply(self, inp: Any) -> Any:
+        raise RuntimeError("brain bug")
+
+
+async def test_a_failing_ticker_ends_the_connection_instead_of_leaving_it_silent() -> None:
+    """The brain runs in the ticker when a transcript wait runs out; its failure
+    must reach the connection's owner (1011, session released), not die unseen."""
+    srv = RealtimeServer(ServerOptions(port=0, brain_factory=_Broken))
+    srv.transcriber = _Stuck()  # type: ignore[assignment]
+    await srv.start()
+    t = np.arange(24_000) / 24_000
+    speech = (8000 * np.sin(2 * np.pi * 220 * t)).astype("<i2")
+    audio = np.concatenate([np.zeros(4800, "<i2"), speech, np.zeros(24_000, "<i2")])
+    try:
+        async with websockets.connect(url(srv)) as ws:
+            await recv_until(ws, "session.created")
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "type": "realtime", "audio": {"input": {"transcription": {"model": "whisper-1"}}}}}))  # fmt: skip
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(audio.tobytes()).decode()}))
+            await recv_until(ws, "response.created")
+            with pytest.raises(websockets.ConnectionClosedError) as info:
+                await recv_until(ws, "never", timeout=10)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+        for _ in range(50):
+            if srv.sessions == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert srv.sessions == 0
     finally:
         await srv.aclose()

@@ -93,7 +93,7 @@ class Rule:
         return re.compile(self.match, re.IGNORECASE)
 
 
-class _Memory(dict):
+class _Memory(dict[str, str]):
     def __missing__(self, key: str) -> str:
         return "something I don't know yet"
 
@@ -141,7 +141,7 @@ class ScriptedBrain:
         """Load rules from a YAML or JSON file: ``{rules: [{match, say, call, arguments, remember}]}``."""
         text = Path(path).read_text()
         if str(path).endswith((".yaml", ".yml")):
-            import yaml
+            import yaml  # type: ignore[import-untyped]
 
             data = yaml.safe_load(text) or {}
         else:
@@ -210,6 +210,7 @@ def _summarize(output: str | None) -> str:
         return output
     if isinstance(value, dict):
         for key in ("message", "result", "summary"):
-            if isinstance(value.get(key), str):
-                return value[key]
+            found = value.get(key)
+            if isinstance(found, str):
+                return found
     return output if len(output) < 200 else output[:200]

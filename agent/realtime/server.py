@@ -4,11 +4,14 @@ Serves ``ws://HOST:PORT/v1/realtime`` (and ``/realtime``), with or
 without ``?model=``, so that ``base_url=http://HOST:PORT/v1`` works for
 livekit-plugins-openai and for the ``openai`` SDK alike.
 
-Per connection there is one protocol object and three tasks owned by the
-connection handler: the reader (this coroutine), the writer (one queue, so
-events leave in the order the protocol produced them) and the ticker
-(wakes at ``next_deadline()`` to stream audio). Speech synthesis runs in
-tasks owned by the same handler and is cancelled with it.
+Per connection there is one protocol object and one task group that owns
+every task of the connection: the reader, the writer (one queue, so events
+leave in the order the protocol produced them), the ticker (wakes at
+``next_deadline()`` to stream audio) and the speech and transcription
+tasks. The first task to fail cancels the others and its exception is
+re-raised by ``_Connection.run`` (the handler then closes the socket with
+1011); a speech or transcription task that fails in any way first ends its
+response or transcript with an error event, so nothing is left waiting.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Callable
+from collections.abc import Coroutine
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 from pydantic import BaseModel
@@ -33,14 +37,17 @@ from websockets.http11 import Request, Response
 
 from ..config import Settings
 from .brain import Brain, ScriptedBrain
-from .protocol import Limits, ProtocolError, RealtimeProtocol, SpeechRequest, TranscriptionRequest, parse_client_event
-from .speech import SpeechError, Synthesizer
-from .transcribe import Transcriber, TranscriptionError
+from .faults import FaultPlan, FaultyBrain
+from .client_events import parse_client_event
+from .errors import ProtocolError
+from .protocol import Limits, RealtimeProtocol, SpeechRequest, TranscriptionRequest
+from .speech import Synthesizer
+from .transcribe import Transcriber
 
 log = logging.getLogger("agent.realtime")
 
 PATHS = ("/v1/realtime", "/realtime", "/openai/v1/realtime")
-_LOGGED = {
+_LOGGED: dict[str, Callable[[Any], str]] = {
     "input_audio_buffer.speech_started": lambda e: f"speech started at {e.audio_start_ms} ms",
     "input_audio_buffer.speech_stopped": lambda e: f"speech stopped at {e.audio_end_ms} ms",
     "error": lambda e: f"error {e.error.code}: {e.error.message}",
@@ -108,7 +115,7 @@ class RealtimeServer:
     @property
     def port(self) -> int:
         assert self._server is not None
-        return self._server.sockets[0].getsockname()[1]
+        return int(self._server.sockets[0].getsockname()[1])
 
     async def aclose(self) -> None:
         if self._server is not None:
@@ -158,16 +165,16 @@ class RealtimeServer:
             if part.startswith("model="):
                 model = part[6:] or model
         session_id = f"sess_{secrets.token_hex(8)}"
+        brain = FaultyBrain(self.options.brain_factory())
         proto = RealtimeProtocol(
             session_id=session_id,
-            brain=self.options.brain_factory(),
+            brain=brain,
             now=time.monotonic(),
             model=model,
             limits=self.options.limits,
             id_prefix=f"{next(self._ids):04d}",
-            allow_fault=self._fault_once,
         )
-        conn = _Connection(self, ws, proto)
+        conn = _Connection(self, ws, proto, FaultPlan(brain, self._fault_once))
         self.sessions += 1
         log.info("session %s opened (%d active)", session_id, self.sessions)
         try:
@@ -178,17 +185,31 @@ class RealtimeServer:
 
 
 class _Connection:
-    def __init__(self, server: RealtimeServer, ws: ServerConnection, proto: RealtimeProtocol) -> None:
+    def __init__(self, server: RealtimeServer, ws: ServerConnection, proto: RealtimeProtocol, faults: FaultPlan) -> None:
         self._server = server
         self._ws = ws
         self._proto = proto
+        self._faults = faults
+        self._dropped = False  # fault injection cut the connection: nothing more is sent
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._wake = asyncio.Event()
-        self._speech_atasks: set[asyncio.Task[None]] = set()
+        self._tasks: asyncio.TaskGroup | None = None  # owns every task of this connection while it runs
+        self._work: set[asyncio.Task[None]] = set()  # its speech and transcription tasks
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        assert self._tasks is not None, "tasks are started only while the connection runs"
+        task = self._tasks.create_task(coro, name=name)
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
 
     def _emit(self, events: list[BaseModel]) -> None:
         for event in events:
+            if self._dropped:
+                break
             self._outbox.put_nowait(_encode(event))
+            if self._faults.should_drop(event):
+                self._dropped = True
+                self._outbox.put_nowait(_DROP)
             kind = getattr(event, "type", "")
             if kind != "response.output_audio.delta" and log.isEnabledFor(logging.DEBUG):
                 log.debug("session %s -> %s", self._proto.session_id, _describe(event))
@@ -196,63 +217,67 @@ class _Connection:
                 # one line per turn event: what operators (and the echo tests) count
                 log.info("session %s: %s", self._proto.session_id, _LOGGED[kind](event))
         for request in self._proto.speech_requests():
-            task = asyncio.create_task(self._synthesize(request), name=f"speech:{request.request_id}")
-            self._speech_atasks.add(task)
-            task.add_done_callback(self._speech_atasks.discard)
+            self._faults.speech(request.request_id, request.text)
+            self._spawn(self._synthesize(request), f"speech:{request.request_id}")
         for job in self._proto.transcription_requests():
-            task = asyncio.create_task(self._transcribe(job), name=f"transcribe:{job.item_id}")
-            self._speech_atasks.add(task)
-            task.add_done_callback(self._speech_atasks.discard)
+            self._spawn(self._transcribe(job), f"transcribe:{job.item_id}")
         if self._proto.closed:
             self._outbox.put_nowait(None)
-        elif self._proto.drop_requested:
-            self._proto.drop_requested = False
-            self._outbox.put_nowait(_DROP)
         self._wake.set()
 
     async def _synthesize(self, request: SpeechRequest) -> None:
         try:
             pcm = await self._server.synth.synthesize(request.text, request.voice)
-        except SpeechError as e:
-            log.error("speech synthesis failed: %s", e)
-            self._emit(self._proto.speech_failed(request.request_id, str(e), time.monotonic()))
+        except Exception as e:  # any failure, not only SpeechError: the response must not wait forever
+            log.error("speech synthesis failed: %s: %s", type(e).__name__, e)
+            self._emit(self._proto.speech_failed(request.request_id, f"{type(e).__name__}: {e}", time.monotonic()))
             return
+        fmt = self._proto.session.audio.output.format.type if self._proto.session.audio else None  # type: ignore[union-attr]
+        self._faults.speech_ready(request.request_id, pcm, fmt or "audio/pcm")
         self._emit(self._proto.speech_ready(request.request_id, pcm, time.monotonic()))
 
     async def _transcribe(self, job: TranscriptionRequest) -> None:
         try:
             text = await self._server.transcriber.transcribe(job.pcm)
-        except TranscriptionError as e:
-            log.error("transcription failed: %s", e)
-            self._emit(self._proto.transcription_failed(job.item_id, str(e), time.monotonic()))
+        except Exception as e:  # any failure: the response waiting for these words goes on without them
+            log.error("transcription failed: %s: %s", type(e).__name__, e)
+            self._emit(self._proto.transcription_failed(job.item_id, f"{type(e).__name__}: {e}", time.monotonic()))
             return
         self._emit(self._proto.transcription_ready(job.item_id, text, time.monotonic()))
 
     async def run(self) -> None:
-        writer = asyncio.create_task(self._write(), name="realtime_writer")
-        ticker = asyncio.create_task(self._tick(), name="realtime_ticker")
+        """Serve the connection until the client leaves or the session ends;
+        re-raises the first failure of any of its tasks."""
         try:
-            self._emit(self._proto.start())
-            await self._read()
+            async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
+                writer = tasks.create_task(self._write(), name="realtime_writer")
+                ticker = tasks.create_task(self._tick(), name="realtime_ticker")
+                self._emit(self._proto.start())
+                await self._read()
+                # The client left (or the session ended): stop everything else.
+                # Cancelling our own children is not a failure of the group.
+                for task in (writer, ticker):
+                    task.cancel()
+                self._cancel_work()
+        except BaseExceptionGroup as group:
+            # One task failed first; the group cancelled the rest. Re-raise it as
+            # itself, so that logs and callers see the real error.
+            raise group.exceptions[0] from None
         finally:
-            for task in (writer, ticker, *self._speech_atasks):
-                task.cancel()
-            await asyncio.gather(writer, ticker, *self._speech_atasks, return_exceptions=True)
+            self._tasks = None
+
+    def _cancel_work(self) -> None:
+        for task in list(self._work):
+            task.cancel()
 
     async def _read(self) -> None:
         limit = self._proto.limits.max_event_bytes
         try:
             async for message in self._ws:
                 now = time.monotonic()
-                if len(message) > limit:
-                    self._emit(
-                        self._proto.error_event(
-                            ProtocolError("message_too_large", f"The event is {len(message)} bytes; the limit is {limit}.")
-                        )
-                    )
-                    continue
                 try:
-                    event = parse_client_event(message)
+                    event = parse_client_event(message, max_bytes=limit)
                 except ProtocolError as err:
                     self._emit(self._proto.error_event(err))
                     continue

@@ -51,11 +51,11 @@ def _enforce(reply: Reply, inp: BrainInput) -> Reply:
             calls = (ToolCall(tool.name, {}),)
         return Reply(calls=tuple(ToolCall(c.name, conform(c.arguments, tools[c.name].parameters)) for c in calls))
     # a named function (the protocol checked that it is declared, or it is unknown)
-    tool = tools.get(choice)
-    if tool is None:
+    named = tools.get(choice)
+    if named is None:
         return Reply(say=reply.say or CANNOT_CALL)
     given = next((c.arguments for c in calls if c.name == choice), {})
-    return Reply(calls=(ToolCall(choice, conform(given, tool.parameters)),))
+    return Reply(calls=(ToolCall(choice, conform(given, named.parameters)),))
 
 
 def _words(text: str | None) -> set[str]:
@@ -73,7 +73,7 @@ def is_valid(value: Any, schema: dict[str, Any]) -> bool:
     if not schema:
         return isinstance(value, dict)
     try:
-        return Draft202012Validator(schema).is_valid(value)
+        return bool(Draft202012Validator(schema).is_valid(value))
     except SchemaError:
         return False
 
@@ -129,7 +129,7 @@ def example(schema: dict[str, Any]) -> Any:
     if kind == "array":
         return [example(schema.get("items") or {}) for _ in range(schema.get("minItems", 0))]
     if kind == "string":
-        fmt = schema.get("format")
+        fmt = str(schema.get("format") or "")
         text = {"email": "caller@example.com", "date": "2026-01-01", "date-time": "2026-01-01T00:00:00Z"}.get(fmt, "")
         return text.ljust(schema.get("minLength", 0), "x")
     if kind in ("integer", "number"):
