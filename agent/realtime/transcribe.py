@@ -20,13 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import TranscriptionError
 from .audio import SAMPLE_RATE, resample
 
+__all__ = ["DECODER_RATE", "Transcriber", "TranscriptionError"]
+
 DECODER_RATE = 16_000
-
-
-class TranscriptionError(RuntimeError):
-    pass
 
 
 _decoder: Any = None  # one per worker process
@@ -57,7 +56,9 @@ class Transcriber:
             try:
                 import pocketsphinx  # noqa: F401 - fail here, with a clear message
             except ImportError as e:
-                raise TranscriptionError("pocketsphinx is not installed (pip install pocketsphinx)") from e
+                raise TranscriptionError(
+                    "pocketsphinx is not installed", hint="pip install pocketsphinx", retryable=False
+                ) from e
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("spawn")
             )
