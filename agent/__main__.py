@@ -26,7 +26,7 @@ from typing import Any
 
 from .errors import AgentError
 
-USAGE = __doc__ or ""
+USAGE = "usage: python -m agent <command> [options]   (<command> --help: its options)\n\n" + (__doc__ or "").split("\n\n", 1)[1]
 
 
 def _fail(err: AgentError | str, code: int = 2) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
@@ -142,8 +142,13 @@ async def _tools_main(settings: Any, args: argparse.Namespace) -> None:
 def cmd_worker(argv: list[str]) -> None:
     """Preflight, then hand over to the livekit-agents CLI."""
     from .config import Settings
-    from .worker import build_server, preflight
+    from .worker import Worker, build_server, preflight
 
+    if "--help" in argv or "-h" in argv:
+        # Help needs no settings, credentials or servers: the CLI prints it from
+        # its own option table.
+        _run_livekit_cli(Worker(), argv)
+        return
     try:
         settings = Settings.from_env()
         settings.require_livekit_credentials()
@@ -154,8 +159,6 @@ def cmd_worker(argv: list[str]) -> None:
         asyncio.run(preflight(settings))
     except AgentError as e:
         _fail(e, code=1)
-    from livekit.agents import cli
-
     # The livekit-agents CLI installs its own log handlers; ours only served the preflight.
     logging.getLogger().handlers.clear()
     server = build_server(settings)
@@ -165,7 +168,21 @@ def cmd_worker(argv: list[str]) -> None:
         key, secret = settings.require_livekit_credentials()
         server.redispatcher = Redispatcher(settings.livekit_url, key, secret, settings.agent_name, grace=settings.redispatch_grace_s)
         server.redispatcher.start_in_thread()
-    sys.argv = [sys.argv[0], *argv]
+    _run_livekit_cli(server, argv)
+
+
+def cmd_download_files(argv: list[str]) -> None:
+    """The plugins' model files, fetched ahead of time: needs no server, so no preflight."""
+    from .worker import Worker
+
+    _run_livekit_cli(Worker(), ["download-files", *argv])
+
+
+def _run_livekit_cli(server: Any, argv: list[str]) -> None:
+    from livekit.agents import cli
+
+    # Its CLI knows only --help; ours answer -h too.
+    sys.argv = [sys.argv[0], *("--help" if a == "-h" else a for a in argv)]
     cli.run_app(server)
 
 
@@ -257,6 +274,7 @@ COMMANDS = {
     "dev": lambda a: cmd_worker(["dev", *a]),
     "connect": lambda a: cmd_worker(["connect", *a]),
     "console": lambda a: cmd_worker(["console", *a]),
+    "download-files": cmd_download_files,
 }
 
 
