@@ -42,7 +42,7 @@ def _setup_logging(level: str) -> None:
 
 
 def cmd_realtime_server(argv: list[str]) -> None:
-    from .realtime.server import options_from_env, run
+    from .realtime.server import options_from_env
 
     parser = argparse.ArgumentParser(prog="python -m agent realtime-server", description="Local OpenAI-Realtime-compatible server.")
     parser.add_argument("--host", default=None, help="address to bind (default AGENT_LOCAL_REALTIME_HOST or 127.0.0.1)")
@@ -56,11 +56,36 @@ def cmd_realtime_server(argv: list[str]) -> None:
     except (OSError, ValueError) as e:  # a brain script that cannot be read or parsed
         _fail(f"bad realtime server settings: {e}")
     try:
-        asyncio.run(run(options))
+        asyncio.run(_serve_until_stopped(options))
     except OSError as e:
         _fail(f"cannot serve on {options.host}:{options.port}: {e.strerror or e}")
     except KeyboardInterrupt:
         pass
+
+
+async def _serve_until_stopped(options: Any, close_within: float = 10.0) -> None:
+    """Serve until SIGTERM or SIGINT, then close: the sessions, then the
+    transcription process. SIGTERM's default action would end us with no
+    clean-up at all, and leave that process running."""
+    from .realtime.server import RealtimeServer
+
+    server = RealtimeServer(options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # SIGINT too, explicitly: started in the background by a shell without job
+    # control we inherit it ignored, and a supervisor's SIGINT would do nothing.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        await stop.wait()
+        logging.getLogger("agent.realtime").info("stopping (signal)")
+    finally:
+        try:
+            await asyncio.wait_for(server.aclose(), close_within)
+        except TimeoutError:
+            # Exit anyway: the transcription process dies with us (agent.parent_death).
+            logging.getLogger("agent.realtime").warning("sessions did not close within %.0fs", close_within)
 
 
 def cmd_web(argv: list[str]) -> None:
