@@ -26,7 +26,7 @@ from typing import Any
 
 from .errors import AgentError
 
-USAGE = __doc__ or ""
+USAGE = "usage: python -m agent <command> [options]   (<command> --help: its options)\n\n" + (__doc__ or "").split("\n\n", 1)[1]
 
 
 def _fail(err: AgentError | str, code: int = 2) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
@@ -42,7 +42,7 @@ def _setup_logging(level: str) -> None:
 
 
 def cmd_realtime_server(argv: list[str]) -> None:
-    from .realtime.server import options_from_env, run
+    from .realtime.server import options_from_env
 
     parser = argparse.ArgumentParser(prog="python -m agent realtime-server", description="Local OpenAI-Realtime-compatible server.")
     parser.add_argument("--host", default=None, help="address to bind (default AGENT_LOCAL_REALTIME_HOST or 127.0.0.1)")
@@ -56,11 +56,36 @@ def cmd_realtime_server(argv: list[str]) -> None:
     except (OSError, ValueError) as e:  # a brain script that cannot be read or parsed
         _fail(f"bad realtime server settings: {e}")
     try:
-        asyncio.run(run(options))
+        asyncio.run(_serve_until_stopped(options))
     except OSError as e:
         _fail(f"cannot serve on {options.host}:{options.port}: {e.strerror or e}")
     except KeyboardInterrupt:
         pass
+
+
+async def _serve_until_stopped(options: Any, close_within: float = 10.0) -> None:
+    """Serve until SIGTERM or SIGINT, then close: the sessions, then the
+    transcription process. SIGTERM's default action would end us with no
+    clean-up at all, and leave that process running."""
+    from .realtime.server import RealtimeServer
+
+    server = RealtimeServer(options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # SIGINT too, explicitly: started in the background by a shell without job
+    # control we inherit it ignored, and a supervisor's SIGINT would do nothing.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        await stop.wait()
+        logging.getLogger("agent.realtime").info("stopping (signal)")
+    finally:
+        try:
+            await asyncio.wait_for(server.aclose(), close_within)
+        except TimeoutError:
+            # Exit anyway: the transcription process dies with us (agent.parent_death).
+            logging.getLogger("agent.realtime").warning("sessions did not close within %.0fs", close_within)
 
 
 def cmd_web(argv: list[str]) -> None:
@@ -142,8 +167,13 @@ async def _tools_main(settings: Any, args: argparse.Namespace) -> None:
 def cmd_worker(argv: list[str]) -> None:
     """Preflight, then hand over to the livekit-agents CLI."""
     from .config import Settings
-    from .worker import build_server, preflight
+    from .worker import Worker, build_server, preflight
 
+    if "--help" in argv or "-h" in argv:
+        # Help needs no settings, credentials or servers: the CLI prints it from
+        # its own option table.
+        _run_livekit_cli(Worker(), argv)
+        return
     try:
         settings = Settings.from_env()
         settings.require_livekit_credentials()
@@ -154,8 +184,6 @@ def cmd_worker(argv: list[str]) -> None:
         asyncio.run(preflight(settings))
     except AgentError as e:
         _fail(e, code=1)
-    from livekit.agents import cli
-
     # The livekit-agents CLI installs its own log handlers; ours only served the preflight.
     logging.getLogger().handlers.clear()
     server = build_server(settings)
@@ -164,7 +192,21 @@ def cmd_worker(argv: list[str]) -> None:
 
         key, secret = settings.require_livekit_credentials()
         server.redispatcher = Redispatcher(settings.livekit_url, key, secret, settings.agent_name, grace=settings.redispatch_grace_s)
-    sys.argv = [sys.argv[0], *argv]
+    _run_livekit_cli(server, argv)
+
+
+def cmd_download_files(argv: list[str]) -> None:
+    """The plugins' model files, fetched ahead of time: needs no server, so no preflight."""
+    from .worker import Worker
+
+    _run_livekit_cli(Worker(), ["download-files", *argv])
+
+
+def _run_livekit_cli(server: Any, argv: list[str]) -> None:
+    from livekit.agents import cli
+
+    # Its CLI knows only --help; ours answer -h too.
+    sys.argv = [sys.argv[0], *("--help" if a == "-h" else a for a in argv)]
     cli.run_app(server)
 
 
@@ -256,6 +298,7 @@ COMMANDS = {
     "dev": lambda a: cmd_worker(["dev", *a]),
     "connect": lambda a: cmd_worker(["connect", *a]),
     "console": lambda a: cmd_worker(["console", *a]),
+    "download-files": cmd_download_files,
 }
 
 

@@ -4,10 +4,16 @@
     ├── ConfigError                 a setting is missing or wrong (never retryable)
     │   └── ServerConfigError       livekit.yaml missing, unreadable or invalid
     ├── SetupError                  a tool the project needs is absent (go, espeak-ng, ...)
-    └── BackendError                a peer we depend on failed
-        ├── LiveKitUnavailable      livekit-server unreachable (retryable)
-        ├── LiveKitAuthError        the server refused our key/secret (not retryable)
-        └── RealtimeUnavailable     the realtime backend is unreachable (retryable)
+    ├── BackendError                a peer we depend on failed
+    │   ├── LiveKitUnavailable      livekit-server unreachable (retryable)
+    │   ├── LiveKitAuthError        the server refused our key/secret (not retryable)
+    │   └── RealtimeUnavailable     the realtime backend is unreachable (retryable)
+    └── TranscriptionError          the local server's recognizer failed on an utterance
+                                    (retryable when busy or crashed, not when not installed)
+
+``retryable`` is read where retries are decided: the worker's preflight
+(``agent.worker.preflight``) retries an error that says it can help, and
+gives up at once on one that says it cannot.
 
 Protocol errors inside the local realtime server are not exceptions that
 cross this tree: they become ``error`` events on the wire (see
@@ -22,10 +28,12 @@ class AgentError(Exception):
 
     retryable: bool = False
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, retryable: bool | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        if retryable is not None:  # the class says what is usual; one case may know better
+            self.retryable = retryable
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
@@ -57,3 +65,12 @@ class LiveKitAuthError(BackendError):
 
 class RealtimeUnavailable(BackendError):
     retryable = True
+
+
+class TranscriptionError(AgentError):
+    """The local realtime server could not transcribe an utterance.
+
+    It reaches the client as a ``conversation.item.input_audio_transcription.failed``
+    event; the session goes on."""
+
+    retryable = True  # a busy or crashed decoder: the next utterance may well succeed

@@ -3,7 +3,9 @@
 Used by ``python -m agent up`` (the main job) and by ``agent.testing``
 (room tests). Each child runs in its own process group, so a Ctrl-C in
 the terminal reaches only us and we stop the children in order: worker,
-backend, server. Every wait has a deadline and says what it waited for.
+backend, server. If we die without stopping them (SIGKILL, a crash), the
+kernel kills them (``agent.parent_death``), and each of them sees to its
+own children. Every wait has a deadline and says what it waited for.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +25,7 @@ import yaml
 
 from .config import Settings
 from .errors import ServerConfigError, SetupError
+from .parent_death import die_with_parent
 
 LIVEKIT_VERSION = "v1.13.5"
 MIN_SECRET_LEN = 32
@@ -132,6 +136,9 @@ class ManagedProcess:
             stdout=self._log_file if self._log_file else None,
             stderr=subprocess.STDOUT if self._log_file else None,
             start_new_session=True,
+            # The kernel's parent-death signal follows the thread that started the
+            # child: from a short-lived thread it would kill the child with it.
+            preexec_fn=die_with_parent if threading.current_thread() is threading.main_thread() else None,
         )
 
     @property

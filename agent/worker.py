@@ -19,7 +19,7 @@ from livekit.agents import AgentServer, JobContext, JobRequest
 
 from .config import Settings
 from .dispatch import AGENT_NAME_ATTRIBUTE, Redispatcher, senior_agent
-from .errors import LiveKitAuthError, LiveKitUnavailable, RealtimeUnavailable
+from .errors import AgentError, LiveKitAuthError, LiveKitUnavailable, RealtimeUnavailable
 from .internals import DeadJob, host_cpu_load, on_job_process_died, process_pool
 
 # Imported here, not in the entrypoint: job processes import this module while
@@ -160,7 +160,8 @@ def check_backend(settings: Settings) -> None:
 
 
 async def preflight(settings: Settings) -> None:
-    """Retry what can be retried until ``preflight_timeout``, then raise the last error."""
+    """Retry what can be retried (an error whose ``retryable`` is set) until
+    ``preflight_timeout``, then raise the last error; raise the others at once."""
     deadline = time.monotonic() + settings.preflight_timeout
     for check in (check_livekit, check_backend):
         delay = 0.25
@@ -171,8 +172,8 @@ async def preflight(settings: Settings) -> None:
                 else:
                     await asyncio.to_thread(check, settings)
                 break
-            except (LiveKitUnavailable, RealtimeUnavailable) as e:
-                if time.monotonic() + delay > deadline:
+            except AgentError as e:
+                if not e.retryable or time.monotonic() + delay > deadline:
                     raise
                 log.debug("preflight: %s; retrying in %.2fs", e, delay)
                 await asyncio.sleep(delay)

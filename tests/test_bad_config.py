@@ -1,4 +1,5 @@
-"""Bad configuration ends in one clear message, not a wall of tracebacks.
+"""Bad configuration ends in one clear message, not a wall of tracebacks;
+and help needs no configuration at all.
 
 Each case runs the real command line (`python -m agent start|up`) as a user
 would, and checks the exit code and what reaches stderr.
@@ -13,18 +14,19 @@ from pathlib import Path
 
 import pytest
 
+from agent.__main__ import COMMANDS
 from agent.testing.harness import Testbed, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_agent(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_agent(*args: str, env: dict[str, str], timeout: float = 60, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AGENT_", "OPENAI_"))}
     full_env.update(env)
     return subprocess.run(
         [sys.executable, "-m", "agent", *args],
         env=full_env,
-        cwd=ROOT,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -104,3 +106,22 @@ def test_short_secret_in_livekit_yaml(tmp_path: Path) -> None:
     config.write_text("port: 7880\nkeys:\n  devkey: tooshort\n")
     done = run_agent("up", env={"AGENT_LIVEKIT_CONFIG": str(config)})
     assert_one_clear_error(done, "at least 32 characters")
+
+
+# ----------------------------------------------------------------- help
+
+
+HELP_CASES = [
+    *([name, "--help"] for name in ["", *COMMANDS, "tools list", "tools call"]),
+    # -h too, for one command of ours and one the livekit-agents CLI parses
+    ["", "-h"], ["up", "-h"], ["start", "-h"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command,flag", HELP_CASES, ids=lambda a: a or "agent")
+def test_help_needs_no_configuration(command: str, flag: str, tmp_path: Path) -> None:
+    # No LIVEKIT_*/AGENT_* variables, and a working directory with no .env or livekit.yaml.
+    done = run_agent(*command.split(), flag, env={}, cwd=tmp_path)
+    assert done.returncode == 0, f"exit {done.returncode}; stderr:\n{done.stderr}"
+    assert "usage" in done.stdout.lower(), done.stdout
+    assert "error" not in done.stderr.lower(), done.stderr

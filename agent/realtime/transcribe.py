@@ -9,6 +9,10 @@ Decoding holds the GIL (about 0.25 s of CPU per second of speech here), so
 it runs in a separate process: in a thread it froze the server's event loop
 for half a second at a time. At most ``max_pending`` decodes wait; past that
 a request fails at once ("busy") rather than queueing behind minutes of audio.
+
+That process must not outlive the server: ``close()`` stops it (and kills it
+if it does not stop in time), and the process itself asks the kernel for a
+SIGKILL when the server dies without closing (``agent.parent_death``).
 """
 
 from __future__ import annotations
@@ -16,17 +20,19 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import multiprocessing
+import os
+import time
 from typing import Any
 
 import numpy as np
 
+from ..errors import TranscriptionError
+from ..parent_death import die_with_parent
 from .audio import SAMPLE_RATE, resample
 
+__all__ = ["DECODER_RATE", "Transcriber", "TranscriptionError"]
+
 DECODER_RATE = 16_000
-
-
-class TranscriptionError(RuntimeError):
-    pass
 
 
 _decoder: Any = None  # one per worker process
@@ -47,6 +53,12 @@ def _decode(pcm16: bytes) -> str:
 
 
 class Transcriber:
+    """Decodes utterances in one process of its own, started on first use.
+
+    Use it from one thread (the event loop's): the decoder process is started
+    by the thread that submits to it, and the kernel's parent-death signal is
+    tied to that thread."""
+
     def __init__(self, *, max_pending: int = 16) -> None:
         self.max_pending = max_pending
         self._pending = 0
@@ -57,9 +69,14 @@ class Transcriber:
             try:
                 import pocketsphinx  # noqa: F401 - fail here, with a clear message
             except ImportError as e:
-                raise TranscriptionError("pocketsphinx is not installed (pip install pocketsphinx)") from e
+                raise TranscriptionError(
+                    "pocketsphinx is not installed", hint="pip install pocketsphinx", retryable=False
+                ) from e
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=die_with_parent,
+                initargs=(os.getpid(),),
             )
         return self._pool
 
@@ -85,7 +102,19 @@ class Transcriber:
         finally:
             self._pending -= 1
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the decoder process: it finishes the utterance it is on (queued
+        ones are cancelled); if it has not exited within ``timeout``, kill it."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        # The pool's own map of its processes (stdlib-private): shutdown() has no
+        # timeout, and drops the map, so take it first.
+        processes = list(pool._processes.values())  # type: ignore[attr-defined]
+        pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        for proc in processes:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(1.0)

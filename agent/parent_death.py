@@ -1,0 +1,49 @@
+"""Child processes that die with their parent, however the parent ends.
+
+A clean stop (SIGTERM, Ctrl-C) lets a parent stop its children itself, but
+a crash, the OOM killer or a SIGKILL runs none of its code: its children are
+reparented to init and run on (a transcription process holds about 135 MB).
+On Linux the kernel can see to it instead: ``prctl(PR_SET_PDEATHSIG, sig)``
+in the child asks for ``sig`` when the parent goes. Elsewhere this module
+does nothing, and only the clean stop applies.
+
+Two kernel rules shape the callers:
+
+- the signal comes when the parent *thread* that forked the child ends, not
+  the process: start such children from a thread that lives as long as the
+  process (the main thread, or the one running the event loop);
+- the setting survives ``exec`` (so a ``preexec_fn`` covers a Go binary too)
+  but not a fork: each child has to ask for itself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+__all__ = ["die_with_parent"]
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+# Resolved here, in the parent: a preexec_fn runs between fork and exec, where
+# loading a library could wait forever on a lock another thread held at the fork.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def die_with_parent(parent: int | None = None, sig: int = signal.SIGKILL) -> None:
+    """In a child: have the kernel send it ``sig`` when its parent dies.
+
+    ``parent`` is the pid the child expects as its parent (e.g. passed as a
+    pool initializer's argument); if that parent is already gone by now, the
+    signal would never come, so the child takes it at once. As a ``preexec_fn``
+    leave it out: the parent waits for the exec there, so it cannot be gone.
+    """
+    if _prctl is None:
+        return
+    if _prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
+    if parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), sig)

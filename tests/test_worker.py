@@ -1,0 +1,54 @@
+"""The worker's preflight: it retries what says a retry can help (``retryable``)
+and gives up at once on what says it cannot. A tiny aiohttp app stands in for
+livekit-server's Twirp API, answering every ListRooms call with one status."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+from aiohttp import web
+
+from agent.config import Settings
+from agent.errors import LiveKitAuthError, LiveKitUnavailable
+from agent.worker import preflight
+
+ServeApp = Callable[[web.Application], Awaitable[str]]
+
+
+async def _livekit_answering(serve_app: ServeApp, status: int) -> tuple[str, list[float]]:
+    calls: list[float] = []
+
+    async def list_rooms(request: web.Request) -> web.Response:
+        calls.append(time.monotonic())
+        return web.json_response({"code": "x", "msg": f"status {status}"}, status=status)
+
+    app = web.Application()
+    app.router.add_post("/twirp/livekit.RoomService/ListRooms", list_rooms)
+    url = await serve_app(app)
+    return url.replace("http://", "ws://", 1), calls
+
+
+def _settings(url: str, timeout: float) -> Settings:
+    return Settings(livekit_url=url, livekit_api_key="APIkey", livekit_api_secret="s" * 40, preflight_timeout=timeout)
+
+
+async def test_preflight_gives_up_at_once_when_a_retry_cannot_help(serve_app: ServeApp) -> None:
+    url, calls = await _livekit_answering(serve_app, 401)
+    start = time.monotonic()
+    with pytest.raises(LiveKitAuthError) as info:
+        await preflight(_settings(url, timeout=30))
+    assert not info.value.retryable
+    assert len(calls) == 1
+    assert time.monotonic() - start < 5
+
+
+async def test_preflight_retries_until_its_deadline_when_a_retry_can_help(serve_app: ServeApp) -> None:
+    url, calls = await _livekit_answering(serve_app, 429)
+    start = time.monotonic()
+    with pytest.raises(LiveKitUnavailable) as info:
+        await preflight(_settings(url, timeout=1.5))
+    assert info.value.retryable
+    assert len(calls) >= 3, calls  # 0.25 s, 0.5 s, ... between tries
+    assert time.monotonic() - start < 1.5 + 1  # and no try starts after the deadline
