@@ -21,15 +21,15 @@ import signal
 import sys
 import time
 import uuid
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from .errors import AgentError
 
 USAGE = "usage: python -m agent <command> [options]   (<command> --help: its options)\n\n" + (__doc__ or "").split("\n\n", 1)[1]
 
 
-def _fail(err: AgentError | str, code: int = 2) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+def _fail(err: AgentError | str, code: int = 2) -> NoReturn:
     print(f"error: {err}", file=sys.stderr)
     raise SystemExit(code)
 
@@ -120,6 +120,7 @@ def cmd_token(argv: list[str]) -> None:
             key, secret = cfg.api_key, cfg.api_secret
     except AgentError as e:
         _fail(e)
+    assert key and secret  # load_server_config refuses a livekit.yaml without keys
     print(join_token(key, secret, args.room, args.identity, ttl_s=args.ttl))
 
 
@@ -288,7 +289,7 @@ def cmd_up(argv: list[str]) -> None:
         stack.stop()
 
 
-COMMANDS = {
+COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "up": cmd_up,
     "realtime-server": cmd_realtime_server,
     "token": cmd_token,

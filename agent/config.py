@@ -9,9 +9,10 @@ never overrides variables that are already set).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from dotenv import load_dotenv
 
@@ -154,7 +155,7 @@ class Settings:
         return [f.metadata["env"] for f in fields(cls)]
 
     @classmethod
-    def from_env(cls, *, dotenv_path: str | Path | None = None) -> "Settings":
+    def from_env(cls, *, dotenv_path: str | Path | None = None) -> Settings:
         """Read settings from the environment (and ``.env``, which never overrides)."""
         load_dotenv(dotenv_path or Path.cwd() / ".env", override=False)
         values: dict[str, Any] = {}

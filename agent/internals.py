@@ -28,7 +28,7 @@ from typing import Any
 from livekit.agents import AgentServer, AgentSession
 
 
-def claim_user_turn(session: AgentSession) -> AbstractAsyncContextManager[None]:
+def claim_user_turn(session: AgentSession[Any]) -> AbstractAsyncContextManager[None]:
     """Hold a user turn open across awaits, as livekit-agents' own chat handler does."""
     return session._claim_user_turn()
 

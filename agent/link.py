@@ -81,7 +81,7 @@ class ReconnectNotice:
     a reply stalled by the outage and is not added to the conversation.
     """
 
-    def __init__(self, session: AgentSession, text: str, after_s: float) -> None:
+    def __init__(self, session: AgentSession[Any], text: str, after_s: float) -> None:
         self._session = session
         self._text = text
         self._after_s = after_s

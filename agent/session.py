@@ -26,9 +26,9 @@ from .caller_link import CallerLink
 from .config import Settings
 from .internals import claim_user_turn
 from .link import HeartbeatSession, ReconnectNotice
-from .transcript import TranscriptStore
 from .tools import CallContext, Services, Store, open_registry, tool_names_for_room
 from .tools.builtin import ESCALATION_TOPIC
+from .transcript import TranscriptStore
 
 log = logging.getLogger("agent.session")
 
@@ -147,7 +147,7 @@ class RoomHooks:
     Owns the hang-up task; it is cancelled with the job.
     """
 
-    def __init__(self, ctx: JobContext, session: AgentSession) -> None:
+    def __init__(self, ctx: JobContext, session: AgentSession[Any]) -> None:
         self._ctx = ctx
         self._session = session
         self._hangup_atask: asyncio.Task[None] | None = None
@@ -202,7 +202,7 @@ class RoomHooks:
 MAX_CHAT_CHARS = 2000  # a typed message longer than this is cut (and logged), not spoken back for minutes
 
 
-async def _bounded_chat(sess: AgentSession, ev: Any) -> None:
+async def _bounded_chat(sess: AgentSession[Any], ev: Any) -> None:
     """Room chat (``lk.chat``) to the model, as livekit-agents does, but bounded:
     an oversized message is cut to MAX_CHAT_CHARS with a log line."""
     text = ev.text
@@ -216,7 +216,7 @@ async def _bounded_chat(sess: AgentSession, ev: Any) -> None:
         sess.generate_reply(user_input=text)
 
 
-async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
+async def run_session(ctx: JobContext, settings: Settings) -> AgentSession[Any]:
     """Start the agent in ``ctx.room``; returns once the session is running."""
     frontend_config = FrontendConfig(
         echo_cancellation=settings.echo_cancellation,
@@ -230,11 +230,11 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
         frontend.trace = []
     http = HeartbeatSession(settings.realtime_heartbeat_s)
     ctx.add_shutdown_callback(http.close)
-    session: AgentSession = AgentSession(
+    session: AgentSession[Any] = AgentSession(
         llm=build_model(settings, http),
         # Our canceller is ready from the first frame; the framework's warm-up
         # (ignoring the caller for 3 s of agent speech) would only hide echo.
-        **({"aec_warmup_duration": None} if frontend_config.echo_cancellation else {}),
+        aec_warmup_duration=None if frontend_config.echo_cancellation else NOT_GIVEN,
     )
 
     transcript = TranscriptStore(settings.db_path)
@@ -276,7 +276,7 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
     )
     log.info("room %s gets %d tools: %s", ctx.room.name, len(tools), ", ".join(tools.names()))
 
-    def make_call(run_ctx: RunContext) -> CallContext:
+    def make_call(run_ctx: RunContext[Any]) -> CallContext:
         return CallContext(call_id=run_ctx.function_call.call_id, room=ctx.room.name, services=services)
 
     notice = ReconnectNotice(session, settings.reconnect_notice, settings.reconnect_notice_after_s)

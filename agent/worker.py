@@ -63,7 +63,7 @@ class Worker(AgentServer):
 
     async def _watch_job_processes(self) -> None:
         # The process pool is made inside run(); attach as soon as it exists.
-        while (pool := process_pool(self)) is None:
+        while (pool := process_pool(self)) is None:  # noqa: ASYNC110 - no event says it is made
             await asyncio.sleep(0.1)
         on_job_process_died(pool, self._on_job_died)
 

@@ -141,7 +141,7 @@ class ScriptedBrain:
         """Load rules from a YAML or JSON file: ``{rules: [{match, say, call, arguments, remember}]}``."""
         text = Path(path).read_text()
         if str(path).endswith((".yaml", ".yml")):
-            import yaml  # type: ignore[import-untyped]
+            import yaml
 
             data = yaml.safe_load(text) or {}
         else:

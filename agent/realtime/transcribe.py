@@ -110,7 +110,7 @@ class Transcriber:
             return
         # The pool's own map of its processes (stdlib-private): shutdown() has no
         # timeout, and drops the map, so take it first.
-        processes = list(pool._processes.values())  # type: ignore[attr-defined]
+        processes = list(pool._processes.values())
         pool.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + timeout
         for proc in processes:

@@ -20,6 +20,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
 from ..db import connect, prepare
 
 _SCHEMA = """

@@ -103,7 +103,7 @@ class ToolRegistry:
             raise ValueError(f"tool {tool.name!r}: its parameter schema is invalid: {e.message}") from None
         self._tools[tool.name] = tool
 
-    def add_function(self, fn: FunctionTool, *, side_effects: bool = False, timeout: float = DEFAULT_TIMEOUT_S) -> ToolDef:
+    def add_function(self, fn: FunctionTool[Any, Any], *, side_effects: bool = False, timeout: float = DEFAULT_TIMEOUT_S) -> ToolDef:
         """Register a typed livekit-agents ``@function_tool``: its schema comes from the
         type hints and docstring, its arguments are converted by livekit-agents."""
         schema = build_legacy_openai_schema(fn, internally_tagged=True)
@@ -147,7 +147,7 @@ class ToolRegistry:
         if isinstance(arguments, str):
             try:
                 arguments = json.loads(arguments or "{}")
-            except ValueError as e:
+            except json.JSONDecodeError as e:
                 return Outcome(f"error: the arguments are not valid JSON ({e.msg}); send a JSON object", True, ran=False)
         if not isinstance(arguments, dict):
             return Outcome("error: the arguments must be a JSON object", True, ran=False)
@@ -180,7 +180,7 @@ class ToolRegistry:
         token = _current.set(call)
         try:
             result = await asyncio.wait_for(tool.run(arguments, call), tool.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("tool %s timed out after %.1fs (call %s)", tool.name, tool.timeout, call.call_id)
             return Outcome(f"error: {tool.name} did not answer within {tool.timeout:g} seconds", True)
         except ToolError as e:  # meant for the model
@@ -194,7 +194,7 @@ class ToolRegistry:
 
     # ------------------------------------------------------------------ livekit-agents
 
-    def function_tools(self, make_call: Callable[[RunContext], CallContext]) -> list[Any]:
+    def function_tools(self, make_call: Callable[[RunContext[Any]], CallContext]) -> list[Any]:
         """The registry as livekit-agents raw function tools for an Agent.
 
         ``make_call`` turns the framework's RunContext into our CallContext
@@ -202,8 +202,8 @@ class ToolRegistry:
         """
         return [self._function_tool(t, make_call) for t in self._tools.values()]
 
-    def _function_tool(self, tool: ToolDef, make_call: Callable[[RunContext], CallContext]) -> Any:
-        async def handler(raw_arguments: dict[str, Any], context: RunContext) -> str:
+    def _function_tool(self, tool: ToolDef, make_call: Callable[[RunContext[Any]], CallContext]) -> Any:
+        async def handler(raw_arguments: dict[str, Any], context: RunContext[Any]) -> str:
             outcome = await self.execute(tool.name, raw_arguments, make_call(context))
             if outcome.is_error:
                 raise ToolError(outcome.output.removeprefix("error: "))

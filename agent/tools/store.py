@@ -97,7 +97,7 @@ def price(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
     """An order's lines (``{item, quantity, price_cents}``, menu names) and its total in cents."""
     if not items:
         raise StoreError("an order needs at least one item")
-    lines = []
+    lines: list[dict[str, Any]] = []
     for entry in items:
         name = menu_item(str(entry.get("item", "")))
         if name is None:
