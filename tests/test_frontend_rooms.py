@@ -7,6 +7,10 @@ Turns are counted where they start: the local realtime server logs every
 ``speech_started`` of its server VAD. The frontend worker also writes its
 front-end traces (``AGENT_FRONTEND_TRACE_DIR``), from which the speakerphone
 test reports how close the residual echo came to starting a turn.
+
+Every test checks which worker served its room: the two differ only in the
+front-end, so a room served by the other one (or by both) measures the wrong
+thing and would pass or fail for the wrong reason.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from livekit import rtc
 
 from agent.audio.trace_report import TraceReport, report_file
+from agent.dispatch import AGENT_NAME_ATTRIBUTE
 from agent.testing.caller import Caller, Speakerphone, load_wav, speech_wav
 from agent.testing.harness import NotInNamespace, Testbed, TurnCounter, free_port
 
@@ -52,10 +58,19 @@ def bed(tmp_path_factory: pytest.TempPathFactory, trace_dir: Path) -> Iterator[T
     except NotInNamespace as e:
         pytest.fail(str(e), pytrace=False)
     with testbed:
-        testbed.start_worker(name="worker-frontend", AGENT_NAME="frontend", AGENT_FRONTEND_TRACE_DIR=str(trace_dir))
+        # No re-dispatch: a worker's re-dispatcher hands any room that has a caller and
+        # no agent to its own agent name (agent/dispatch.py). Under CPU load livekit-server
+        # may not dispatch a room to the worker it names (a worker reporting a load over
+        # the server's target is not offered the job), or that worker's job process may
+        # take many seconds to join; the other worker's re-dispatcher then sent its own
+        # agent in: the control's room served by the frontend worker (or by both), which
+        # made "3 turns for 3 sentences, 0 replies cut".
+        testbed.start_worker(
+            name="worker-frontend", AGENT_NAME="frontend", AGENT_FRONTEND_TRACE_DIR=str(trace_dir), AGENT_REDISPATCH="false",
+        )  # fmt: skip
         testbed.start_worker(
             name="worker-bare", AGENT_NAME="bare", AGENT_HTTP_PORT=str(free_port()),
-            AGENT_ECHO_CANCELLATION="false", AGENT_NOISE_SUPPRESSION="false",
+            AGENT_ECHO_CANCELLATION="false", AGENT_NOISE_SUPPRESSION="false", AGENT_REDISPATCH="false",
         )  # fmt: skip
         yield testbed
 
@@ -63,6 +78,26 @@ def bed(tmp_path_factory: pytest.TempPathFactory, trace_dir: Path) -> Iterator[T
 @pytest.fixture(scope="module")
 def sentences(speech_dir: Path) -> list[tuple[np.ndarray, int]]:
     return [load_wav(speech_wav(text, str(speech_dir / f"s{i}.wav"))) for i, text in enumerate(SENTENCES)]
+
+
+class _Agents:
+    """The agents that joined a caller's room, by identity: the agent name each serves.
+
+    Made right after the caller joins: the agents already in are listed, later
+    ones are added as they connect (their name is in their join token)."""
+
+    def __init__(self, caller: Caller) -> None:
+        self.names: dict[str, str] = {}
+        for p in caller.room.remote_participants.values():
+            self._add(p)
+        caller.room.on("participant_connected", self._add)
+
+    def _add(self, p: rtc.RemoteParticipant) -> None:
+        if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
+            self.names[p.identity] = p.attributes.get(AGENT_NAME_ATTRIBUTE, "?")
+
+    def served_by(self) -> list[str]:
+        return sorted(self.names.values())
 
 
 async def _greeted(caller: Caller) -> None:
@@ -101,9 +136,11 @@ async def test_speakerphone_caller_does_not_make_the_agent_answer_itself(
     caller = bed.caller(room, agent_name="frontend", speakerphone=Speakerphone(delay_s=0.15, gain_db=-6))
     try:
         await _greeted(caller)
+        agents = _Agents(caller)
         delays = await _converse(caller, sentences)
     finally:
         await caller.leave()
+    assert agents.served_by() == ["frontend"], f"the room was served by {agents.names}"
     replies = len(delays) + 1  # and the greeting
     print(f"\n[speakerphone] speaker underruns (echo path slips): {caller.speaker_underruns}")
     print(f"\n[figure] speakerphone caller, front-end on: {counter.turns()} turns for {len(sentences)} sentences "
@@ -124,7 +161,9 @@ async def test_without_echo_cancellation_the_agent_interrupts_itself(bed: Testbe
     spoken = sentences[:3]
     try:
         await caller.join()
-        await caller.wait_for_speech(timeout=20)
+        agents = _Agents(caller)
+        # Under CPU load a job process took 17 s from the job request to joining (measured).
+        await caller.wait_for_speech(timeout=40)
         # Fixed pauses, not "wait until quiet": without echo cancellation the agent
         # may answer its own echo over and over and never fall quiet.
         await asyncio.sleep(6.0)
@@ -135,7 +174,8 @@ async def test_without_echo_cancellation_the_agent_interrupts_itself(bed: Testbe
         await caller.leave()
     extra = counter.turns() - len(spoken)
     print(f"\n[figure] speakerphone caller, echo cancellation off: {counter.turns()} turns for {len(spoken)} sentences; "
-          f"{counter.cancelled()} replies cut by a turn")  # fmt: skip
+          f"{counter.cancelled()} replies cut by a turn; served by {agents.served_by()}")  # fmt: skip
+    assert agents.served_by() == ["bare"], f"the room was served by {agents.names}, not by the bare worker alone"
     # Either failure of the test above: a reply cut short by its own echo, or a turn nobody spoke.
     assert counter.cancelled() >= 1 or extra >= 1, "without echo cancellation the echo should have made turns"
 
@@ -151,6 +191,7 @@ async def test_a_noisy_line_starts_no_turns_with_noise_suppression(bed: Testbed,
     counter = TurnCounter(bed, new_sessions_only=True)
     try:
         await caller.join()
+        agents = _Agents(caller)
         if expect_turns:
             await caller.wait_for_audio(timeout=20)  # the agent is there (the noise may cut its greeting before a word)
         else:
@@ -159,6 +200,7 @@ async def test_a_noisy_line_starts_no_turns_with_noise_suppression(bed: Testbed,
     finally:
         await caller.leave()
     print(f"\n[figure] steady noise at {NOISE_DBFS:.0f} dBFS for the whole call, {agent} worker: {counter.turns()} turns")
+    assert agents.served_by() == [agent], f"the room was served by {agents.names}"
     if expect_turns:
         assert counter.turns() >= 1, "the bare worker should hear noise as speech (else this test proves nothing)"
     else:
