@@ -1,16 +1,21 @@
 """The audio front-end in real rooms: a speakerphone caller and a noisy line.
 
-Two workers share one livekit-server: ``frontend`` (the default front-end:
-echo cancellation, noise suppression, high-pass) and ``bare`` (echo
-cancellation and noise suppression off), each reached by explicit dispatch.
-Turns are counted where they start: the local realtime server logs every
-``speech_started`` of its server VAD. The frontend worker also writes its
+Two workers, each with a livekit-server and a realtime server of its own:
+``frontend`` (the default front-end: echo cancellation, noise suppression,
+high-pass) and ``bare`` (echo cancellation and noise suppression off), each
+reached by explicit dispatch. Turns are counted where they start: the local
+realtime server logs every ``speech_started`` of its server VAD. The frontend worker also writes its
 front-end traces (``AGENT_FRONTEND_TRACE_DIR``), from which the speakerphone
 test reports how close the residual echo came to starting a turn.
 
-Every test checks which worker served its room: the two differ only in the
-front-end, so a room served by the other one (or by both) measures the wrong
-thing and would pass or fail for the wrong reason.
+Why not one livekit-server for both: a worker's re-dispatcher sends its own
+agent into any room of its server that has a caller and no agent
+(agent/dispatch.py). Under CPU load the named worker's agent was late or never
+offered the job, and the other worker's re-dispatcher sent its agent in: the
+echo control's room served by the frontend worker (or by both), which made
+"3 turns for 3 sentences, 0 replies cut". Every test also checks which worker
+served its room: the two differ only in the front-end, so a room served by the
+other one measures the wrong thing and would pass or fail for the wrong reason.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from livekit import rtc
 from agent.audio.trace_report import TraceReport, report_file
 from agent.dispatch import AGENT_NAME_ATTRIBUTE
 from agent.testing.caller import Caller, Speakerphone, load_wav, speech_wav
-from agent.testing.harness import NotInNamespace, Testbed, TurnCounter, free_port
+from agent.testing.harness import NotInNamespace, Testbed, TurnCounter
 
 pytestmark = [pytest.mark.room]
 
@@ -51,28 +56,32 @@ def trace_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("traces")
 
 
-@pytest.fixture(scope="module")
-def bed(tmp_path_factory: pytest.TempPathFactory, trace_dir: Path) -> Iterator[Testbed]:
+def _testbed(workdir: Path, slot: int) -> Testbed:
     try:
-        testbed = Testbed(tmp_path_factory.mktemp("frontend"), worker=False, slot=2)
+        return Testbed(workdir, worker=False, slot=slot)
     except NotInNamespace as e:
         pytest.fail(str(e), pytrace=False)
-    with testbed:
-        # No re-dispatch: a worker's re-dispatcher hands any room that has a caller and
-        # no agent to its own agent name (agent/dispatch.py). Under CPU load livekit-server
-        # may not dispatch a room to the worker it names (a worker reporting a load over
-        # the server's target is not offered the job), or that worker's job process may
-        # take many seconds to join; the other worker's re-dispatcher then sent its own
-        # agent in: the control's room served by the frontend worker (or by both), which
-        # made "3 turns for 3 sentences, 0 replies cut".
-        testbed.start_worker(
-            name="worker-frontend", AGENT_NAME="frontend", AGENT_FRONTEND_TRACE_DIR=str(trace_dir), AGENT_REDISPATCH="false",
-        )  # fmt: skip
-        testbed.start_worker(
-            name="worker-bare", AGENT_NAME="bare", AGENT_HTTP_PORT=str(free_port()),
-            AGENT_ECHO_CANCELLATION="false", AGENT_NOISE_SUPPRESSION="false", AGENT_REDISPATCH="false",
-        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory: pytest.TempPathFactory, trace_dir: Path) -> Iterator[Testbed]:
+    """The frontend worker's testbed."""
+    with _testbed(tmp_path_factory.mktemp("frontend"), slot=2) as testbed:
+        testbed.start_worker(name="worker-frontend", AGENT_NAME="frontend", AGENT_FRONTEND_TRACE_DIR=str(trace_dir))
         yield testbed
+
+
+@pytest.fixture(scope="module")
+def bare_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    """The bare worker's testbed (its own servers: see the module's docstring)."""
+    with _testbed(tmp_path_factory.mktemp("bare"), slot=5) as testbed:
+        testbed.start_worker(name="worker-bare", AGENT_NAME="bare", AGENT_ECHO_CANCELLATION="false", AGENT_NOISE_SUPPRESSION="false")
+        yield testbed
+
+
+@pytest.fixture(scope="module")
+def beds(bed: Testbed, bare_bed: Testbed) -> dict[str, Testbed]:
+    return {"frontend": bed, "bare": bare_bed}
 
 
 @pytest.fixture(scope="module")
@@ -154,10 +163,10 @@ async def test_speakerphone_caller_does_not_make_the_agent_answer_itself(
     assert trace.turns == len(sentences), "the trace is not what the server heard"
 
 
-async def test_without_echo_cancellation_the_agent_interrupts_itself(bed: Testbed, sentences: list[tuple[np.ndarray, int]]) -> None:
+async def test_without_echo_cancellation_the_agent_interrupts_itself(bare_bed: Testbed, sentences: list[tuple[np.ndarray, int]]) -> None:
     """The same caller and conversation against the bare worker: proof that the test above can fail."""
-    counter = TurnCounter(bed)
-    caller = bed.caller(f"echo-bare-{uuid.uuid4().hex[:6]}", agent_name="bare", speakerphone=Speakerphone(delay_s=0.15, gain_db=-6))
+    counter = TurnCounter(bare_bed)
+    caller = bare_bed.caller(f"echo-bare-{uuid.uuid4().hex[:6]}", agent_name="bare", speakerphone=Speakerphone(delay_s=0.15, gain_db=-6))
     spoken = sentences[:3]
     try:
         await caller.join()
@@ -184,7 +193,8 @@ NOISE_DBFS = -32.0  # steady room noise, 8 dB over the server VAD's -40 dBFS thr
 
 
 @pytest.mark.parametrize(("agent", "expect_turns"), [("frontend", False), ("bare", True)])
-async def test_a_noisy_line_starts_no_turns_with_noise_suppression(bed: Testbed, agent: str, expect_turns: bool) -> None:
+async def test_a_noisy_line_starts_no_turns_with_noise_suppression(beds: dict[str, Testbed], agent: str, expect_turns: bool) -> None:
+    bed = beds[agent]
     caller = bed.caller(f"noise-{agent}-{uuid.uuid4().hex[:6]}", agent_name=agent, background_noise_dbfs=NOISE_DBFS)
     # Counted from the join: steady noise the server hears as speech may start one
     # turn at once and never stop it, so a count from later on could miss it.
