@@ -33,6 +33,7 @@ from livekit import rtc
 
 from agent.audio.trace_report import TraceReport, report_file
 from agent.dispatch import AGENT_NAME_ATTRIBUTE
+from agent.stack import ManagedProcess
 from agent.testing.caller import Caller, Speakerphone, load_wav, speech_wav
 from agent.testing.harness import NotInNamespace, Testbed, TurnCounter
 
@@ -64,11 +65,17 @@ def _testbed(workdir: Path, slot: int) -> Testbed:
         pytest.fail(str(e), pytrace=False)
 
 
+def _ready(worker: ManagedProcess) -> None:
+    # A job starts only in a ready job process: under CPU load the first one took
+    # 29 s after the worker registered, longer than a test waits for the greeting.
+    worker.wait_for_log("process initialized", timeout=90)
+
+
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory, trace_dir: Path) -> Iterator[Testbed]:
     """The frontend worker's testbed."""
     with _testbed(tmp_path_factory.mktemp("frontend"), slot=2) as testbed:
-        testbed.start_worker(name="worker-frontend", AGENT_NAME="frontend", AGENT_FRONTEND_TRACE_DIR=str(trace_dir))
+        _ready(testbed.start_worker(name="worker-frontend", AGENT_NAME="frontend", AGENT_FRONTEND_TRACE_DIR=str(trace_dir)))
         yield testbed
 
 
@@ -76,7 +83,7 @@ def bed(tmp_path_factory: pytest.TempPathFactory, trace_dir: Path) -> Iterator[T
 def bare_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     """The bare worker's testbed (its own servers: see the module's docstring)."""
     with _testbed(tmp_path_factory.mktemp("bare"), slot=5) as testbed:
-        testbed.start_worker(name="worker-bare", AGENT_NAME="bare", AGENT_ECHO_CANCELLATION="false", AGENT_NOISE_SUPPRESSION="false")
+        _ready(testbed.start_worker(name="worker-bare", AGENT_NAME="bare", AGENT_ECHO_CANCELLATION="false", AGENT_NOISE_SUPPRESSION="false"))
         yield testbed
 
 
