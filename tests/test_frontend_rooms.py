@@ -1,12 +1,22 @@
 """The audio front-end in real rooms: a speakerphone caller and a noisy line.
 
-Two workers share one livekit-server: ``frontend`` (the default front-end:
-echo cancellation, noise suppression, high-pass) and ``bare`` (echo
-cancellation and noise suppression off), each reached by explicit dispatch.
-Turns are counted where they start: the local realtime server logs every
-``speech_started`` of its server VAD. The frontend worker also writes its
-front-end traces (``AGENT_FRONTEND_TRACE_DIR``), from which the speakerphone
-test reports how close the residual echo came to starting a turn.
+Two workers, each with a livekit-server and a realtime server of its own:
+``frontend`` (the default front-end: echo cancellation, noise suppression,
+high-pass) and ``bare`` (echo cancellation and noise suppression off), each
+reached by explicit dispatch. Turns are counted where they start: the local
+realtime server logs every ``speech_started`` of its server VAD. The frontend
+worker also writes its front-end traces (``AGENT_FRONTEND_TRACE_DIR``), from
+which the speakerphone test reports how close the residual echo came to
+starting a turn.
+
+Why not one livekit-server for both: a worker's re-dispatcher sends its own
+agent into any room of its server that has a caller and no agent
+(agent/dispatch.py). Under CPU load the named worker's agent was late or never
+offered the job, and the other worker's re-dispatcher sent its agent in: the
+echo control's room served by the frontend worker (or by both), which made
+"3 turns for 3 sentences, 0 replies cut". Every test also checks which worker
+served its room: the two differ only in the front-end, so a room served by the
+other one measures the wrong thing and would pass or fail for the wrong reason.
 """
 
 from __future__ import annotations
@@ -19,10 +29,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from livekit import rtc
 
 from agent.audio.trace_report import TraceReport, report_file
+from agent.dispatch import AGENT_NAME_ATTRIBUTE
+from agent.stack import ManagedProcess
 from agent.testing.caller import Caller, Speakerphone, load_wav, speech_wav
-from agent.testing.harness import NotInNamespace, Testbed, TurnCounter, free_port
+from agent.testing.harness import NotInNamespace, Testbed, TurnCounter
 
 pytestmark = [pytest.mark.room]
 
@@ -45,24 +58,65 @@ def trace_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("traces")
 
 
-@pytest.fixture(scope="module")
-def bed(tmp_path_factory: pytest.TempPathFactory, trace_dir: Path) -> Iterator[Testbed]:
+def _testbed(workdir: Path, slot: int) -> Testbed:
     try:
-        testbed = Testbed(tmp_path_factory.mktemp("frontend"), worker=False, slot=2)
+        return Testbed(workdir, worker=False, slot=slot)
     except NotInNamespace as e:
         pytest.fail(str(e), pytrace=False)
-    with testbed:
-        testbed.start_worker(name="worker-frontend", AGENT_NAME="frontend", AGENT_FRONTEND_TRACE_DIR=str(trace_dir))
-        testbed.start_worker(
-            name="worker-bare", AGENT_NAME="bare", AGENT_HTTP_PORT=str(free_port()),
-            AGENT_ECHO_CANCELLATION="false", AGENT_NOISE_SUPPRESSION="false",
-        )  # fmt: skip
+
+
+def _ready(worker: ManagedProcess) -> None:
+    # A job starts only in a ready job process: under CPU load the first one took
+    # 29 s after the worker registered, longer than a test waits for the greeting.
+    worker.wait_for_log("process initialized", timeout=90)
+
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory: pytest.TempPathFactory, trace_dir: Path) -> Iterator[Testbed]:
+    """The frontend worker's testbed."""
+    with _testbed(tmp_path_factory.mktemp("frontend"), slot=2) as testbed:
+        _ready(testbed.start_worker(name="worker-frontend", AGENT_NAME="frontend", AGENT_FRONTEND_TRACE_DIR=str(trace_dir)))
         yield testbed
+
+
+@pytest.fixture(scope="module")
+def bare_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    """The bare worker's testbed (its own servers: see the module's docstring)."""
+    with _testbed(tmp_path_factory.mktemp("bare"), slot=5) as testbed:
+        _ready(testbed.start_worker(name="worker-bare", AGENT_NAME="bare", AGENT_ECHO_CANCELLATION="false", AGENT_NOISE_SUPPRESSION="false"))
+        yield testbed
+
+
+@pytest.fixture(scope="module")
+def beds(bed: Testbed, bare_bed: Testbed) -> dict[str, Testbed]:
+    return {"frontend": bed, "bare": bare_bed}
 
 
 @pytest.fixture(scope="module")
 def sentences(speech_dir: Path) -> list[tuple[np.ndarray, int]]:
     return [load_wav(speech_wav(text, str(speech_dir / f"s{i}.wav"))) for i, text in enumerate(SENTENCES)]
+
+
+class _Agents:
+    """The agents that joined a caller's room, by identity: the agent name each serves.
+
+    Made right after the caller joins: the agents already in are listed, later
+    ones are added as they connect (their name is in their join token)."""
+
+    def __init__(self, caller: Caller) -> None:
+        self.names: dict[str, str] = {}
+        for p in caller.room.remote_participants.values():
+            self._add(p)
+        caller.room.on("participant_connected", self._add)
+
+    def _add(self, p: rtc.RemoteParticipant) -> None:
+        if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
+            self.names[p.identity] = p.attributes.get(AGENT_NAME_ATTRIBUTE, "?")
+
+    def served_by(self) -> list[str]:
+        # Names, not agents: a second agent of the same name (a re-dispatch racing a
+        # slow join) leaves before it says a word (agent.dispatch.senior_agent).
+        return sorted(set(self.names.values()))
 
 
 async def _greeted(caller: Caller) -> None:
@@ -101,9 +155,11 @@ async def test_speakerphone_caller_does_not_make_the_agent_answer_itself(
     caller = bed.caller(room, agent_name="frontend", speakerphone=Speakerphone(delay_s=0.15, gain_db=-6))
     try:
         await _greeted(caller)
+        agents = _Agents(caller)
         delays = await _converse(caller, sentences)
     finally:
         await caller.leave()
+    assert agents.served_by() == ["frontend"], f"the room was served by {agents.names}"
     replies = len(delays) + 1  # and the greeting
     print(f"\n[speakerphone] speaker underruns (echo path slips): {caller.speaker_underruns}")
     print(f"\n[figure] speakerphone caller, front-end on: {counter.turns()} turns for {len(sentences)} sentences "
@@ -117,14 +173,16 @@ async def test_speakerphone_caller_does_not_make_the_agent_answer_itself(
     assert trace.turns == len(sentences), "the trace is not what the server heard"
 
 
-async def test_without_echo_cancellation_the_agent_interrupts_itself(bed: Testbed, sentences: list[tuple[np.ndarray, int]]) -> None:
+async def test_without_echo_cancellation_the_agent_interrupts_itself(bare_bed: Testbed, sentences: list[tuple[np.ndarray, int]]) -> None:
     """The same caller and conversation against the bare worker: proof that the test above can fail."""
-    counter = TurnCounter(bed)
-    caller = bed.caller(f"echo-bare-{uuid.uuid4().hex[:6]}", agent_name="bare", speakerphone=Speakerphone(delay_s=0.15, gain_db=-6))
+    counter = TurnCounter(bare_bed)
+    caller = bare_bed.caller(f"echo-bare-{uuid.uuid4().hex[:6]}", agent_name="bare", speakerphone=Speakerphone(delay_s=0.15, gain_db=-6))
     spoken = sentences[:3]
     try:
         await caller.join()
-        await caller.wait_for_speech(timeout=20)
+        agents = _Agents(caller)
+        # Under CPU load a job process took 17 s from the job request to joining (measured).
+        await caller.wait_for_speech(timeout=40)
         # Fixed pauses, not "wait until quiet": without echo cancellation the agent
         # may answer its own echo over and over and never fall quiet.
         await asyncio.sleep(6.0)
@@ -135,7 +193,8 @@ async def test_without_echo_cancellation_the_agent_interrupts_itself(bed: Testbe
         await caller.leave()
     extra = counter.turns() - len(spoken)
     print(f"\n[figure] speakerphone caller, echo cancellation off: {counter.turns()} turns for {len(spoken)} sentences; "
-          f"{counter.cancelled()} replies cut by a turn")  # fmt: skip
+          f"{counter.cancelled()} replies cut by a turn; served by {agents.served_by()}")  # fmt: skip
+    assert agents.served_by() == ["bare"], f"the room was served by {agents.names}, not by the bare worker"
     # Either failure of the test above: a reply cut short by its own echo, or a turn nobody spoke.
     assert counter.cancelled() >= 1 or extra >= 1, "without echo cancellation the echo should have made turns"
 
@@ -144,13 +203,15 @@ NOISE_DBFS = -32.0  # steady room noise, 8 dB over the server VAD's -40 dBFS thr
 
 
 @pytest.mark.parametrize(("agent", "expect_turns"), [("frontend", False), ("bare", True)])
-async def test_a_noisy_line_starts_no_turns_with_noise_suppression(bed: Testbed, agent: str, expect_turns: bool) -> None:
+async def test_a_noisy_line_starts_no_turns_with_noise_suppression(beds: dict[str, Testbed], agent: str, expect_turns: bool) -> None:
+    bed = beds[agent]
     caller = bed.caller(f"noise-{agent}-{uuid.uuid4().hex[:6]}", agent_name=agent, background_noise_dbfs=NOISE_DBFS)
     # Counted from the join: steady noise the server hears as speech may start one
     # turn at once and never stop it, so a count from later on could miss it.
     counter = TurnCounter(bed, new_sessions_only=True)
     try:
         await caller.join()
+        agents = _Agents(caller)
         if expect_turns:
             await caller.wait_for_audio(timeout=20)  # the agent is there (the noise may cut its greeting before a word)
         else:
@@ -159,6 +220,7 @@ async def test_a_noisy_line_starts_no_turns_with_noise_suppression(bed: Testbed,
     finally:
         await caller.leave()
     print(f"\n[figure] steady noise at {NOISE_DBFS:.0f} dBFS for the whole call, {agent} worker: {counter.turns()} turns")
+    assert agents.served_by() == [agent], f"the room was served by {agents.names}"
     if expect_turns:
         assert counter.turns() >= 1, "the bare worker should hear noise as speech (else this test proves nothing)"
     else:
