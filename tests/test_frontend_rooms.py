@@ -1,22 +1,20 @@
 """The audio front-end in real rooms: a speakerphone caller and a noisy line.
 
-Two workers, each with a livekit-server and a realtime server of its own:
-``frontend`` (the default front-end: echo cancellation, noise suppression,
-high-pass) and ``bare`` (echo cancellation and noise suppression off), each
-reached by explicit dispatch. Turns are counted where they start: the local
-realtime server logs every ``speech_started`` of its server VAD. The frontend
-worker also writes its front-end traces (``AGENT_FRONTEND_TRACE_DIR``), from
-which the speakerphone test reports how close the residual echo came to
-starting a turn.
+Two workers share one livekit-server: ``frontend`` (the default front-end:
+echo cancellation, noise suppression, high-pass) and ``bare`` (echo
+cancellation and noise suppression off), each reached by explicit dispatch.
+Turns are counted where they start: the local realtime server logs every
+``speech_started`` of its server VAD. The frontend worker also writes its
+front-end traces (``AGENT_FRONTEND_TRACE_DIR``), from which the speakerphone
+test reports how close the residual echo came to starting a turn.
 
-Why not one livekit-server for both: a worker's re-dispatcher sends its own
-agent into any room of its server that has a caller and no agent
-(agent/dispatch.py). Under CPU load the named worker's agent was late or never
-offered the job, and the other worker's re-dispatcher sent its agent in: the
-echo control's room served by the frontend worker (or by both), which made
-"3 turns for 3 sentences, 0 replies cut". Every test also checks which worker
-served its room: the two differ only in the front-end, so a room served by the
-other one measures the wrong thing and would pass or fail for the wrong reason.
+Every test checks which worker served its room: the two differ only in the
+front-end, so a room served by the other one measures the wrong thing. That
+is how the echo control once failed ("3 turns for 3 sentences, 0 replies
+cut"): the bare worker was late (under CPU load livekit-server offered it no
+job), and the frontend worker's re-dispatcher, which then filled any room with
+a caller, sent a frontend agent in. Re-dispatchers now fill only rooms
+dispatched to their own agent name (agent/dispatch.py).
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ from agent.audio.trace_report import TraceReport, report_file
 from agent.dispatch import AGENT_NAME_ATTRIBUTE
 from agent.stack import ManagedProcess
 from agent.testing.caller import Caller, Speakerphone, load_wav, speech_wav
-from agent.testing.harness import NotInNamespace, Testbed, TurnCounter
+from agent.testing.harness import NotInNamespace, Testbed, TurnCounter, free_port
 
 pytestmark = [pytest.mark.room]
 
@@ -58,13 +56,6 @@ def trace_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("traces")
 
 
-def _testbed(workdir: Path, slot: int) -> Testbed:
-    try:
-        return Testbed(workdir, worker=False, slot=slot)
-    except NotInNamespace as e:
-        pytest.fail(str(e), pytrace=False)
-
-
 def _ready(worker: ManagedProcess) -> None:
     # A job starts only in a ready job process: under CPU load the first one took
     # 29 s after the worker registered, longer than a test waits for the greeting.
@@ -73,23 +64,17 @@ def _ready(worker: ManagedProcess) -> None:
 
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory, trace_dir: Path) -> Iterator[Testbed]:
-    """The frontend worker's testbed."""
-    with _testbed(tmp_path_factory.mktemp("frontend"), slot=2) as testbed:
+    try:
+        testbed = Testbed(tmp_path_factory.mktemp("frontend"), worker=False, slot=2)
+    except NotInNamespace as e:
+        pytest.fail(str(e), pytrace=False)
+    with testbed:
         _ready(testbed.start_worker(name="worker-frontend", AGENT_NAME="frontend", AGENT_FRONTEND_TRACE_DIR=str(trace_dir)))
+        _ready(testbed.start_worker(
+            name="worker-bare", AGENT_NAME="bare", AGENT_HTTP_PORT=str(free_port()),
+            AGENT_ECHO_CANCELLATION="false", AGENT_NOISE_SUPPRESSION="false",
+        ))  # fmt: skip
         yield testbed
-
-
-@pytest.fixture(scope="module")
-def bare_bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    """The bare worker's testbed (its own servers: see the module's docstring)."""
-    with _testbed(tmp_path_factory.mktemp("bare"), slot=5) as testbed:
-        _ready(testbed.start_worker(name="worker-bare", AGENT_NAME="bare", AGENT_ECHO_CANCELLATION="false", AGENT_NOISE_SUPPRESSION="false"))
-        yield testbed
-
-
-@pytest.fixture(scope="module")
-def beds(bed: Testbed, bare_bed: Testbed) -> dict[str, Testbed]:
-    return {"frontend": bed, "bare": bare_bed}
 
 
 @pytest.fixture(scope="module")
@@ -173,16 +158,15 @@ async def test_speakerphone_caller_does_not_make_the_agent_answer_itself(
     assert trace.turns == len(sentences), "the trace is not what the server heard"
 
 
-async def test_without_echo_cancellation_the_agent_interrupts_itself(bare_bed: Testbed, sentences: list[tuple[np.ndarray, int]]) -> None:
+async def test_without_echo_cancellation_the_agent_interrupts_itself(bed: Testbed, sentences: list[tuple[np.ndarray, int]]) -> None:
     """The same caller and conversation against the bare worker: proof that the test above can fail."""
-    counter = TurnCounter(bare_bed)
-    caller = bare_bed.caller(f"echo-bare-{uuid.uuid4().hex[:6]}", agent_name="bare", speakerphone=Speakerphone(delay_s=0.15, gain_db=-6))
+    counter = TurnCounter(bed)
+    caller = bed.caller(f"echo-bare-{uuid.uuid4().hex[:6]}", agent_name="bare", speakerphone=Speakerphone(delay_s=0.15, gain_db=-6))
     spoken = sentences[:3]
     try:
         await caller.join()
         agents = _Agents(caller)
-        # Under CPU load a job process took 17 s from the job request to joining (measured).
-        await caller.wait_for_speech(timeout=40)
+        await caller.wait_for_speech(timeout=20)
         # Fixed pauses, not "wait until quiet": without echo cancellation the agent
         # may answer its own echo over and over and never fall quiet.
         await asyncio.sleep(6.0)
@@ -203,8 +187,7 @@ NOISE_DBFS = -32.0  # steady room noise, 8 dB over the server VAD's -40 dBFS thr
 
 
 @pytest.mark.parametrize(("agent", "expect_turns"), [("frontend", False), ("bare", True)])
-async def test_a_noisy_line_starts_no_turns_with_noise_suppression(beds: dict[str, Testbed], agent: str, expect_turns: bool) -> None:
-    bed = beds[agent]
+async def test_a_noisy_line_starts_no_turns_with_noise_suppression(bed: Testbed, agent: str, expect_turns: bool) -> None:
     caller = bed.caller(f"noise-{agent}-{uuid.uuid4().hex[:6]}", agent_name=agent, background_noise_dbfs=NOISE_DBFS)
     # Counted from the join: steady noise the server hears as speech may start one
     # turn at once and never stop it, so a count from later on could miss it.
