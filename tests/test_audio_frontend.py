@@ -26,7 +26,7 @@ from agent.audio.frontend import (
     _Timeline,
     estimate_lag,
 )
-from agent.realtime.vad import EnergyVad, SpeechStarted, VadConfig
+from agent.sound.vad import EnergyVad, SpeechStarted, VadConfig
 
 RATE = 24000
 FRAME = RATE // 100
