@@ -22,7 +22,7 @@ import pytest
 
 from agent.audio.trace_report import TraceReport, report_file
 from agent.testing.caller import Caller, Speakerphone, load_wav, speech_wav
-from agent.testing.harness import NotInNamespace, Testbed, TurnCounter, free_port
+from agent.testing.harness import NotInNamespace, Testbed, TurnCounter, free_port, greeted
 
 pytestmark = [pytest.mark.room]
 
@@ -67,8 +67,7 @@ def sentences(speech_dir: Path) -> list[tuple[np.ndarray, int]]:
 
 async def _greeted(caller: Caller) -> None:
     await caller.join()
-    await caller.wait_for_speech(timeout=20)
-    await caller.wait_for_quiet(1.5, timeout=30)
+    await greeted(caller, quiet=1.5, quiet_timeout=30)
 
 
 async def _converse(caller: Caller, turns: list[tuple[np.ndarray, int]]) -> list[float]:

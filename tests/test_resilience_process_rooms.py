@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from agent.testing.harness import NotInNamespace, Testbed
+from agent.testing.harness import NotInNamespace, Testbed, greeted, introduce, room_name
 from agent.tools import Store
 
 pytestmark = [pytest.mark.room]
@@ -33,8 +32,7 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
 
 async def _order(bed: Testbed, room: str) -> str:
     async with bed.caller(room) as caller:
-        await caller.wait_for_speech(timeout=20)
-        await caller.wait_for_quiet(1.0, timeout=20)
+        await greeted(caller)
         asked = time.time()
         await caller.send_chat("I'd like two lattes")
         said = await caller.wait_for_transcript(r"order number \d+ is placed", timeout=30, after=asked)
@@ -42,7 +40,7 @@ async def _order(bed: Testbed, room: str) -> str:
 
 
 async def test_livekit_server_crash_and_restart(bed: Testbed) -> None:
-    room = f"crash-{uuid.uuid4().hex[:6]}"
+    room = room_name("crash")
     await _order(bed, room)
     before = Store(bed.db_path).orders(room=room)
     assert len(before) == 1
@@ -65,12 +63,11 @@ async def test_livekit_server_crash_and_restart(bed: Testbed) -> None:
 async def test_sigterm_drains_active_calls_then_exits_zero(bed: Testbed) -> None:
     assert bed.worker is not None
     await bed.wait_active_jobs(0, timeout=30)
-    caller = bed.caller(f"drain-{uuid.uuid4().hex[:6]}")
-    late = bed.caller(f"late-{uuid.uuid4().hex[:6]}", "late-caller")
+    caller = bed.caller(room_name("drain"))
+    late = bed.caller(room_name("late"), "late-caller")
     try:
         await caller.join()
-        await caller.wait_for_speech(timeout=20)
-        await caller.wait_for_quiet(1.0, timeout=20)
+        await greeted(caller)
         bed.worker.proc.send_signal(signal.SIGTERM)  # the worker process, as `kill PID` does
         stopped = time.monotonic()
         await asyncio.sleep(1.0)
@@ -97,13 +94,10 @@ async def test_killed_job_is_replaced_and_the_conversation_restored(bed: Testbed
 
     if bed.worker is None or not bed.worker.alive():  # the drain test stopped it
         bed.worker = bed.start_worker(name="worker-2")
-    room = f"kill-{uuid.uuid4().hex[:6]}"
+    room = room_name("kill")
     async with bed.caller(room) as caller:
-        await caller.wait_for_speech(timeout=20)
-        await caller.wait_for_quiet(1.0, timeout=20)
-        await caller.send_chat("Hi, my name is Alice")
-        said = await caller.wait_for_transcript(r"nice to meet you, alice", timeout=20)
-        await caller.wait_for_quiet(1.0, timeout=20)
+        await greeted(caller)
+        said = await introduce(caller)
         os.kill(bed.job_pid(room), signal.SIGKILL)
         killed = time.time()
         back = await caller.wait_for_transcript(r"i'm back", timeout=60, after=said.time)

@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from agent.config import DEFAULT_RECONNECT_NOTICE
 from agent.testing.caller import Caller
-from agent.testing.harness import NotInNamespace, Testbed
+from agent.testing.harness import NotInNamespace, Testbed, greeted, introduce, room_name
 from agent.tools import Ledger, Store
 
 pytestmark = [pytest.mark.room]
@@ -27,16 +26,13 @@ pytestmark = [pytest.mark.room]
 
 async def _greeted_then_introduced(caller: Caller) -> None:
     """The state every fault test carries: the caller tells its name early."""
-    await caller.wait_for_speech(timeout=20)
-    await caller.wait_for_quiet(1.0, timeout=20)
-    await caller.send_chat("Hi, my name is Alice")
-    await caller.wait_for_transcript(r"nice to meet you, alice", timeout=20)
-    await caller.wait_for_quiet(1.0, timeout=20)
+    await greeted(caller)
+    await introduce(caller)
 
 
 async def test_realtime_connection_cut_mid_answer_reconnects_and_answers(testbed: Testbed) -> None:
     assert testbed.realtime is not None
-    async with testbed.caller(f"cut-{uuid.uuid4().hex[:6]}") as caller:
+    async with testbed.caller(room_name("cut")) as caller:
         await _greeted_then_introduced(caller)
 
         asked = time.time()
@@ -73,7 +69,7 @@ async def test_hung_backend_is_detected_announced_and_reconnected(testbed: Testb
     worker's WebSocket heartbeat notices, the caller hears a spoken notice, and
     once the backend is back the order is placed once and the fact remembered."""
     assert testbed.realtime is not None
-    room = f"hang-{uuid.uuid4().hex[:6]}"
+    room = room_name("hang")
     async with testbed.caller(room) as caller:
         await _greeted_then_introduced(caller)
 
@@ -123,7 +119,7 @@ def short_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed
 async def test_session_rolls_over_before_its_cap_with_the_context_carried(short_sessions: Testbed) -> None:
     bed = short_sessions
     assert bed.realtime is not None
-    async with bed.caller(f"rollover-{uuid.uuid4().hex[:6]}") as caller:
+    async with bed.caller(room_name("rollover")) as caller:
         await _greeted_then_introduced(caller)
         for round_ in range(3):  # 3 x 14 s: past the worker's rollovers and the backend's cap
             await asyncio.sleep(14)

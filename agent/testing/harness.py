@@ -25,8 +25,9 @@ import signal
 import socket
 import time
 import urllib.request
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from livekit import api
 
@@ -35,7 +36,19 @@ from ..web import join_token
 from .caller import Caller, Speakerphone
 from .netns import SERVER_IP, inside_namespace
 
-__all__ = ["LIVEKIT_PORT", "NotInNamespace", "Testbed", "TurnCounter", "free_port"]
+__all__ = [
+    "INTRODUCTION",
+    "INTRODUCTION_ANSWER",
+    "Conversing",
+    "LIVEKIT_PORT",
+    "NotInNamespace",
+    "Testbed",
+    "TurnCounter",
+    "free_port",
+    "greeted",
+    "introduce",
+    "room_name",
+]
 
 LIVEKIT_PORT = 7880
 
@@ -258,3 +271,49 @@ class TurnCounter:
 
     def cancelled(self) -> int:
         return sum(1 for line in self.lines() if "response cancelled (turn_detected)" in line)
+
+
+# ---------------------------------------------------------------------- call steps
+# The steps most room tests begin with, in one place so that they read alike.
+
+# What a caller says to be remembered, and the demo brain's answer to it
+# (tests/data/brain.yaml): the state a test can later ask about.
+INTRODUCTION = "Hi, my name is Alice"
+INTRODUCTION_ANSWER = r"nice to meet you, alice"
+
+
+def room_name(prefix: str) -> str:
+    """A fresh room name, so that tests sharing a testbed never meet in a room."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class Conversing(Protocol):
+    """What the call steps need of a caller: :class:`Caller` and the
+    :class:`~agent.testing.remote.RemoteCaller` in another namespace both have it."""
+
+    async def send_chat(self, text: str) -> None: ...
+
+    async def wait_for_speech(self, *, timeout: float, after: float | None = None) -> float: ...
+
+    async def wait_for_transcript(self, pattern: str, *, timeout: float, after: float | None = None) -> Any: ...
+
+    async def wait_for_quiet(self, quiet: float = 1.0, *, timeout: float) -> float: ...
+
+
+async def greeted(caller: Conversing, *, timeout: float = 20.0, quiet: float = 1.0, quiet_timeout: float = 20.0, **speech: float) -> float:
+    """Wait out the agent's greeting to a joined ``caller``: its speech starts
+    within ``timeout`` s (``speech``: ``threshold_dbfs``, ``min_duration`` of
+    :meth:`Caller.wait_for_speech`), then ``quiet`` s pass without speech.
+    Returns the wall time the greeting started."""
+    started = await caller.wait_for_speech(timeout=timeout, **speech)
+    await caller.wait_for_quiet(quiet, timeout=quiet_timeout)
+    return started
+
+
+async def introduce(caller: Conversing, *, timeout: float = 20.0) -> Any:
+    """The caller types :data:`INTRODUCTION`; waits for the agent's answer to end.
+    Returns the answer's transcript."""
+    await caller.send_chat(INTRODUCTION)
+    said = await caller.wait_for_transcript(INTRODUCTION_ANSWER, timeout=timeout)
+    await caller.wait_for_quiet(1.0, timeout=20)
+    return said
