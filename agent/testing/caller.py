@@ -369,21 +369,25 @@ class Caller:
 
     async def _read_transcript(self, reader: rtc.TextStreamReader, identity: str) -> None:
         text = await reader.read_all()
-        attributes = dict(reader.info.attributes or {})
-        self.transcripts.append(Transcript(time.time(), identity, text, attributes))
+        await self._transcribed(Transcript(time.time(), identity, text, dict(reader.info.attributes or {})))
+
+    async def _transcribed(self, transcript: Transcript) -> None:
+        self.transcripts.append(transcript)
         await self._arrived()
 
     async def _record(self, track: rtc.Track, identity: str) -> None:
         stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
         try:
             async for event in stream:
-                pcm = np.frombuffer(event.frame.data, dtype=np.int16).copy()
-                now = time.time()
-                self._frames.append(ReceivedFrame(now, identity, track.sid or "", pcm, sum_squares(pcm)))
-                self._acoustics.heard(identity, pcm)
-                await self._arrived()
+                await self._receive(identity, track.sid or "", np.frombuffer(event.frame.data, dtype=np.int16).copy())
         finally:
             await stream.aclose()
+
+    async def _receive(self, identity: str, track_sid: str, pcm: np.ndarray) -> None:
+        """One frame from a remote track: recorded, played on the speakerphone, waits woken."""
+        self._frames.append(ReceivedFrame(time.time(), identity, track_sid, pcm, sum_squares(pcm)))
+        self._acoustics.heard(identity, pcm)
+        await self._arrived()
 
     def _next_frame(self, due_wall: float) -> np.ndarray | None:
         """The next 10 ms of speech, or None for silence; settles finished utterances."""
