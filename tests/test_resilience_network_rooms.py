@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from agent.testing.harness import Testbed, greeted, introduce, room_name
+from agent.testing.harness import Testbed, ask_name, greeted, introduce, room_name
 from agent.testing.netns import SERVER_IP
 from agent.testing.remote import IsolatedLink, RemoteCaller
 from agent.tools import Ledger, Store
@@ -37,9 +37,7 @@ async def test_caller_network_drop_resumes_with_the_same_agent_and_conversation(
             await caller.send_chat("I'd like two lattes")
             said = await caller.wait_for_transcript(r"order number \d+ is placed", timeout=40, after=back)
             await caller.wait_for_quiet(1.0, timeout=30)
-            asked = time.time()
-            await caller.send_chat("What is my name?")
-            await caller.wait_for_transcript(r"your name is alice", timeout=20, after=asked)
+            await ask_name(caller)
             state = await caller.state()
 
     agents_after = [p for p in state["remote"] if p.startswith("agent")]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.testing.harness import NotInNamespace, Testbed, greeted, introduce, room_name
+from agent.testing.harness import Testbed, ask_name, greeted, introduce, room_name, running_testbed
 from agent.tools import Store
 
 pytestmark = [pytest.mark.room]
@@ -19,14 +19,10 @@ pytestmark = [pytest.mark.room]
 
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    try:
-        testbed = Testbed(
-            tmp_path_factory.mktemp("faults"), slot=3, worker_env={"AGENT_DRAIN_TIMEOUT": "20"},
-            realtime_env={"AGENT_BRAIN_SCRIPT": str(Path(__file__).parent / "data" / "brain.yaml")},
-        )  # fmt: skip
-    except NotInNamespace as e:
-        pytest.fail(str(e), pytrace=False)
-    with testbed:
+    with running_testbed(
+        tmp_path_factory.mktemp("faults"), slot=3, worker_env={"AGENT_DRAIN_TIMEOUT": "20"},
+        realtime_env={"AGENT_BRAIN_SCRIPT": str(Path(__file__).parent / "data" / "brain.yaml")},
+    ) as testbed:  # fmt: skip
         yield testbed
 
 
@@ -103,5 +99,4 @@ async def test_killed_job_is_replaced_and_the_conversation_restored(bed: Testbed
         back = await caller.wait_for_transcript(r"i'm back", timeout=60, after=said.time)
         print(f"\n[figure] job process SIGKILLed -> a new agent speaks in the room after {back.time - killed:.1f}s")
         await caller.wait_for_quiet(1.0, timeout=30)
-        await caller.send_chat("What is my name?")
-        await caller.wait_for_transcript(r"your name is alice", timeout=20, after=back.time)
+        await ask_name(caller, after=back.time)

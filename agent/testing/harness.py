@@ -17,6 +17,7 @@ Usage in a user's own tests::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -26,6 +27,7 @@ import socket
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,7 +41,11 @@ from .netns import SERVER_IP, inside_namespace
 __all__ = [
     "INTRODUCTION",
     "INTRODUCTION_ANSWER",
+    "NAME_ANSWER",
+    "NAME_QUESTION",
     "Conversing",
+    "ask_name",
+    "running_testbed",
     "LIVEKIT_PORT",
     "NotInNamespace",
     "Testbed",
@@ -250,6 +256,21 @@ class Testbed:
         return "\n".join(f"--- {p.name} ({p.log_path}) ---\n{p.tail(lines)}" for p in self.stack.processes)
 
 
+@contextlib.contextmanager
+def running_testbed(workdir: Path, **options: Any) -> Iterator[Testbed]:
+    """A started :class:`Testbed` for a pytest fixture (``options`` as Testbed's),
+    stopped when the block ends. Outside a network namespace the test fails at
+    once, saying how to run it, rather than erroring in every test."""
+    import pytest  # only the fixtures' caller needs it
+
+    try:
+        bed = Testbed(workdir, **options)
+    except NotInNamespace as e:
+        pytest.fail(str(e), pytrace=False)
+    with bed:
+        yield bed
+
+
 class TurnCounter:
     """Counts the realtime server's logged turn starts from now on."""
 
@@ -280,6 +301,8 @@ class TurnCounter:
 # (tests/data/brain.yaml): the state a test can later ask about.
 INTRODUCTION = "Hi, my name is Alice"
 INTRODUCTION_ANSWER = r"nice to meet you, alice"
+NAME_QUESTION = "What is my name?"
+NAME_ANSWER = r"your name is alice"
 
 
 def room_name(prefix: str) -> str:
@@ -317,3 +340,11 @@ async def introduce(caller: Conversing, *, timeout: float = 20.0) -> Any:
     said = await caller.wait_for_transcript(INTRODUCTION_ANSWER, timeout=timeout)
     await caller.wait_for_quiet(1.0, timeout=20)
     return said
+
+
+async def ask_name(caller: Conversing, *, after: float | None = None, timeout: float = 20.0) -> Any:
+    """The caller asks what its name is; returns the agent's answer (a transcript
+    later than ``after``, by default later than the question)."""
+    asked = time.time()
+    await caller.send_chat(NAME_QUESTION)
+    return await caller.wait_for_transcript(NAME_ANSWER, timeout=timeout, after=asked if after is None else after)
