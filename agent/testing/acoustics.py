@@ -83,7 +83,8 @@ class BackgroundNoise:
 
 
 def _add(pcm: np.ndarray, extra: np.ndarray) -> np.ndarray:
-    return np.clip(pcm.astype(np.int32) + extra, -32768, 32767).astype(np.int16)
+    mixed: np.ndarray = np.clip(pcm.astype(np.int32) + extra, -32768, 32767)
+    return mixed.astype(np.int16)
 
 
 class MicAcoustics:
