@@ -247,9 +247,8 @@ class Caller:
         """Wall time at which received audio first stayed above ``threshold_dbfs`` for
         ``min_duration`` s (starting later than ``after``); TimeoutError otherwise."""
 
-        def received() -> Recording:
-            rec = self.heard(identity)
-            return rec if after is None else rec.filter(after=after)
+        def received() -> Recording:  # asked at every arrival: one pass over the frames
+            return Recording([f for f in self._frames if (identity is None or f.identity == identity) and (after is None or f.time > after)])
 
         def speech_start() -> float | None:
             return received().first_speech(after=after, threshold_dbfs=threshold_dbfs, min_duration=min_duration)
