@@ -164,7 +164,6 @@ def cmd_worker(argv: list[str]) -> None:
 
         key, secret = settings.require_livekit_credentials()
         server.redispatcher = Redispatcher(settings.livekit_url, key, secret, settings.agent_name, grace=settings.redispatch_grace_s)
-        server.redispatcher.start_in_thread()
     sys.argv = [sys.argv[0], *argv]
     cli.run_app(server)
 

@@ -96,6 +96,8 @@ class Settings:
     agent_name: str = field(default="", metadata={"env": "AGENT_NAME"})
     num_idle_processes: int = field(default=2, metadata={"env": "AGENT_NUM_IDLE_PROCESSES"})
     load_threshold: float = field(default=0.7, metadata={"env": "AGENT_LOAD_THRESHOLD"})
+    max_jobs: int = field(default=0, metadata={"env": "AGENT_MAX_JOBS"})
+    load_from_cpu: bool = field(default=True, metadata={"env": "AGENT_LOAD_FROM_CPU"})
     http_port: int = field(default=8081, metadata={"env": "AGENT_HTTP_PORT"})
     drain_timeout: int = field(default=30, metadata={"env": "AGENT_DRAIN_TIMEOUT"})
     redispatch: bool = field(default=True, metadata={"env": "AGENT_REDISPATCH"})
@@ -177,6 +179,8 @@ class Settings:
     def _validate(self) -> None:
         if not (0.0 <= self.vad_threshold <= 1.0):
             raise ConfigError(f"AGENT_VAD_THRESHOLD={self.vad_threshold} must be between 0 and 1")
+        if self.max_jobs < 0:
+            raise ConfigError(f"AGENT_MAX_JOBS={self.max_jobs} must be 0 (no limit) or more")
         if not (0.0 < self.load_threshold <= 1.0):
             raise ConfigError(f"AGENT_LOAD_THRESHOLD={self.load_threshold} must be in (0, 1]")
         if self.num_idle_processes < 0:

@@ -3,9 +3,12 @@
 livekit-server dispatches an agent when a room is created and never again:
 if no worker was registered at that moment (the server had just restarted),
 or the job's process died, the caller waits in silence for good. The worker
-runs this watchdog beside its job loop: every ``interval`` seconds it lists
-the rooms; one that has had a non-agent participant and no agent for
-``grace`` seconds gets a new dispatch through the AgentDispatch API.
+runs this watchdog as a task beside its job loop (``Worker.run`` owns it):
+every ``interval`` seconds it lists the rooms; one that was dispatched to our
+agent name and has had a caller and no agent of ours for ``grace`` seconds
+gets a new dispatch through the AgentDispatch API. Rooms dispatched to other
+agent names are left alone (two agents on one server must not fill each
+other's rooms).
 
 Several workers may run it at once; before dispatching each checks that no
 dispatch for the room is younger than ``cooldown`` seconds. That narrows
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,10 +35,22 @@ log = logging.getLogger("agent.dispatch")
 # recorder) are not ours to count.
 AGENT_NAME_ATTRIBUTE = "voice_agent.name"
 
+# Participants an agent serves: people in apps and phone callers (not egress, ingress, agents).
+CALLER_KINDS = (api.ParticipantInfo.Kind.STANDARD, api.ParticipantInfo.Kind.SIP)
+
 
 def _seniority(p: Any) -> tuple[float, str]:
     joined = p.joined_at.timestamp() if p.joined_at is not None else float("inf")
     return joined, p.identity
+
+
+def agents_of(room: rtc.Room, agent_name: str) -> list[rtc.RemoteParticipant]:
+    """The other agents of ours (same agent name) in ``room``."""
+    return [
+        p
+        for p in room.remote_participants.values()
+        if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT and p.attributes.get(AGENT_NAME_ATTRIBUTE) == agent_name
+    ]
 
 
 def senior_agent(room: rtc.Room, agent_name: str) -> rtc.RemoteParticipant | None:
@@ -49,14 +63,7 @@ def senior_agent(room: rtc.Room, agent_name: str) -> rtc.RemoteParticipant | Non
     Ties on the join time go to the identity.
     """
     me = _seniority(room.local_participant)
-    for p in room.remote_participants.values():
-        if (
-            p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
-            and p.attributes.get(AGENT_NAME_ATTRIBUTE) == agent_name
-            and _seniority(p) < me
-        ):
-            return p
-    return None
+    return next((p for p in agents_of(room, agent_name) if _seniority(p) < me), None)
 
 
 @dataclass
@@ -70,35 +77,22 @@ class Redispatcher:
     cooldown: float = 10.0
     dispatched: list[tuple[float, str]] = field(default_factory=list)  # (time, room) of our dispatches
     _orphaned_since: dict[str, float] = field(default_factory=dict)
-    _thread: threading.Thread | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _urgent: asyncio.Queue[tuple[str, str]] | None = None
-
-    def start_in_thread(self) -> None:
-        """Run in a daemon thread with its own event loop (the worker's loop belongs to livekit-agents)."""
-        self._thread = threading.Thread(target=lambda: asyncio.run(self.run()), name="redispatcher", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
+    _urgent: asyncio.Queue[tuple[str, str]] = field(default_factory=asyncio.Queue)
 
     def job_died(self, room: str, agent_identity: str) -> None:
-        """From the worker's loop: a job process died with its room still live.
+        """A job process died with its room still live.
 
         Its agent participant would linger until livekit-server times it out
         (about 20 s); remove it and dispatch a new agent now.
         """
-        if self._loop is not None and self._urgent is not None:
-            self._loop.call_soon_threadsafe(self._urgent.put_nowait, (room, agent_identity))
+        self._urgent.put_nowait((room, agent_identity))
 
     async def run(self) -> None:
+        """Check every ``interval`` seconds until cancelled (its owner, the worker, does that)."""
         http_url = self.url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
         lk = api.LiveKitAPI(http_url, self.api_key, self.api_secret, timeout=aiohttp.ClientTimeout(total=5))
-        self._loop = asyncio.get_running_loop()
-        self._urgent = asyncio.Queue()
         try:
-            while not self._stop.is_set():
+            while True:
                 try:
                     await self.check_once(lk)
                 except Exception as e:  # the server may be down: that is what we are here for
@@ -120,7 +114,7 @@ class Redispatcher:
         except api.TwirpError as e:
             log.debug("removing %s from %s: %s", identity, room, e.message)
         people = (await lk.room.list_participants(api.ListParticipantsRequest(room=room))).participants
-        if not any(p.kind != api.ParticipantInfo.Kind.AGENT for p in people):
+        if not any(p.kind in CALLER_KINDS for p in people):
             return  # the caller is gone too: nobody to serve
         await lk.agent_dispatch.create_dispatch(
             api.CreateAgentDispatchRequest(room=room, agent_name=self.agent_name, metadata='{"redispatched": true}')
@@ -137,8 +131,12 @@ class Redispatcher:
             if room.num_participants == 0:
                 continue
             people = (await lk.room.list_participants(api.ListParticipantsRequest(room=room.name))).participants
-            has_agent = any(p.kind == api.ParticipantInfo.Kind.AGENT for p in people)
-            has_caller = any(p.kind != api.ParticipantInfo.Kind.AGENT for p in people)
+            # Ours only: an avatar or another agent name's agent does not serve the room for us.
+            has_agent = any(
+                p.kind == api.ParticipantInfo.Kind.AGENT and p.attributes.get(AGENT_NAME_ATTRIBUTE) == self.agent_name
+                for p in people
+            )
+            has_caller = any(p.kind in CALLER_KINDS for p in people)
             if has_agent or not has_caller:
                 self._orphaned_since.pop(room.name, None)
                 continue
@@ -150,7 +148,7 @@ class Redispatcher:
                 del self._orphaned_since[name]
         done = []
         for name in orphaned:
-            if await self._recently_dispatched(lk, name):
+            if not await self._wants_us(lk, name):
                 continue
             await lk.agent_dispatch.create_dispatch(
                 api.CreateAgentDispatchRequest(room=name, agent_name=self.agent_name, metadata='{"redispatched": true}')
@@ -161,10 +159,18 @@ class Redispatcher:
             done.append(name)
         return done
 
-    async def _recently_dispatched(self, lk: api.LiveKitAPI, room: str) -> bool:
-        dispatches = await lk.agent_dispatch.list_dispatch(room_name=room)
-        newest = max((d.state.created_at for d in dispatches), default=0)
-        if newest <= 0:
+    async def _wants_us(self, lk: api.LiveKitAPI, room: str) -> bool:
+        """Whether ``room`` was dispatched to our agent name, and not within ``cooldown``.
+
+        A room meant for another agent name (a second agent on the same server)
+        is not ours to fill; livekit-server lists the automatic dispatch of a new
+        room too, under the empty agent name.
+        """
+        ours = [d for d in await lk.agent_dispatch.list_dispatch(room_name=room) if d.agent_name == self.agent_name]
+        if not ours:
             return False
+        newest = max(d.state.created_at for d in ours)
+        if newest <= 0:
+            return True
         created = newest / 1e9 if newest > 1e14 else float(newest)  # nanoseconds, or seconds
-        return time.time() - created < self.cooldown
+        return time.time() - created >= self.cooldown

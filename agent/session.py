@@ -22,7 +22,9 @@ from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
 
 from .audio.frontend import AudioFrontend, FrontendConfig, FrontendProcessor
 from .audio.tap import FarEndTap
+from .caller_link import CallerLink
 from .config import Settings
+from .internals import claim_user_turn
 from .link import HeartbeatSession, ReconnectNotice
 from .transcript import TranscriptStore
 from .tools import CallContext, Services, Store, open_registry, tool_names_for_room
@@ -114,8 +116,14 @@ class VoiceAgent(Agent):
             last.role == "user" or (last.role == "assistant" and last.interrupted)  # type: ignore[union-attr]
         )
         log.info("realtime session reconnected; last reply %s", "unfinished: asking again" if unanswered else "complete")
-        if unanswered and self._reask_atask is None:
+        if unanswered and (self._reask_atask is None or self._reask_atask.done()):
             self._reask_atask = asyncio.create_task(self._reask(), name="reask_after_reconnect")
+
+    async def aclose(self) -> None:
+        """Cancel and await what this agent started (a re-ask in flight); the job's shutdown calls it."""
+        if self._reask_atask is not None:
+            self._reask_atask.cancel()
+            await asyncio.gather(self._reask_atask, return_exceptions=True)
 
     async def _reask(self) -> None:
         try:
@@ -131,8 +139,6 @@ class VoiceAgent(Agent):
             self.session.generate_reply()
         except Exception:
             log.exception("could not ask again after the reconnect")
-        finally:
-            self._reask_atask = None
 
 
 class RoomHooks:
@@ -157,19 +163,29 @@ class RoomHooks:
             self._hangup_atask = asyncio.create_task(self._hang_up_after_goodbye(), name="hang_up")
 
     async def _hang_up_after_goodbye(self) -> None:
-        # The tool's output makes the model say goodbye; hang up once that is said.
-        await asyncio.sleep(1.0)
-        quiet_since = None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
-        while loop.time() < deadline:
-            if self._session.agent_state == "speaking":
-                quiet_since = None
-            elif quiet_since is None:
-                quiet_since = loop.time()
-            elif loop.time() - quiet_since > 1.0:
-                break
-            await asyncio.sleep(0.1)
+        # The tool's output makes the model say goodbye; hang up once that is
+        # said: the agent has started speaking and then been quiet for a second
+        # (or after 20 s, whatever it does). Driven by the session's state changes.
+        changed = asyncio.Event()
+        on_change = lambda _ev: changed.set()  # noqa: E731
+        self._session.on("agent_state_changed", on_change)
+        try:
+            async with asyncio.timeout(20):
+                await asyncio.sleep(1.0)  # the goodbye reply starts
+                while True:
+                    changed.clear()
+                    if self._session.agent_state == "speaking":
+                        await changed.wait()
+                        continue
+                    try:
+                        async with asyncio.timeout(1.0):
+                            await changed.wait()
+                    except TimeoutError:
+                        break  # quiet for a second: the goodbye is said
+        except TimeoutError:
+            pass
+        finally:
+            self._session.off("agent_state_changed", on_change)
         log.info("ending the call in room %s (end_call)", self._ctx.room.name)
         try:
             await self._ctx.api.room.delete_room(api.DeleteRoomRequest(room=self._ctx.room.name))
@@ -195,7 +211,7 @@ async def _bounded_chat(sess: AgentSession, ev: Any) -> None:
         text = text[:MAX_CHAT_CHARS]
     if not text.strip():
         return
-    async with sess._claim_user_turn():  # as livekit-agents' default chat handler does
+    async with claim_user_turn(sess):  # as livekit-agents' default chat handler does
         await sess.interrupt()
         sess.generate_reply(user_input=text)
 
@@ -265,9 +281,11 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
 
     notice = ReconnectNotice(session, settings.reconnect_notice, settings.reconnect_notice_after_s)
     ctx.add_shutdown_callback(notice.aclose)
+    agent = VoiceAgent(settings, tools.function_tools(make_call), history, notice)
+    ctx.add_shutdown_callback(agent.aclose)
     await session.start(
         room=ctx.room,
-        agent=VoiceAgent(settings, tools.function_tools(make_call), history, notice),
+        agent=agent,
         room_options=room_io.RoomOptions(
             close_on_disconnect=True,
             text_input=room_io.TextInputOptions(text_input_cb=_bounded_chat),
@@ -281,6 +299,22 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession:
     )
     if frontend_config.echo_cancellation and session.output.audio is not None:
         session.output.audio = FarEndTap(frontend, session.output.audio)
+
+    def relink(identity: str) -> None:
+        session.room_io.set_participant(identity)
+        session.interrupt()
+        session.generate_reply(instructions=greeting_instructions(settings.greeting))
+
+    async def first_link() -> str | None:
+        await session.room_io.wait_for_ready()
+        linked = session.room_io.linked_participant
+        return linked.identity if linked else None
+
+    link = CallerLink(
+        ctx.room, settings.agent_name, first_link=first_link(),
+        relink=relink, leave=lambda reason: ctx.shutdown(reason=reason),
+    )  # fmt: skip
+    ctx.add_shutdown_callback(link.aclose)
 
     @session.on("close")
     def _report_frontend(ev: object) -> None:

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import socket
 import time
-from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
@@ -21,6 +20,7 @@ from livekit.agents import AgentServer, JobContext, JobRequest
 from .config import Settings
 from .dispatch import AGENT_NAME_ATTRIBUTE, Redispatcher, senior_agent
 from .errors import LiveKitAuthError, LiveKitUnavailable, RealtimeUnavailable
+from .internals import DeadJob, host_cpu_load, on_job_process_died, process_pool
 
 # Imported here, not in the entrypoint: job processes import this module while
 # they warm up, so the openai/plugin imports (about 1 s of CPU) are paid before
@@ -50,31 +50,54 @@ class Worker(AgentServer):
     redispatcher: Redispatcher | None = None
 
     async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
-        watch = asyncio.create_task(self._watch_job_processes(), name="watch_job_processes")
+        # Both tasks are ours: cancelled and awaited when the server stops.
+        tasks = [asyncio.create_task(self._watch_job_processes(), name="watch_job_processes")]
+        if self.redispatcher is not None:
+            tasks.append(asyncio.create_task(self.redispatcher.run(), name="redispatcher"))
         try:
             await super().run(devmode=devmode, unregistered=unregistered)
         finally:
-            watch.cancel()
-            await asyncio.gather(watch, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _watch_job_processes(self) -> None:
         # The process pool is made inside run(); attach as soon as it exists.
-        while getattr(self, "_proc_pool", None) is None:
+        while (pool := process_pool(self)) is None:
             await asyncio.sleep(0.1)
-        self._proc_pool.on("process_closed", self._on_process_closed)
+        on_job_process_died(pool, self._on_job_died)
 
-    def _on_process_closed(self, proc: Any) -> None:
-        job = proc.running_job
-        if job is None or proc.exitcode in (0, None) or proc.killed:
-            return  # idle process, normal end, or stopped by us
-        room = job.job.room.name
-        log.error("job %s in room %s died (exit code %s)", job.job.id, room, proc.exitcode)
+    def _on_job_died(self, dead: DeadJob) -> None:
+        log.error("job %s in room %s died (exit code %s)", dead.job_id, dead.room, dead.exitcode)
         if self.redispatcher is not None:
-            self.redispatcher.job_died(room, job.accept_arguments.identity)
+            self.redispatcher.job_died(dead.room, dead.agent_identity)
+
+
+class WorkerLoad:
+    """The load the worker reports: the larger of the host's CPU load (unless
+    ``AGENT_LOAD_FROM_CPU=false``) and active jobs over ``AGENT_MAX_JOBS``.
+
+    livekit-server sends a job only to a worker whose reported load is under
+    its ``agents.target_load`` (0.7 by default), and the worker itself takes
+    none at ``AGENT_LOAD_THRESHOLD`` or more. On a small, busy test box the CPU
+    figure alone crosses 0.7 and the server then sends no job at all, with no
+    error anywhere but its own log ("no servers available"): room tests count
+    jobs instead.
+    """
+
+    def __init__(self, *, max_jobs: int, from_cpu: bool) -> None:
+        self.max_jobs = max_jobs
+        self.from_cpu = from_cpu
+
+    def __call__(self, server: AgentServer) -> float:
+        cpu = host_cpu_load(server) if self.from_cpu else 0.0
+        jobs = len(server.active_jobs) / self.max_jobs if self.max_jobs else 0.0
+        return min(1.0, max(cpu, jobs))
 
 
 def build_server(settings: Settings) -> Worker:
     server = Worker(
+        load_fnc=WorkerLoad(max_jobs=settings.max_jobs, from_cpu=settings.load_from_cpu),
         num_idle_processes=settings.num_idle_processes,
         port=settings.http_port,
         drain_timeout=settings.drain_timeout,

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a fresh Debian machine; a rerun only checks.
+#   - livekit-server, built with `go install` into a cache outside the clone; the
+#     build runs in the background while the steps below run (they are independent)
 #   - Debian packages (espeak-ng, sox, iproute2, util-linux, nodejs/npm) when missing;
 #     with --browser also chromium (the web page's room tests drive it headless)
 #   - a virtual environment at .venv with the package and its test extra
 #   - the web page's JavaScript (livekit-client, playwright-core) with npm ci in web/
-#   - livekit-server, built with `go install` into a cache outside the clone
-# Each step says what it does; a failing step says why and what to do.
+# Each step prints one `[setup]` line; the tools' own output goes to a log per
+# step in .cache/setup/ (rewritten each run). A failing step says why and what
+# to do, and shows its log's path and last lines.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,6 +16,7 @@ LIVEKIT_VERSION="v1.13.5"
 CACHE="${AGENT_CACHE_DIR:-$HOME/.cache/agent-worker}"
 LK_DIR="$CACHE/livekit-server-$LIVEKIT_VERSION"
 PYTHON="${PYTHON:-python3}"
+LOGS="$ROOT/.cache/setup"
 BROWSER=0
 for arg in "$@"; do
   case "$arg" in
@@ -20,9 +24,69 @@ for arg in "$@"; do
     *) printf '[setup] unknown option %s (only --browser)\n' "$arg" >&2; exit 2 ;;
   esac
 done
+started=$SECONDS
 
 step() { printf '[setup] %s\n' "$*"; }
-fail() { printf '[setup] FAILED: %s\n' "$1" >&2; shift; for hint in "$@"; do printf '[setup]   -> %s\n' "$hint" >&2; done; exit 1; }
+# fail [--log FILE] MESSAGE HINT...: the failure, the end of the tool's log, what to do.
+fail() {
+  local log=""
+  if [[ $1 == --log ]]; then log=$2; shift 2; fi
+  printf '[setup] FAILED: %s\n' "$1" >&2
+  shift
+  if [[ -n $log ]]; then
+    if [[ -s $log ]]; then
+      printf '[setup]   last lines of %s:\n' "$log" >&2
+      tail -n 20 "$log" | sed 's/^/[setup]   | /' >&2
+    else
+      printf '[setup]   (its log %s is empty)\n' "$log" >&2
+    fi
+  fi
+  for hint in "$@"; do printf '[setup]   -> %s\n' "$hint" >&2; done
+  exit 1
+}
+# logged STEP COMMAND...: run a tool with its output appended to the step's log.
+logged() {
+  local log="$LOGS/$1.log"
+  shift
+  "$@" >>"$log" 2>&1
+}
+
+mkdir -p "$LOGS"
+rm -f "$LOGS"/*.log
+
+# --- livekit-server (started first: the longest step, and it needs nothing below) ---
+lk_pid=""
+lk_tmp=""
+# A failing step, Ctrl-C or SIGTERM must not leave the build running: it is in
+# its own process group (setsid), so the go command's compilers stop with it.
+stop_build() {
+  if [[ -n $lk_pid ]]; then
+    kill -TERM -- "-$lk_pid" 2>/dev/null || kill -TERM "$lk_pid" 2>/dev/null || true
+    wait "$lk_pid" 2>/dev/null || true
+  fi
+  if [[ -n $lk_tmp ]]; then rm -rf "$lk_tmp"; fi
+}
+trap stop_build EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+if [[ -n "${LIVEKIT_SERVER_BIN:-}" ]]; then
+  [[ -x "$LIVEKIT_SERVER_BIN" ]] || fail "LIVEKIT_SERVER_BIN=$LIVEKIT_SERVER_BIN is not an executable" "unset it to build one"
+  step "using livekit-server at $LIVEKIT_SERVER_BIN"
+elif [[ -x "$LK_DIR/server" ]]; then
+  step "livekit-server $LIVEKIT_VERSION already built ($LK_DIR/server)"
+else
+  command -v go >/dev/null || fail "no Go toolchain: livekit-server is built from source" \
+    "install Go >= 1.23 (https://go.dev/dl or apt-get install golang) and rerun"
+  step "building livekit-server $LIVEKIT_VERSION with go install in the background (about 2 minutes, once; log: $LOGS/livekit-server.log)"
+  # A folder of this run's own: another clone's set-up may be building into the same cache.
+  mkdir -p "$CACHE" && lk_tmp="$(mktemp -d "$LK_DIR.tmp.XXXXXX")"
+  launch=()
+  if command -v setsid >/dev/null; then launch=(setsid); fi
+  lk_started=$SECONDS
+  GOBIN="$lk_tmp" GOFLAGS=-mod=mod "${launch[@]}" go install "github.com/livekit/livekit-server/cmd/server@$LIVEKIT_VERSION" \
+    >"$LOGS/livekit-server.log" 2>&1 </dev/null &
+  lk_pid=$!
+fi
 
 # --- Debian packages --------------------------------------------------------
 need_pkgs=()
@@ -33,33 +97,51 @@ command -v unshare >/dev/null || need_pkgs+=(util-linux)
 command -v node >/dev/null || need_pkgs+=(nodejs)
 command -v npm >/dev/null || need_pkgs+=(npm)
 if ((BROWSER)) && [[ ! -x /usr/bin/chromium ]]; then need_pkgs+=(chromium); fi
-"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+# One interpreter start answers both questions (version, venv module): on a
+# busy machine each start of a pyenv shim costs a second or more.
+python_probe() {
+  "$PYTHON" -c 'import sys
+try:
+    import venv, ensurepip
+except ImportError:
+    print(sys.version_info >= (3, 11), "no-venv")
+else:
+    print(sys.version_info >= (3, 11), "venv")' 2>/dev/null || true
+}
+python_state="$(python_probe)"
+[[ $python_state == *" venv" ]] || need_pkgs+=(python3-venv)
 if ((${#need_pkgs[@]})); then
-  step "installing Debian packages: ${need_pkgs[*]}"
+  step "installing Debian packages: ${need_pkgs[*]} (apt-get; log: $LOGS/apt.log)"
   if [[ $(id -u) -ne 0 ]]; then
     fail "installing ${need_pkgs[*]} needs root" "run: sudo apt-get update && sudo apt-get install -y ${need_pkgs[*]}"
   fi
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null || fail "apt-get update failed" "check the network to the Debian mirrors"
-  apt-get install -y -qq "${need_pkgs[@]}" >/dev/null || fail "apt-get install ${need_pkgs[*]} failed" "check the network to the Debian mirrors"
+  # The package lists are refreshed only when the install cannot do without:
+  # on a machine that has them, `apt-get update` is the slowest part of the step.
+  if ! logged apt apt-get install -y -q "${need_pkgs[@]}"; then
+    logged apt apt-get update -q || fail --log "$LOGS/apt.log" "apt-get update failed" "check the network to the Debian mirrors"
+    logged apt apt-get install -y -q "${need_pkgs[@]}" \
+      || fail --log "$LOGS/apt.log" "apt-get install ${need_pkgs[*]} failed" "check the network to the Debian mirrors"
+  fi
 else
   step "Debian packages present (espeak-ng, sox, iproute2, util-linux, nodejs, npm$( ((BROWSER)) && echo ", chromium"))"
 fi
 
 # --- Python virtual environment -----------------------------------------------
-"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+if ((${#need_pkgs[@]})); then python_state="$(python_probe)"; fi  # apt may have just installed it
+[[ $python_state == True* ]] \
   || fail "Python >= 3.11 is required, $PYTHON is $("$PYTHON" -V 2>&1)" "set PYTHON=/path/to/python3.11"
-if [[ ! -x "$ROOT/.venv/bin/python" ]]; then
-  step "creating the virtual environment .venv"
-  "$PYTHON" -m venv "$ROOT/.venv" || fail "cannot create .venv" "install python3-venv"
-fi
 stamp="$ROOT/.venv/.installed"
-if [[ ! -f "$stamp" || "$ROOT/pyproject.toml" -nt "$stamp" ]]; then
-  step "installing the package and its test dependencies into .venv (pip)"
-  "$ROOT/.venv/bin/python" -m pip install -q --upgrade pip >/dev/null \
-    || fail "pip could not reach PyPI" "check the network to pypi.org, or set PIP_INDEX_URL"
-  "$ROOT/.venv/bin/python" -m pip install -q -e "$ROOT[test]" \
-    || fail "pip install -e .[test] failed (see above)" "check the network to pypi.org"
+if [[ ! -x "$ROOT/.venv/bin/python" || ! -f "$stamp" || "$ROOT/pyproject.toml" -nt "$stamp" ]]; then
+  step "installing the package and its test dependencies into .venv (pip; log: $LOGS/pip.log)"
+  if [[ ! -x "$ROOT/.venv/bin/python" ]]; then
+    logged pip "$PYTHON" -m venv "$ROOT/.venv" || fail --log "$LOGS/pip.log" "cannot create .venv" "install python3-venv"
+  fi
+  # The venv's own pip (Python >= 3.11 bundles pip >= 23) installs an editable
+  # pyproject package, so there is no `pip install --upgrade pip` round trip;
+  # pip's wheel cache (~/.cache/pip) is used.
+  logged pip "$ROOT/.venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -e "$ROOT[test]" \
+    || fail --log "$LOGS/pip.log" "pip install -e .[test] failed" "check the network to pypi.org, or set PIP_INDEX_URL"
   touch "$stamp"
 else
   step ".venv is up to date"
@@ -68,27 +150,24 @@ fi
 # --- the web page's JavaScript -------------------------------------------------
 web_stamp="$ROOT/web/node_modules/.package-lock.json"
 if [[ ! -f "$web_stamp" || "$ROOT/web/package-lock.json" -nt "$web_stamp" ]]; then
-  step "installing the web page's JavaScript into web/node_modules (npm ci)"
-  npm ci --prefix "$ROOT/web" --no-audit --no-fund --loglevel=error >/dev/null \
-    || fail "npm ci in web/ failed (see above)" "check the network to registry.npmjs.org"
+  step "installing the web page's JavaScript into web/node_modules (npm ci; log: $LOGS/npm.log)"
+  # --prefer-offline: packages already in npm's cache are not asked for again
+  logged npm npm ci --prefix "$ROOT/web" --prefer-offline --no-audit --no-fund \
+    || fail --log "$LOGS/npm.log" "npm ci in web/ failed" "check the network to registry.npmjs.org"
 else
   step "web/node_modules is up to date"
 fi
 
-# --- livekit-server -------------------------------------------------------------
-if [[ -n "${LIVEKIT_SERVER_BIN:-}" ]]; then
-  [[ -x "$LIVEKIT_SERVER_BIN" ]] || fail "LIVEKIT_SERVER_BIN=$LIVEKIT_SERVER_BIN is not an executable" "unset it to build one"
-  step "using livekit-server at $LIVEKIT_SERVER_BIN"
-elif [[ -x "$LK_DIR/server" ]]; then
-  step "livekit-server $LIVEKIT_VERSION already built ($LK_DIR/server)"
-else
-  command -v go >/dev/null || fail "no Go toolchain: livekit-server is built from source" \
-    "install Go >= 1.23 (https://go.dev/dl or apt-get install golang) and rerun"
-  step "building livekit-server $LIVEKIT_VERSION with go install (about 2 minutes, once)"
-  mkdir -p "$LK_DIR.tmp"
-  GOBIN="$LK_DIR.tmp" GOFLAGS=-mod=mod go install "github.com/livekit/livekit-server/cmd/server@$LIVEKIT_VERSION" \
-    || fail "go install of livekit-server failed" "check the network to the Go module proxy (GOPROXY=$(go env GOPROXY))"
-  rm -rf "$LK_DIR" && mv "$LK_DIR.tmp" "$LK_DIR"
-  step "livekit-server built: $LK_DIR/server"
+# --- livekit-server, waited for ------------------------------------------------
+if [[ -n $lk_pid ]]; then
+  if kill -0 "$lk_pid" 2>/dev/null; then step "waiting for the livekit-server build"; fi
+  if ! wait "$lk_pid"; then
+    lk_pid=""
+    fail --log "$LOGS/livekit-server.log" "go install of livekit-server failed" \
+      "check the network to the Go module proxy (GOPROXY=$(go env GOPROXY))"
+  fi
+  lk_pid=""
+  rm -rf "$LK_DIR" && mv "$lk_tmp" "$LK_DIR" && lk_tmp=""
+  step "livekit-server built in $((SECONDS - lk_started)) s: $LK_DIR/server"
 fi
-step "done"
+step "done in $((SECONDS - started)) s"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from dataclasses import dataclass, field
 
 from livekit import rtc
@@ -64,3 +65,74 @@ def test_callers_and_other_agents_do_not_count() -> None:
 
 def test_an_agent_whose_join_time_is_unknown_is_not_senior() -> None:
     assert _senior(FakeParticipant("agent-b", 2000), FakeParticipant("agent-a", None)) is None
+
+
+# --- the re-dispatcher against a scripted server API -----------------------------
+
+from types import SimpleNamespace  # noqa: E402
+
+from livekit import api  # noqa: E402
+
+from agent.dispatch import Redispatcher  # noqa: E402
+
+KIND = api.ParticipantInfo.Kind
+
+
+class FakeServer:
+    """The three services the re-dispatcher calls, over a dict of rooms."""
+
+    def __init__(self, rooms: dict[str, list[SimpleNamespace]], dispatches: dict[str, list[tuple[str, float]]]) -> None:
+        self.rooms, self.dispatches, self.created = rooms, dispatches, []
+        self.room = SimpleNamespace(list_rooms=self._list_rooms, list_participants=self._list_participants)
+        self.agent_dispatch = SimpleNamespace(list_dispatch=self._list_dispatch, create_dispatch=self._create)
+
+    async def _list_rooms(self, _req: object) -> SimpleNamespace:
+        return SimpleNamespace(rooms=[SimpleNamespace(name=n, num_participants=len(p)) for n, p in self.rooms.items()])
+
+    async def _list_participants(self, req: api.ListParticipantsRequest) -> SimpleNamespace:
+        return SimpleNamespace(participants=self.rooms[req.room])
+
+    async def _list_dispatch(self, room_name: str) -> list[SimpleNamespace]:
+        return [SimpleNamespace(agent_name=n, state=SimpleNamespace(created_at=int(t * 1e9))) for n, t in self.dispatches.get(room_name, [])]
+
+    async def _create(self, req: api.CreateAgentDispatchRequest) -> None:
+        self.created.append((req.room, req.agent_name))
+
+
+def _person(identity: str, kind: int = KIND.STANDARD, agent_name: str | None = None) -> SimpleNamespace:
+    attributes = {AGENT_NAME_ATTRIBUTE: agent_name} if agent_name is not None else {}
+    return SimpleNamespace(identity=identity, kind=kind, attributes=attributes)
+
+
+async def _check(server: FakeServer, name: str) -> list[tuple[str, str]]:
+    r = Redispatcher("ws://x", "k", "s" * 32, agent_name=name, grace=0.0)  # grace 0: orphaned at first sight
+    await r.check_once(server)  # type: ignore[arg-type]
+    return server.created
+
+
+async def test_a_room_with_a_caller_and_no_agent_of_ours_gets_one() -> None:
+    old = time.time() - 60
+    server = FakeServer(
+        {"r1": [_person("caller")], "r2": [_person("caller"), _person("avatar", KIND.AGENT)]},
+        {"r1": [("support", old)], "r2": [("support", old)]},
+    )
+    assert sorted(await _check(server, "support")) == [("r1", "support"), ("r2", "support")]
+
+
+async def test_rooms_meant_for_another_agent_name_are_left_alone() -> None:
+    old = time.time() - 60
+    server = FakeServer({"bare-room": [_person("caller")]}, {"bare-room": [("bare", old)]})
+    assert await _check(server, "frontend") == []
+
+
+async def test_a_served_room_an_empty_room_and_a_fresh_dispatch_get_nothing() -> None:
+    old, fresh = time.time() - 60, time.time()
+    server = FakeServer(
+        {
+            "served": [_person("caller"), _person("agent-1", KIND.AGENT, "support")],
+            "only-egress": [_person("egress", KIND.EGRESS)],
+            "fresh": [_person("caller")],
+        },
+        {"served": [("support", old)], "only-egress": [("support", old)], "fresh": [("support", fresh)]},
+    )
+    assert await _check(server, "support") == []

@@ -169,10 +169,11 @@ class Testbed:
             "AGENT_REALTIME_BASE_URL": f"http://127.0.0.1:{self.realtime_port}/v1",
             "AGENT_HTTP_PORT": str(self.http_port),
             "AGENT_NUM_IDLE_PROCESSES": "2",
-            # The default threshold (0.7 of the machine's CPU) is about production
-            # hosts; on a 2-core test box that also runs the server, the backend and
-            # the callers it would make the worker refuse rooms at random.
-            "AGENT_LOAD_THRESHOLD": "1.0",
+            # The CPU figure is about production hosts; on a 2-core test box that
+            # also runs the server, the backend and the callers it crosses both the
+            # worker's threshold and livekit-server's target load (0.7), and rooms
+            # would get no agent at random. Test workers report their jobs only.
+            "AGENT_LOAD_FROM_CPU": "false",
             "AGENT_PREFLIGHT_TIMEOUT": "10",
             "AGENT_DB_PATH": str(self.db_path),
             **self._worker_env,

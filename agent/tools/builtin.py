@@ -1,4 +1,4 @@
-"""Built-in tools for the coffee-shop agent: customers, orders, a human, hanging up.
+"""Built-in tools for the coffee-shop agent: customers and their orders, a human, hanging up.
 
 They are typed livekit-agents function tools (schema from type hints and
 docstrings) and reach the store and the room through :class:`Services`,
@@ -82,13 +82,40 @@ async def get_customer(phone: str | None = None, email: str | None = None, name:
         email: the caller's email address
         name: the caller's full or partial name
     """
-    if not (phone or email or name):
-        raise ToolError("give a phone number, an email address or a name")
-    services = _services()
-    customer = services.store.find_customer(phone=phone, email=email, name=name)
+    customer = _find_customer(phone, email, name)
     if customer is None:
         return "No customer found with those details."
     return json.dumps({"customer_id": customer["id"], "name": customer["name"], "message": f"Found {customer['name']}."})
+
+
+@function_tool
+async def find_orders(phone: str | None = None, email: str | None = None, name: str | None = None) -> str:
+    """The caller's latest orders with their status, found by the caller's phone number, email address or name.
+    Use it when the caller asks about their order and does not give its number.
+
+    Args:
+        phone: the caller's phone number, any format
+        email: the caller's email address
+        name: the caller's full or partial name
+    """
+    services = _services()
+    customer = _find_customer(phone, email, name)
+    if customer is None:
+        return json.dumps({"orders": [], "message": "No customer found with those details."})
+    orders = services.store.customer_orders(customer["id"])
+    listed = [{"order_id": o.id, "status": o.status, "items": o.items_spoken(), "total": o.total_cents / 100} for o in orders]
+    if not orders:
+        message = f"{customer['name']} has no orders."
+    else:
+        count = f"{len(orders)} order{'s' if len(orders) > 1 else ''}"
+        message = f"{customer['name']} has {count}: " + "; ".join(o.summary() for o in orders) + "."
+    return json.dumps({"customer_id": customer["id"], "name": customer["name"], "orders": listed, "message": message})
+
+
+def _find_customer(phone: str | None, email: str | None, name: str | None) -> dict[str, Any] | None:
+    if not (phone or email or name):
+        raise ToolError("give a phone number, an email address or a name")
+    return _services().store.find_customer(phone=phone, email=email, name=name)
 
 
 @function_tool
@@ -174,6 +201,7 @@ async def end_call() -> str:
 def register_builtins(registry: ToolRegistry) -> None:
     registry.add_function(get_opening_hours)
     registry.add_function(get_customer)
+    registry.add_function(find_orders)
     registry.add_function(place_order, side_effects=True)
     registry.add_function(get_order_status)
     registry.add_function(cancel_order, side_effects=True)

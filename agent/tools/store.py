@@ -1,9 +1,9 @@
 """The demo store: customers and orders of a small coffee shop, in SQLite.
 
 The built-in tools act on it. It is seeded on first use, so a fresh
-database already has customers to look up. SQLite in WAL mode lets the
-worker's job processes (one per room) share one file; every write is a
-short transaction.
+database already has customers, and orders of theirs, to look up. SQLite
+in WAL mode lets the worker's job processes (one per room) share one
+file; every write is a short transaction.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..db import connect, prepare
 
 MENU = {  # item -> price in cents
     "latte": 450,
@@ -31,7 +33,18 @@ SEED_CUSTOMERS = [
     ("C-1002", "Bob Chen", "+15550101", "bob@example.com"),
     ("C-1003", "Carla Diaz", "+15550102", "carla@example.com"),
 ]
-from ..db import connect, prepare
+# (id, customer, items, status): a caller's first "where is my order?" finds
+# something. Fixed ids well above 1, so the AUTOINCREMENT sequence numbers new
+# orders after them (1005, ...) and a new order never takes a seeded id.
+SEED_ORDERS: list[tuple[int, str, list[dict[str, Any]], str]] = [
+    (1001, "C-1001", [{"item": "latte", "quantity": 2}, {"item": "croissant", "quantity": 1}], "delivered"),
+    (1002, "C-1001", [{"item": "cappuccino", "quantity": 1}], "preparing"),
+    (1003, "C-1002", [{"item": "flat white", "quantity": 1}, {"item": "croissant", "quantity": 2}], "ready"),
+    (1004, "C-1003", [{"item": "tea", "quantity": 2}], "cancelled"),
+]
+# A phone number is matched on its last digits (callers drop or add the
+# country code); fewer than this many would match several customers.
+PHONE_DIGITS = 7
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (
@@ -42,7 +55,7 @@ CREATE TABLE IF NOT EXISTS orders (
     customer_id TEXT REFERENCES customers(id),
     items TEXT NOT NULL,            -- JSON list of {item, quantity, price_cents}
     total_cents INTEGER NOT NULL,
-    status TEXT NOT NULL,           -- placed | cancelled
+    status TEXT NOT NULL,           -- placed | preparing | ready | delivered | cancelled
     room TEXT,
     created_at REAL NOT NULL
 );
@@ -73,14 +86,50 @@ class Order:
     total_cents: int
     status: str
 
+    def items_spoken(self) -> str:
+        return ", ".join(f"{i['quantity']} {i['item']}" for i in self.items)
+
     def summary(self) -> str:
-        parts = ", ".join(f"{i['quantity']} {i['item']}" for i in self.items)
-        return f"order {self.id}: {parts}, total ${self.total_cents / 100:.2f}, {self.status}"
+        return f"order {self.id}: {self.items_spoken()}, total ${self.total_cents / 100:.2f}, {self.status}"
+
+
+def price(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """An order's lines (``{item, quantity, price_cents}``, menu names) and its total in cents."""
+    if not items:
+        raise StoreError("an order needs at least one item")
+    lines = []
+    for entry in items:
+        name = menu_item(str(entry.get("item", "")))
+        if name is None:
+            raise StoreError(f"we don't sell {entry.get('item')!r}; the menu is {', '.join(MENU)}")
+        quantity = int(entry.get("quantity", 1))
+        if not 1 <= quantity <= 20:
+            raise StoreError("quantity must be between 1 and 20")
+        lines.append({"item": name, "quantity": quantity, "price_cents": MENU[name]})
+    return lines, sum(line["quantity"] * line["price_cents"] for line in lines)
+
+
+def _seed_order_rows(now: float) -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = []
+    for order_id, customer_id, items, status in SEED_ORDERS:
+        lines, total = price(items)
+        rows.append((order_id, customer_id, json.dumps(lines), total, status, now))
+    return rows
+
+
+def _order(row: sqlite3.Row) -> Order:
+    return Order(row["id"], row["customer_id"], json.loads(row["items"]), row["total_cents"], row["status"])
 
 
 class Store:
     def __init__(self, path: str | Path) -> None:
-        self.path = prepare(path, _SCHEMA, [("INSERT OR IGNORE INTO customers VALUES (?, ?, ?, ?)", SEED_CUSTOMERS)])
+        # INSERT OR IGNORE: opening the store again neither duplicates the seed
+        # nor undoes what callers did to seeded rows.
+        self.path = prepare(path, _SCHEMA, [
+            ("INSERT OR IGNORE INTO customers VALUES (?, ?, ?, ?)", SEED_CUSTOMERS),
+            ("INSERT OR IGNORE INTO orders (id, customer_id, items, total_cents, status, room, created_at)"
+             " VALUES (?, ?, ?, ?, ?, NULL, ?)", _seed_order_rows(time.time())),
+        ])  # fmt: skip
 
     def _connect(self) -> sqlite3.Connection:
         return connect(self.path)
@@ -88,19 +137,23 @@ class Store:
     # ---------------------------------------------------------------- customers
 
     def find_customer(self, *, phone: str | None = None, email: str | None = None, name: str | None = None) -> dict[str, Any] | None:
+        """The customer with this phone number (any format), email address or
+        name (full or partial), tried in that order; None if nobody matches."""
+        digits = "".join(c for c in phone or "" if c.isdigit())
+        spoken_name = " ".join((name or "").lower().split())
         with closing(self._connect()) as db:
-            if phone:
-                digits = "".join(c for c in phone if c.isdigit())
-                for row in db.execute("SELECT * FROM customers"):
-                    if row["phone"] and "".join(c for c in row["phone"] if c.isdigit()).endswith(digits[-7:]):
+            if len(digits) >= PHONE_DIGITS:
+                for row in db.execute("SELECT * FROM customers ORDER BY id"):
+                    if row["phone"] and "".join(c for c in row["phone"] if c.isdigit()).endswith(digits[-PHONE_DIGITS:]):
                         return dict(row)
-            if email:
+            if email and email.strip():
                 row = db.execute("SELECT * FROM customers WHERE lower(email) = lower(?)", (email.strip(),)).fetchone()
                 if row:
                     return dict(row)
-            if name:
+            if spoken_name:
+                # instr, not LIKE: a "%" or "_" the caller said is a character, not a wildcard
                 row = db.execute(
-                    "SELECT * FROM customers WHERE lower(name) LIKE ? ORDER BY id", (f"%{name.strip().lower()}%",)
+                    "SELECT * FROM customers WHERE instr(lower(name), ?) > 0 ORDER BY id", (spoken_name,)
                 ).fetchone()
                 if row:
                     return dict(row)
@@ -109,18 +162,7 @@ class Store:
     # ---------------------------------------------------------------- orders
 
     def place_order(self, items: list[dict[str, Any]], *, customer_id: str | None = None, room: str | None = None) -> Order:
-        if not items:
-            raise StoreError("an order needs at least one item")
-        lines = []
-        for entry in items:
-            name = menu_item(str(entry.get("item", "")))
-            if name is None:
-                raise StoreError(f"we don't sell {entry.get('item')!r}; the menu is {', '.join(MENU)}")
-            quantity = int(entry.get("quantity", 1))
-            if not 1 <= quantity <= 20:
-                raise StoreError("quantity must be between 1 and 20")
-            lines.append({"item": name, "quantity": quantity, "price_cents": MENU[name]})
-        total = sum(line["quantity"] * line["price_cents"] for line in lines)
+        lines, total = price(items)
         with closing(self._connect()) as db, db:
             cur = db.execute(
                 "INSERT INTO orders (customer_id, items, total_cents, status, room, created_at) VALUES (?, ?, ?, 'placed', ?, ?)",
@@ -132,9 +174,7 @@ class Store:
     def get_order(self, order_id: int) -> Order | None:
         with closing(self._connect()) as db:
             row = db.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
-        if row is None:
-            return None
-        return Order(row["id"], row["customer_id"], json.loads(row["items"]), row["total_cents"], row["status"])
+        return None if row is None else _order(row)
 
     def cancel_order(self, order_id: int) -> Order:
         with closing(self._connect()) as db, db:
@@ -152,7 +192,15 @@ class Store:
             rows = db.execute(
                 "SELECT * FROM orders" + (" WHERE room = ?" if room else "") + " ORDER BY id", (room,) if room else ()
             ).fetchall()
-        return [Order(r["id"], r["customer_id"], json.loads(r["items"]), r["total_cents"], r["status"]) for r in rows]
+        return [_order(r) for r in rows]
+
+    def customer_orders(self, customer_id: str, *, limit: int = 5) -> list[Order]:
+        """A customer's latest orders, newest first."""
+        with closing(self._connect()) as db:
+            rows = db.execute(
+                "SELECT * FROM orders WHERE customer_id = ? ORDER BY id DESC LIMIT ?", (customer_id, limit)
+            ).fetchall()
+        return [_order(r) for r in rows]
 
     # ---------------------------------------------------------------- escalations
 

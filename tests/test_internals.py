@@ -1,0 +1,60 @@
+"""The private livekit-agents API we use (agent/internals.py) is still there.
+
+Each test names what an upgrade of livekit-agents broke, so the failure
+points at agent/internals.py instead of at a silent room.
+"""
+
+from __future__ import annotations
+
+import inspect
+from types import SimpleNamespace
+
+from livekit.agents import AgentServer, AgentSession, utils
+
+from agent.internals import DeadJob, claim_user_turn, host_cpu_load, on_job_process_died, process_pool
+
+
+async def test_claim_user_turn_holds_the_session_user_state() -> None:
+    session: AgentSession = AgentSession()
+    assert inspect.isfunction(AgentSession._claim_user_turn), "AgentSession._claim_user_turn is gone"
+    async with claim_user_turn(session):
+        assert session.user_state == "speaking"
+    assert session.user_state != "speaking"
+
+
+def test_the_server_makes_its_process_pool_in_run() -> None:
+    source = inspect.getsource(AgentServer.run)
+    assert "self._proc_pool = " in source, "AgentServer.run no longer makes self._proc_pool"
+    assert process_pool(AgentServer()) is None  # not before run()
+
+
+def test_the_pool_reports_closed_processes_with_their_job() -> None:
+    from livekit.agents.ipc import proc_pool, supervised_proc
+
+    assert "process_closed" in inspect.getsource(proc_pool.ProcPool), "ProcPool no longer emits process_closed"
+    for name in ("exitcode", "killed"):
+        assert isinstance(getattr(supervised_proc.SupervisedProc, name), property), f"SupervisedProc.{name} is gone"
+    from livekit.agents.ipc.job_proc_executor import ProcJobExecutor
+
+    assert isinstance(ProcJobExecutor.running_job, property), "ProcJobExecutor.running_job is gone"
+    from livekit.agents.job import RunningJobInfo
+
+    fields = set(inspect.signature(RunningJobInfo).parameters)
+    assert {"accept_arguments", "job"} <= fields, f"RunningJobInfo fields changed: {fields}"
+
+
+def test_only_processes_that_died_running_a_job_are_reported() -> None:
+    pool: utils.EventEmitter[str] = utils.EventEmitter()
+    seen: list[DeadJob] = []
+    on_job_process_died(pool, seen.append)
+    job = SimpleNamespace(job=SimpleNamespace(id="AJ_1", room=SimpleNamespace(name="r1")), accept_arguments=SimpleNamespace(identity="agent-AJ_1"))
+    pool.emit("process_closed", SimpleNamespace(running_job=None, exitcode=-9, killed=False))  # idle
+    pool.emit("process_closed", SimpleNamespace(running_job=job, exitcode=0, killed=False))  # normal end
+    pool.emit("process_closed", SimpleNamespace(running_job=job, exitcode=-9, killed=True))  # killed by the pool
+    pool.emit("process_closed", SimpleNamespace(running_job=job, exitcode=-9, killed=False))  # died
+    assert seen == [DeadJob("AJ_1", "r1", "agent-AJ_1", -9)]
+
+
+def test_the_default_cpu_load_is_a_fraction() -> None:
+    load = host_cpu_load(AgentServer())
+    assert 0.0 <= load <= 1.0

@@ -1,0 +1,162 @@
+"""scripts/setup.sh: one `[setup]` line per step, the tools' own output in a
+log per step, and a failing step that shows where its log is and how it ends.
+
+The script runs from a copy in a temporary clone, with every tool it could
+call to install something (apt-get, pip through .venv/bin/python, npm, go)
+replaced on PATH by a fake that writes down that it ran: these tests never
+install anything and never touch the network.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SETUP = ROOT / "scripts" / "setup.sh"
+LIVEKIT_VERSION = re.search(r'^LIVEKIT_VERSION="(v[\d.]+)"$', SETUP.read_text(), re.M).group(1)  # type: ignore[union-attr]
+PRESENT = ("espeak-ng", "sox", "ip", "unshare", "node")  # Debian packages the script only looks for
+INSTALLERS = ("apt-get", "npm", "go")
+
+
+class Clone:
+    """A temporary clone with everything set up (``present``), and fakes to make a step run or fail."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.root = tmp / "clone"
+        self.bin = tmp / "bin"
+        self.cache = tmp / "cache"
+        self.calls = tmp / "calls"
+        self.logs = self.root / ".cache" / "setup"
+        (self.root / "scripts").mkdir(parents=True)
+        shutil.copy2(SETUP, self.root / "scripts" / "setup.sh")
+        self.bin.mkdir()
+        for name in PRESENT:
+            self.fake(self.bin / name, "exit 0")
+        for name in INSTALLERS:
+            self.fake(self.bin / name, f'echo "{name} $*" >>"{self.calls}"; echo "{name}: not in this test" >&2; exit 1')
+        self.fake(self.root / ".venv" / "bin" / "python", f'echo "pip $*" >>"{self.calls}"; exit 1')
+        self.write(self.root / "pyproject.toml", "[project]\nname = 'x'\n")
+        self.write(self.root / "web" / "package-lock.json", "{}\n")
+        self.server = self.cache / f"livekit-server-{LIVEKIT_VERSION}" / "server"
+        self.fake(self.server, "exit 0")
+        self.write(self.root / ".venv" / ".installed", "", later=True)
+        self.write(self.root / "web" / "node_modules" / ".package-lock.json", "{}\n", later=True)
+
+    @staticmethod
+    def write(path: Path, text: str, *, later: bool = False) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        if later:  # a stamp newer than what it stands for: the step is up to date
+            os.utime(path, (time.time() + 5, time.time() + 5))
+
+    @staticmethod
+    def fake(path: Path, body: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+
+    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        base = {k: v for k, v in os.environ.items() if k not in ("LIVEKIT_SERVER_BIN", "AGENT_CACHE_DIR")}
+        base.update(PATH=f"{self.bin}:{os.environ['PATH']}", PYTHON=sys.executable, AGENT_CACHE_DIR=str(self.cache))
+        return subprocess.run(["bash", str(self.root / "scripts" / "setup.sh"), *args], env={**base, **env},
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    def called(self) -> list[str]:
+        return self.calls.read_text().splitlines() if self.calls.exists() else []
+
+
+def _running(pid: int) -> bool:
+    try:  # a zombie waiting for its reaper counts as stopped
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def lines(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return (done.stdout + done.stderr).splitlines()
+
+
+@pytest.fixture
+def clone(tmp_path: Path) -> Clone:
+    return Clone(tmp_path)
+
+
+def test_a_rerun_prints_only_setup_lines_and_runs_no_installer(clone: Clone) -> None:
+    done = clone.run()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert all(line.startswith("[setup] ") for line in lines(done)), lines(done)
+    assert lines(done)[-1].startswith("[setup] done")
+    assert clone.called() == []
+
+
+def test_a_step_that_runs_prints_one_line_and_logs_the_tools_output(clone: Clone) -> None:
+    # pip and npm have work to do (their stamps are older than what they stand for); the fakes chatter
+    os.utime(clone.root / ".venv" / ".installed", (0, 0))
+    os.utime(clone.root / "web" / "node_modules" / ".package-lock.json", (0, 0))
+    clone.fake(clone.root / ".venv" / "bin" / "python", 'for i in 1 2 3; do echo "Collecting package$i"; done')
+    clone.fake(clone.bin / "npm", 'echo "added 42 packages in 3s"; echo "npm warn something" >&2')
+    done = clone.run()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert all(line.startswith("[setup] ") for line in lines(done)), lines(done)
+    assert len([line for line in lines(done) if "into .venv (pip" in line]) == 1
+    assert len([line for line in lines(done) if "(npm ci" in line]) == 1
+    assert "Collecting package3" in (clone.logs / "pip.log").read_text()
+    assert "npm warn something" in (clone.logs / "npm.log").read_text()
+
+
+def test_a_failing_build_names_its_log_and_shows_its_last_lines(clone: Clone) -> None:
+    shutil.rmtree(clone.server.parent)  # livekit-server is to be built, and the fake go fails
+    chatter = "; ".join(f'echo "go: downloading example.com/m{i} v1.0.{i}" >&2' for i in range(40))
+    clone.fake(clone.bin / "go", f'[ "$1" = env ] && {{ echo https://proxy.example; exit 0; }}\n{chatter}\n'
+                                 'echo "fake go: the proxy is unreachable" >&2; exit 1')  # fmt: skip
+    done = clone.run()
+    assert done.returncode == 1
+    out = lines(done)
+    assert all(line.startswith("[setup] ") for line in out), out
+    log = clone.logs / "livekit-server.log"
+    assert any(str(log) in line for line in out), out
+    assert "go: downloading example.com/m0 v1.0.0" in log.read_text()
+    shown = [line for line in out if "go: downloading" in line]
+    assert 10 <= len(shown) <= 25 and "m39" in shown[-1]  # the end of the log, not all of it
+    assert any("the proxy is unreachable" in line for line in out)
+    assert any("GOPROXY=https://proxy.example" in line for line in out)
+    assert not clone.server.exists()
+
+
+def test_a_failing_step_stops_the_build_running_beside_it(clone: Clone) -> None:
+    shutil.rmtree(clone.server.parent)
+    pid_file = clone.root / "go.pid"
+    clone.fake(clone.bin / "go", f'[ "$1" = env ] && exit 0\necho $$ >"{pid_file}"; exec sleep 60')
+    # npm runs, and fails once the build is under way
+    os.utime(clone.root / "web" / "node_modules" / ".package-lock.json", (0, 0))
+    clone.fake(clone.bin / "npm", f'i=0; while [ ! -s "{pid_file}" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n'
+                                  'echo "npm error network" >&2; exit 1')  # fmt: skip
+    started = time.monotonic()
+    done = clone.run()
+    assert done.returncode == 1 and time.monotonic() - started < 30
+    assert any("npm ci in web/ failed" in line for line in lines(done)), lines(done)
+    assert any(str(clone.logs / "npm.log") in line for line in lines(done))
+    assert pid_file.exists(), "the build did not start beside the other steps"
+    pid = int(pid_file.read_text())
+    alive = _running(pid)
+    if alive:  # a leaked one is ours to stop
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "the livekit-server build outlived set-up"
+
+
+def test_livekit_server_bin_must_be_an_executable(clone: Clone) -> None:
+    not_executable = clone.root / "server.txt"
+    not_executable.write_text("")
+    done = clone.run(LIVEKIT_SERVER_BIN=str(not_executable))
+    assert done.returncode == 1
+    assert any(f"LIVEKIT_SERVER_BIN={not_executable} is not an executable" in line for line in lines(done))
+    assert clone.called() == []
