@@ -15,6 +15,7 @@ WebRTC between local processes needs the network namespace of
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import logging
 import re
@@ -247,8 +248,11 @@ class Caller:
         """Wall time at which received audio first stayed above ``threshold_dbfs`` for
         ``min_duration`` s (starting later than ``after``); TimeoutError otherwise."""
 
-        def received() -> Recording:  # asked at every arrival: one pass over the frames
-            return Recording([f for f in self._frames if (identity is None or f.identity == identity) and (after is None or f.time > after)])
+        def received() -> Recording:
+            # Asked at every arrival: only the frames after ``after`` are looked at
+            # (arrival times only grow, so a bisection finds where they start).
+            start = 0 if after is None else bisect.bisect_right(self._frames, after, key=lambda f: f.time)
+            return Recording([f for f in self._frames[start:] if (identity is None or f.identity == identity) and (after is None or f.time > after)])
 
         def speech_start() -> float | None:
             return received().first_speech(after=after, threshold_dbfs=threshold_dbfs, min_duration=min_duration)
