@@ -4,6 +4,8 @@
     ├── ConfigError                 a setting is missing or wrong (never retryable)
     │   └── ServerConfigError       livekit.yaml missing, unreadable or invalid
     ├── SetupError                  a tool the project needs is absent (go, espeak-ng, ...)
+    ├── SpeechError                 espeak-ng is missing or failed to speak (also a RuntimeError)
+    ├── AudioFormatError            audio that cannot be in its declared format (also a ValueError)
     ├── BackendError                a peer we depend on failed
     │   ├── LiveKitUnavailable      livekit-server unreachable (retryable)
     │   ├── LiveKitAuthError        the server refused our key/secret (not retryable)
@@ -49,6 +51,21 @@ class ServerConfigError(ConfigError):
 
 class SetupError(AgentError):
     """Something the project needs on this machine is missing."""
+
+
+class SpeechError(AgentError, RuntimeError):
+    """espeak-ng is missing or failed (``agent.sound.espeak``).
+
+    Also a ``RuntimeError``, as it was before it joined this tree.
+    """
+
+
+class AudioFormatError(AgentError, ValueError):
+    """Audio bytes or a WAV file that cannot be in the declared format.
+
+    Also a ``ValueError``: the realtime protocol and the trace report catch
+    bad input as one.
+    """
 
 
 class BackendError(AgentError):

@@ -27,8 +27,9 @@ import numpy as np
 from livekit import rtc
 from livekit.agents import AgentSession, APIConnectionError, APIStatusError
 
-from .realtime.audio import SAMPLE_RATE
-from .realtime.speech import SpeechError, Synthesizer
+from .errors import SpeechError
+from .sound import REALTIME_RATE as SAMPLE_RATE
+from .sound.espeak import Synthesizer
 
 log = logging.getLogger("agent.link")
 

@@ -57,12 +57,9 @@ import multiprocessing as mp
 import os
 import queue
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import wave
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue as MpQueue
 from pathlib import Path
@@ -71,6 +68,9 @@ from typing import Any
 import numpy as np
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from agent.sound.espeak import speak
+from agent.sound.resample import resample
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_RATE = 24000
@@ -83,18 +83,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def spoken_sentence(text: str = SENTENCE) -> bytes:
-    """The sentence as 24 kHz PCM16 mono bytes, made with ``espeak-ng -w``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "speech.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), text], check=True, capture_output=True)
-        with wave.open(str(path)) as w:
-            rate, channels = w.getframerate(), w.getnchannels()
-            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    if channels > 1:
-        pcm = pcm.reshape(-1, channels).mean(axis=1)
-    n_out = int(round(pcm.size * SAMPLE_RATE / rate))
-    resampled = np.interp(np.arange(n_out) * (rate / SAMPLE_RATE), np.arange(pcm.size), pcm.astype(np.float64))
-    return trim_silence(np.clip(np.round(resampled), -32768, 32767).astype("<i2")).tobytes()
+    """The sentence as 24 kHz PCM16 mono bytes, spoken by espeak-ng."""
+    pcm, rate = speak(text, voice="en-us")
+    return trim_silence(resample(pcm, rate, SAMPLE_RATE)).astype("<i2").tobytes()
 
 
 def trim_silence(pcm: np.ndarray, level_dbfs: float = -50.0) -> np.ndarray:
@@ -310,57 +301,40 @@ def machine_busy_s() -> float:
     return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLK_TCK
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ServerProcess:
-    """``python -m agent realtime-server`` in its own process, with /proc readings."""
+    """``python -m agent realtime-server`` in its own process (``agent.stack``), with /proc readings."""
 
-    def __init__(self, port: int, max_sessions: int, log_path: Path) -> None:
+    def __init__(self, port: int, max_sessions: int, log_dir: Path, name: str) -> None:
         env = {
-            **os.environ,
             "AGENT_LOCAL_REALTIME_MAX_SESSIONS": str(max_sessions),
             "AGENT_LOG_LEVEL": "INFO",  # session opened/closed lines give the leak count
         }
-        self.port = port
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "realtime-server", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        # Imported here, in the parent only: every client process re-imports
+        # this module (multiprocessing's spawn) and needs none of the stack.
+        from agent.stack import Stack
 
-    def wait_ready(self, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log_path.read_text()[-500:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("server did not start listening in time")
+        self.port = port
+        self.stack = Stack(log_dir, cwd=ROOT)
+        try:
+            self.process = self.stack.start_realtime("127.0.0.1", port, env=env, timeout=30.0, name=name)
+        except BaseException:
+            self.stack.stop()  # it may have started and then failed to listen
+            raise
+        self.pid = self.process.pid
 
     def cpu_s(self) -> float:
-        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
         fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; utime, stime are fields 14, 15
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmRSS")
 
     def _log_lines(self) -> list[str]:
-        return self.log_path.read_text(errors="replace").splitlines()
+        return self.process.log_text().splitlines()
 
     def problems(self) -> list[str]:
         """Warning/error lines and tracebacks from the server's log."""
@@ -372,17 +346,22 @@ class ServerProcess:
         return sum(" opened " in ln for ln in lines) - sum(" closed " in ln for ln in lines)
 
     def stop(self, grace_s: float = 5.0) -> bool:
-        """SIGINT, then SIGKILL after ``grace_s``; True if SIGINT was enough."""
+        """SIGINT, then SIGKILL after ``grace_s``; True if SIGINT was enough.
+
+        SIGINT goes to the server alone, as Ctrl-C to ``python -m agent
+        realtime-server`` would: stopping its own children is its job. The
+        SIGKILL goes to its whole process group, leftovers included.
+        """
+        proc = self.process.proc
         graceful = True
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(grace_s)
+                proc.wait(grace_s)
             except subprocess.TimeoutExpired:
                 graceful = False
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        self.process.stop(timeout=0, sig=signal.SIGKILL)
+        self.stack.processes.clear()
         return graceful
 
 
@@ -446,10 +425,11 @@ def run_clients(server: ServerProcess, cfg: ClientConfig, n: int, args: argparse
 
 
 def run_level(n: int, args: argparse.Namespace, frames: Frames, log_dir: Path) -> LevelRun:
+    from agent.testing.harness import free_port  # the parent's only (see ServerProcess)
+
     port = free_port()
-    server = ServerProcess(port, max(2 * n, 500), log_dir / f"server-{n}.log")
+    server = ServerProcess(port, max(2 * n, 500), log_dir, f"server-{n}")
     try:
-        server.wait_ready()
         time.sleep(1.0)
         idle = server.rss_mb()
         url = f"ws://127.0.0.1:{port}/v1/realtime?model=x"

@@ -9,22 +9,15 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from agent.testing.harness import NotInNamespace, Testbed
+from agent.testing.harness import Testbed, running_testbed
 
 BRAIN_SCRIPT = Path(__file__).parent / "data" / "brain.yaml"
 
 
 @pytest.fixture(scope="session")
 def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    try:
-        bed = Testbed(tmp_path_factory.mktemp("testbed"), realtime_env={"AGENT_BRAIN_SCRIPT": str(BRAIN_SCRIPT)})
-    except NotInNamespace as e:
-        pytest.fail(str(e), pytrace=False)
-    bed.start()
-    try:
+    with running_testbed(tmp_path_factory.mktemp("testbed"), realtime_env={"AGENT_BRAIN_SCRIPT": str(BRAIN_SCRIPT)}) as bed:
         yield bed
-    finally:
-        bed.stop()
 
 
 @pytest.fixture(scope="session")

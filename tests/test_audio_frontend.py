@@ -2,7 +2,7 @@
 
 Signals are synthetic and deterministic (``speech_like``: phrases of voiced
 syllables with a wandering pitch and formant-shaped harmonics), so these
-tests need no espeak-ng. ``python -m agent.audio.measure``
+tests need no espeak-ng. ``python bench/frontend_measure.py``
 gives the figures on espeak-ng speech.
 """
 
@@ -26,7 +26,7 @@ from agent.audio.frontend import (
     _Timeline,
     estimate_lag,
 )
-from agent.realtime.vad import EnergyVad, SpeechStarted, VadConfig
+from agent.sound.vad import EnergyVad, SpeechStarted, VadConfig
 
 RATE = 24000
 FRAME = RATE // 100

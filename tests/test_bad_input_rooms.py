@@ -8,14 +8,13 @@ import asyncio
 import os
 import re
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from livekit import api, rtc
 
 from agent.testing.caller import Caller, load_wav, speech_wav
-from agent.testing.harness import Testbed, TurnCounter
+from agent.testing.harness import Testbed, TurnCounter, ask_name, greeted, introduce, room_name
 
 pytestmark = [pytest.mark.room]
 
@@ -24,28 +23,19 @@ pytestmark = [pytest.mark.room]
 SILENCE_S = float(os.environ.get("AGENT_TEST_SILENCE_S", "60"))
 
 
-def _room() -> str:
-    return f"bad-{uuid.uuid4().hex[:6]}"
-
-
 async def _still_answers(caller: Caller) -> None:
     asked = time.time()
     await caller.send_chat("When are you open on Sunday?")
     await caller.wait_for_transcript(r"open 9 am to 3 pm", timeout=20, after=asked)
 
 
-async def _greeted(caller: Caller) -> None:
-    await caller.join()
-    await caller.wait_for_speech(timeout=20)
-    await caller.wait_for_quiet(1.0, timeout=20)
-
-
 @pytest.mark.parametrize(("rate", "channels"), [(8_000, 1), (48_000, 2)])
 async def test_callers_with_unusual_audio_formats_are_heard(testbed: Testbed, speech_dir: Path, rate: int, channels: int) -> None:
     pcm, wav_rate = load_wav(speech_wav("What time does the coffee shop open on Sunday morning?", str(speech_dir / "q.wav")))
-    caller = testbed.caller(_room(), mic_rate=rate, mic_channels=channels)
+    caller = testbed.caller(room_name("bad"), mic_rate=rate, mic_channels=channels)
     try:
-        await _greeted(caller)
+        await caller.join()
+        await greeted(caller)
         await caller.say(pcm, wav_rate)
         _, said_end = caller.spoken[-1]
         answer = await caller.wait_for_speech(after=said_end, timeout=20)
@@ -56,7 +46,7 @@ async def test_callers_with_unusual_audio_formats_are_heard(testbed: Testbed, sp
 
 @pytest.mark.parametrize("kind", ["forged", "expired"])
 async def test_bad_tokens_are_refused_clearly_and_the_worker_carries_on(testbed: Testbed, kind: str) -> None:
-    room = _room()
+    room = room_name("bad")
     grant = api.VideoGrants(room_join=True, room=room)
     if kind == "forged":
         token = api.AccessToken(testbed.api_key, "f" * 40).with_identity("mallory").with_grants(grant).to_jwt()
@@ -77,9 +67,10 @@ async def test_bad_tokens_are_refused_clearly_and_the_worker_carries_on(testbed:
 
 
 async def test_malformed_and_oversized_chat_and_data_do_not_break_the_session(testbed: Testbed) -> None:
-    caller = testbed.caller(_room())
+    caller = testbed.caller(room_name("bad"))
     try:
-        await _greeted(caller)
+        await caller.join()
+        await greeted(caller)
         local = caller.room.local_participant
         await local.publish_data(os.urandom(2000), topic="lk.chat", reliable=True)  # not a text stream at all
         await local.publish_data(b"\xff\xfe{not json", topic="agent.escalation", reliable=True)
@@ -98,9 +89,10 @@ async def test_malformed_and_oversized_chat_and_data_do_not_break_the_session(te
 
 
 async def test_tool_arguments_that_are_not_json_get_an_error_not_a_crash(testbed: Testbed) -> None:
-    caller = testbed.caller(_room())
+    caller = testbed.caller(room_name("bad"))
     try:
-        await _greeted(caller)
+        await caller.join()
+        await greeted(caller)
         asked = time.time()
         await caller.send_chat("What is the status of my order?")  # the brain sends "{order_id: seven"
         said = await caller.wait_for_transcript(r"^done\.", timeout=20, after=asked)
@@ -125,13 +117,12 @@ async def test_a_long_silence_starts_no_turn_and_the_call_goes_on(testbed: Testb
     dropped, and afterwards the caller is heard, answered and remembered."""
     assert testbed.realtime is not None
     pcm, wav_rate = load_wav(speech_wav("What time does the coffee shop open on Sunday morning?", str(speech_dir / "q.wav")))
-    room = _room()
+    room = room_name("bad")
     caller = testbed.caller(room, background_noise_dbfs=-65.0)
     try:
-        await _greeted(caller)
-        await caller.send_chat("Hi, my name is Alice")
-        await caller.wait_for_transcript(r"nice to meet you, alice", timeout=20)
-        await caller.wait_for_quiet(1.0, timeout=20)
+        await caller.join()
+        await greeted(caller)
+        await introduce(caller)
         job, backend = testbed.job_pid(room), testbed.realtime.pid
         rss_before = _rss_mb(job), _rss_mb(backend)
         counter = TurnCounter(testbed)
@@ -149,9 +140,7 @@ async def test_a_long_silence_starts_no_turn_and_the_call_goes_on(testbed: Testb
         _, said_end = caller.spoken[-1]
         answer = await caller.wait_for_speech(after=said_end, timeout=20)
         await caller.wait_for_quiet(1.0, timeout=30)
-        asked = time.time()
-        await caller.send_chat("What is my name?")
-        await caller.wait_for_transcript(r"your name is alice", timeout=20, after=asked)
+        await ask_name(caller)
         print(
             f"\n[figure] {SILENCE_S:.0f}s of silence: 0 turns, 0 reconnects; job RSS {rss_before[0]:.0f} -> {rss_after[0]:.0f} MB, "
             f"realtime server RSS {rss_before[1]:.0f} -> {rss_after[1]:.0f} MB; then an answer {answer - said_end:.2f}s after the sentence"

@@ -33,7 +33,7 @@ from agent.audio.trace_report import TraceReport, report_file
 from agent.dispatch import AGENT_NAME_ATTRIBUTE
 from agent.stack import ManagedProcess
 from agent.testing.caller import Caller, Speakerphone, load_wav, speech_wav
-from agent.testing.harness import NotInNamespace, Testbed, TurnCounter, free_port
+from agent.testing.harness import NotInNamespace, Testbed, TurnCounter, free_port, greeted
 
 pytestmark = [pytest.mark.room]
 
@@ -106,8 +106,7 @@ class _Agents:
 
 async def _greeted(caller: Caller) -> None:
     await caller.join()
-    await caller.wait_for_speech(timeout=20)
-    await caller.wait_for_quiet(1.5, timeout=30)
+    await greeted(caller, quiet=1.5, quiet_timeout=30)
 
 
 async def _converse(caller: Caller, turns: list[tuple[np.ndarray, int]]) -> list[float]:

@@ -8,25 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from agent.testing.caller import Caller, Recording, load_wav, speech_wav
-from agent.testing.harness import NotInNamespace, Testbed
+from agent.testing.caller import Recording, load_wav, speech_wav
+from agent.testing.harness import Testbed, room_name, running_testbed
 
 pytestmark = [pytest.mark.room]
 
 
 @pytest.fixture(scope="module")
 def server_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    try:
-        bed = Testbed(tmp_path_factory.mktemp("harness"), worker=False, realtime=False, slot=1)
-    except NotInNamespace as e:
-        pytest.fail(str(e), pytrace=False)
-    with bed:
+    with running_testbed(tmp_path_factory.mktemp("harness"), worker=False, realtime=False, slot=1) as bed:
         yield bed
 
 
@@ -35,25 +30,15 @@ def sentence(speech_dir: Path) -> Path:
     return Path(speech_wav("The quick brown fox jumps over the lazy dog, twice on Sundays.", str(speech_dir / "fox.wav")))
 
 
-async def _wait_hearing(listener: Caller, identity: str, timeout: float = 15.0) -> float:
-    """Wait until ``listener`` receives audio frames from ``identity``; time of the first one."""
-    deadline = time.monotonic() + timeout
-    while not (rec := listener.heard(identity)).frames:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{listener.identity} received no audio from {identity} in {timeout}s")
-        await asyncio.sleep(0.01)
-    return rec.frames[0].time
-
-
 async def test_a_caller_hears_another_callers_sentence_in_real_time(server_only: Testbed, sentence: Path) -> None:
-    room = f"harness-{uuid.uuid4().hex[:8]}"
+    room = room_name("harness")
     bob = server_only.caller(room, "bob")
     alice = server_only.caller(room, "alice")
     try:
         await bob.join()
         await alice.join()
-        await _wait_hearing(bob, "alice")
-        await _wait_hearing(alice, "bob")
+        await bob.wait_for_audio(timeout=15, identity="alice")
+        await alice.wait_for_audio(timeout=15, identity="bob")
 
         pcm, rate = load_wav(sentence)
         expected = sum(e - s for s, e in Recording.from_pcm(pcm, rate).speech_segments())
@@ -81,9 +66,9 @@ async def test_a_caller_hears_another_callers_sentence_in_real_time(server_only:
 
 
 async def test_wait_for_speech_times_out_in_silence(server_only: Testbed) -> None:
-    room = f"harness-{uuid.uuid4().hex[:8]}"
+    room = room_name("harness")
     async with server_only.caller(room, "carol") as carol, server_only.caller(room, "dave") as dave:
-        await _wait_hearing(carol, "dave")
+        await carol.wait_for_audio(timeout=15, identity="dave")
         t0 = time.monotonic()
         with pytest.raises(TimeoutError, match="no speech"):
             await carol.wait_for_speech(timeout=1.5)

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ import yaml
 
 from agent.stack import livekit_server_binary
 from agent.testing.caller import Caller
-from agent.testing.harness import free_port
+from agent.testing.harness import free_port, room_name
 from agent.testing.netns import SERVER_IP
 
 pytestmark = [pytest.mark.room]
@@ -47,7 +46,7 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         AGENT_CACHE_DIR=str(tmp_path / "cache"),
         LIVEKIT_SERVER_BIN=str(livekit_server_binary()),
     )
-    room = f"up-{uuid.uuid4().hex[:6]}"
+    room = room_name("up")
     out_path = tmp_path / "up.out"
     with out_path.open("w") as out:
         proc = subprocess.Popen(

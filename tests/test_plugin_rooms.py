@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from agent.testing.caller import speech_wav, load_wav
-from agent.testing.harness import Testbed
+from agent.testing.harness import Testbed, greeted, room_name
 
 pytestmark = [pytest.mark.room]
 
 SPEECH_DBFS = -40.0
-
-
-def _room() -> str:
-    return f"plugin-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +26,8 @@ def interruption(speech_dir: Path) -> Path:
 
 
 async def test_function_call_round_trip_from_room_chat(testbed: Testbed) -> None:
-    async with testbed.caller(_room()) as caller:
-        await caller.wait_for_speech(timeout=15, threshold_dbfs=SPEECH_DBFS)  # greeting
-        await caller.wait_for_quiet(1.0, timeout=20)
+    async with testbed.caller(room_name("plugin")) as caller:
+        await greeted(caller, timeout=15, threshold_dbfs=SPEECH_DBFS)
         asked = time.time()
         await caller.send_chat("When are you open on Sunday?")
         # brain -> function_call get_opening_hours(day=Sunday) -> the worker runs the tool ->
@@ -45,9 +39,8 @@ async def test_function_call_round_trip_from_room_chat(testbed: Testbed) -> None
 
 
 async def test_caller_interrupts_a_long_answer(testbed: Testbed, interruption: Path) -> None:
-    async with testbed.caller(_room()) as caller:
-        await caller.wait_for_speech(timeout=15, threshold_dbfs=SPEECH_DBFS)
-        await caller.wait_for_quiet(1.0, timeout=20)
+    async with testbed.caller(room_name("plugin")) as caller:
+        await greeted(caller, timeout=15, threshold_dbfs=SPEECH_DBFS)
         asked = time.time()
         await caller.send_chat("Please tell me a story")
         story_start = await caller.wait_for_speech(after=asked, timeout=15, threshold_dbfs=SPEECH_DBFS)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 import pytest
 
-from agent.testing.harness import Testbed
+from agent.testing.harness import Testbed, ask_name, greeted, introduce, room_name
 from agent.testing.netns import SERVER_IP
 from agent.testing.remote import IsolatedLink, RemoteCaller
 from agent.tools import Ledger, Store
@@ -20,14 +19,11 @@ DROP_S = 5.0
 
 
 async def test_caller_network_drop_resumes_with_the_same_agent_and_conversation(testbed: Testbed) -> None:
-    room = f"netdrop-{uuid.uuid4().hex[:6]}"
+    room = room_name("netdrop")
     with IsolatedLink(index=1) as link:
         async with RemoteCaller(link, testbed.url, testbed.token(room, "caller")) as caller:
-            await caller.wait_for_speech(timeout=20)
-            await caller.wait_for_quiet(1.0, timeout=20)
-            await caller.send_chat("Hi, my name is Alice")
-            await caller.wait_for_transcript(r"nice to meet you, alice", timeout=20)
-            await caller.wait_for_quiet(1.0, timeout=20)
+            await greeted(caller)
+            await introduce(caller)
             agents_before = [p for p in (await caller.state())["remote"] if p.startswith("agent")]
 
             port = int(testbed.url.rsplit(":", 1)[1])
@@ -41,9 +37,7 @@ async def test_caller_network_drop_resumes_with_the_same_agent_and_conversation(
             await caller.send_chat("I'd like two lattes")
             said = await caller.wait_for_transcript(r"order number \d+ is placed", timeout=40, after=back)
             await caller.wait_for_quiet(1.0, timeout=30)
-            asked = time.time()
-            await caller.send_chat("What is my name?")
-            await caller.wait_for_transcript(r"your name is alice", timeout=20, after=asked)
+            await ask_name(caller)
             state = await caller.state()
 
     agents_after = [p for p in state["remote"] if p.startswith("agent")]

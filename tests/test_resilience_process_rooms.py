@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from livekit import api
 
 from agent.testing.caller import Caller
-from agent.testing.harness import NotInNamespace, Testbed
+from agent.testing.harness import Testbed, ask_name, greeted, introduce, room_name, running_testbed
 from agent.tools import Store
 
 pytestmark = [pytest.mark.room]
@@ -23,21 +22,16 @@ pytestmark = [pytest.mark.room]
 
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    try:
-        testbed = Testbed(
-            tmp_path_factory.mktemp("faults"), slot=3, worker_env={"AGENT_DRAIN_TIMEOUT": "20"},
-            realtime_env={"AGENT_BRAIN_SCRIPT": str(Path(__file__).parent / "data" / "brain.yaml")},
-        )  # fmt: skip
-    except NotInNamespace as e:
-        pytest.fail(str(e), pytrace=False)
-    with testbed:
+    with running_testbed(
+        tmp_path_factory.mktemp("faults"), slot=3, worker_env={"AGENT_DRAIN_TIMEOUT": "20"},
+        realtime_env={"AGENT_BRAIN_SCRIPT": str(Path(__file__).parent / "data" / "brain.yaml")},
+    ) as testbed:  # fmt: skip
         yield testbed
 
 
 async def _order(bed: Testbed, room: str) -> str:
     async with bed.caller(room) as caller:
-        await caller.wait_for_speech(timeout=20)
-        await caller.wait_for_quiet(1.0, timeout=20)
+        await greeted(caller)
         asked = time.time()
         await caller.send_chat("I'd like two lattes")
         said = await caller.wait_for_transcript(r"order number \d+ is placed", timeout=30, after=asked)
@@ -45,7 +39,7 @@ async def _order(bed: Testbed, room: str) -> str:
 
 
 async def test_livekit_server_crash_and_restart(bed: Testbed) -> None:
-    room = f"crash-{uuid.uuid4().hex[:6]}"
+    room = room_name("crash")
     await _order(bed, room)
     before = Store(bed.db_path).orders(room=room)
     assert len(before) == 1
@@ -97,8 +91,7 @@ async def _wait_agent_back(bed: Testbed, room: str, timeout: float) -> float:
 async def _in_call(bed: Testbed, room: str, identity: str) -> Caller:
     caller = bed.caller(room, identity)
     await caller.join()
-    await caller.wait_for_speech(timeout=20)
-    await caller.wait_for_quiet(1.0, timeout=20)
+    await greeted(caller)
     return caller
 
 
@@ -122,7 +115,7 @@ async def _served(bed: Testbed, room: str, identity: str, since: float, timeout:
 
 async def test_caller_calls_back_after_the_agent_is_back(bed: Testbed) -> None:
     await bed.wait_active_jobs(0, timeout=30)
-    room = f"back-{uuid.uuid4().hex[:6]}"
+    room = room_name("back")
     caller = await _in_call(bed, room, "caller-1")
     bed.restart_livekit(kill=True)
     crashed = time.time()
@@ -135,7 +128,7 @@ async def test_caller_calls_back_after_the_agent_is_back(bed: Testbed) -> None:
 
 async def test_caller_calls_back_at_once(bed: Testbed) -> None:
     await bed.wait_active_jobs(0, timeout=30)
-    room = f"again-{uuid.uuid4().hex[:6]}"
+    room = room_name("again")
     caller = await _in_call(bed, room, "caller-1")
     bed.restart_livekit(kill=True)
     crashed = time.time()
@@ -147,7 +140,7 @@ async def test_caller_calls_back_at_once(bed: Testbed) -> None:
 
 async def test_caller_who_stays_is_answered_after_the_restart(bed: Testbed) -> None:
     await bed.wait_active_jobs(0, timeout=30)
-    room = f"stay-{uuid.uuid4().hex[:6]}"
+    room = room_name("stay")
     caller = await _in_call(bed, room, "caller-1")
     try:
         bed.restart_livekit(kill=True)
@@ -171,12 +164,11 @@ async def test_caller_who_stays_is_answered_after_the_restart(bed: Testbed) -> N
 async def test_sigterm_drains_active_calls_then_exits_zero(bed: Testbed) -> None:
     assert bed.worker is not None
     await bed.wait_active_jobs(0, timeout=30)
-    caller = bed.caller(f"drain-{uuid.uuid4().hex[:6]}")
-    late = bed.caller(f"late-{uuid.uuid4().hex[:6]}", "late-caller")
+    caller = bed.caller(room_name("drain"))
+    late = bed.caller(room_name("late"), "late-caller")
     try:
         await caller.join()
-        await caller.wait_for_speech(timeout=20)
-        await caller.wait_for_quiet(1.0, timeout=20)
+        await greeted(caller)
         bed.worker.proc.send_signal(signal.SIGTERM)  # the worker process, as `kill PID` does
         stopped = time.monotonic()
         await asyncio.sleep(1.0)
@@ -203,17 +195,13 @@ async def test_killed_job_is_replaced_and_the_conversation_restored(bed: Testbed
 
     if bed.worker is None or not bed.worker.alive():  # the drain test stopped it
         bed.worker = bed.start_worker(name="worker-2")
-    room = f"kill-{uuid.uuid4().hex[:6]}"
+    room = room_name("kill")
     async with bed.caller(room) as caller:
-        await caller.wait_for_speech(timeout=20)
-        await caller.wait_for_quiet(1.0, timeout=20)
-        await caller.send_chat("Hi, my name is Alice")
-        said = await caller.wait_for_transcript(r"nice to meet you, alice", timeout=20)
-        await caller.wait_for_quiet(1.0, timeout=20)
+        await greeted(caller)
+        said = await introduce(caller)
         os.kill(bed.job_pid(room), signal.SIGKILL)
         killed = time.time()
         back = await caller.wait_for_transcript(r"i'm back", timeout=60, after=said.time)
         print(f"\n[figure] job process SIGKILLed -> a new agent speaks in the room after {back.time - killed:.1f}s")
         await caller.wait_for_quiet(1.0, timeout=30)
-        await caller.send_chat("What is my name?")
-        await caller.wait_for_transcript(r"your name is alice", timeout=20, after=back.time)
+        await ask_name(caller, after=back.time)

@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from agent.config import DEFAULT_RECONNECT_NOTICE
 from agent.testing.caller import Caller
-from agent.testing.harness import NotInNamespace, Testbed
+from agent.testing.harness import Testbed, ask_name, greeted, introduce, room_name, running_testbed
 from agent.tools import Ledger, Store
 
 pytestmark = [pytest.mark.room]
@@ -27,16 +26,13 @@ pytestmark = [pytest.mark.room]
 
 async def _greeted_then_introduced(caller: Caller) -> None:
     """The state every fault test carries: the caller tells its name early."""
-    await caller.wait_for_speech(timeout=20)
-    await caller.wait_for_quiet(1.0, timeout=20)
-    await caller.send_chat("Hi, my name is Alice")
-    await caller.wait_for_transcript(r"nice to meet you, alice", timeout=20)
-    await caller.wait_for_quiet(1.0, timeout=20)
+    await greeted(caller)
+    await introduce(caller)
 
 
 async def test_realtime_connection_cut_mid_answer_reconnects_and_answers(testbed: Testbed) -> None:
     assert testbed.realtime is not None
-    async with testbed.caller(f"cut-{uuid.uuid4().hex[:6]}") as caller:
+    async with testbed.caller(room_name("cut")) as caller:
         await _greeted_then_introduced(caller)
 
         asked = time.time()
@@ -58,8 +54,7 @@ async def test_realtime_connection_cut_mid_answer_reconnects_and_answers(testbed
         assert before and after, segments
         gap = after[0][0] - before[-1][1]
 
-        await caller.send_chat("What is my name?")
-        said = await caller.wait_for_transcript(r"your name is alice", timeout=20, after=answer.time)
+        said = await ask_name(caller, after=answer.time)
         print(f"\n[figure] realtime connection cut mid-answer: silence heard {gap:.2f}s; full answer {recovered:.2f}s after asking")
         assert gap < 5.0
         assert said.text
@@ -73,7 +68,7 @@ async def test_hung_backend_is_detected_announced_and_reconnected(testbed: Testb
     worker's WebSocket heartbeat notices, the caller hears a spoken notice, and
     once the backend is back the order is placed once and the fact remembered."""
     assert testbed.realtime is not None
-    room = f"hang-{uuid.uuid4().hex[:6]}"
+    room = room_name("hang")
     async with testbed.caller(room) as caller:
         await _greeted_then_introduced(caller)
 
@@ -89,9 +84,7 @@ async def test_hung_backend_is_detected_announced_and_reconnected(testbed: Testb
         resumed = time.time()
         said = await caller.wait_for_transcript(r"order number \d+ is placed", timeout=40, after=resumed)
         await caller.wait_for_quiet(1.0, timeout=30)
-        asked = time.time()
-        await caller.send_chat("What is my name?")
-        await caller.wait_for_transcript(r"your name is alice", timeout=20, after=asked)
+        await ask_name(caller)
 
     orders = Store(testbed.db_path).orders(room=room)
     assert len(orders) == 1, f"expected exactly one order row, got {orders}"
@@ -107,29 +100,24 @@ async def test_hung_backend_is_detected_announced_and_reconnected(testbed: Testb
 @pytest.fixture(scope="module")
 def short_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     """A backend that caps sessions at 30 s, and a worker that rolls over after 12 s."""
-    try:
-        bed = Testbed(
-            tmp_path_factory.mktemp("rollover"), slot=4,
-            worker_env={"AGENT_REALTIME_MAX_SESSION_S": "12"},
-            realtime_env={"AGENT_LOCAL_REALTIME_MAX_SESSION_S": "30",
-                          "AGENT_BRAIN_SCRIPT": str(Path(__file__).parent / "data" / "brain.yaml")},
-        )  # fmt: skip
-    except NotInNamespace as e:
-        pytest.fail(str(e), pytrace=False)
-    with bed:
+    with running_testbed(
+        tmp_path_factory.mktemp("rollover"), slot=4,
+        worker_env={"AGENT_REALTIME_MAX_SESSION_S": "12"},
+        realtime_env={"AGENT_LOCAL_REALTIME_MAX_SESSION_S": "30",
+                      "AGENT_BRAIN_SCRIPT": str(Path(__file__).parent / "data" / "brain.yaml")},
+    ) as bed:  # fmt: skip
         yield bed
 
 
 async def test_session_rolls_over_before_its_cap_with_the_context_carried(short_sessions: Testbed) -> None:
     bed = short_sessions
     assert bed.realtime is not None
-    async with bed.caller(f"rollover-{uuid.uuid4().hex[:6]}") as caller:
+    async with bed.caller(room_name("rollover")) as caller:
         await _greeted_then_introduced(caller)
         for round_ in range(3):  # 3 x 14 s: past the worker's rollovers and the backend's cap
             await asyncio.sleep(14)
             asked = time.time()
-            await caller.send_chat("What is my name?")
-            said = await caller.wait_for_transcript(r"your name is alice", timeout=20, after=asked)
+            said = await ask_name(caller, after=asked)
             heard = await caller.wait_for_speech(after=asked, timeout=10)
             print(f"\n[figure] rollover round {round_ + 1}: answer audio {heard - asked:.2f}s after asking")
             assert said.text

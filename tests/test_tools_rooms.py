@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 import pytest
 
-from agent.testing.harness import Testbed
+from agent.testing.harness import Testbed, greeted, room_name
 from agent.tools import Ledger, Store
 
 pytestmark = [pytest.mark.room]
 
 
-def _room() -> str:
-    return f"tools-{uuid.uuid4().hex[:8]}"
-
-
 async def _order_by_chat(testbed: Testbed, text: str) -> tuple[str, str]:
-    room = _room()
+    room = room_name("tools")
     async with testbed.caller(room) as caller:
-        await caller.wait_for_speech(timeout=15)  # greeting
-        await caller.wait_for_quiet(1.0, timeout=20)
+        await greeted(caller, timeout=15)
         asked = time.time()
         await caller.send_chat(text)
         said = await caller.wait_for_transcript(r"order number \d+ is placed", timeout=30, after=asked)
@@ -57,10 +51,9 @@ async def test_order_survives_a_realtime_connection_cut_right_after_the_call(tes
 async def test_asking_for_a_person_escalates_marks_the_room_and_tells_staff(testbed: Testbed) -> None:
     import json
 
-    room = _room()
+    room = room_name("tools")
     async with testbed.caller(room) as caller:
-        await caller.wait_for_speech(timeout=15)
-        await caller.wait_for_quiet(1.0, timeout=20)
+        await greeted(caller, timeout=15)
         # The agent listens to the first caller; staff watch the room.
         async with testbed.caller(room, "staff-desk") as staff:
             asked = time.time()
@@ -78,9 +71,8 @@ async def test_asking_for_a_person_escalates_marks_the_room_and_tells_staff(test
 async def test_end_call_says_goodbye_then_closes_the_room(testbed: Testbed) -> None:
     from livekit import rtc
 
-    async with testbed.caller(_room()) as caller:
-        await caller.wait_for_speech(timeout=15)
-        await caller.wait_for_quiet(1.0, timeout=20)
+    async with testbed.caller(room_name("tools")) as caller:
+        await greeted(caller, timeout=15)
         disconnected = asyncio.Event()
         caller.room.on("disconnected", lambda *_: disconnected.set())
         asked = time.time()

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import uuid
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +14,9 @@ import numpy as np
 import pytest
 
 from agent import web
+from agent.sound.wav import write_wav
 from agent.testing.caller import load_wav, speech_wav
-from agent.testing.harness import Testbed
+from agent.testing.harness import Testbed, room_name
 
 pytestmark = [pytest.mark.room]
 
@@ -41,11 +40,7 @@ def _mic_file(text: str, path: Path, *, lead_s: float, tail_s: float) -> Path:
     """What the browser's fake microphone plays: silence, the sentence, silence."""
     pcm, rate = load_wav(speech_wav(text, str(path.with_suffix(".speech.wav"))))
     silence = lambda s: np.zeros(int(s * rate), np.int16)  # noqa: E731
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(np.concatenate([silence(lead_s), pcm, silence(tail_s)]).tobytes())
+    write_wav(path, np.concatenate([silence(lead_s), pcm, silence(tail_s)]), rate)
     return path
 
 
@@ -81,7 +76,7 @@ async def test_a_browser_caller_is_greeted_heard_and_answered(
     browser_ready: None, page_url: str, speech_dir: Path, testbed: Testbed
 ) -> None:
     wav = _mic_file("What time does the coffee shop open on Sunday morning?", speech_dir / "browser-q.wav", lead_s=5, tail_s=10)
-    room = f"web-{uuid.uuid4().hex[:6]}"
+    room = room_name("web")
     result = await _drive(f"{page_url}/?room={room}", r"open 9 am to 3 pm", wav=wav, timeout_s=60)
     state = result.get("state") or {}
     said = _agent_said(result)
@@ -99,7 +94,7 @@ async def test_a_browser_caller_is_greeted_heard_and_answered(
 
 
 async def test_a_browser_caller_can_type_to_the_agent(browser_ready: None, page_url: str) -> None:
-    room = f"web-{uuid.uuid4().hex[:6]}"
+    room = room_name("web")
     result = await _drive(f"{page_url}/?room={room}", r"open 9 am to 3 pm", chat="When are you open on Sunday?", timeout_s=45)
     state = result.get("state") or {}
     assert result["heard"], state.get("transcripts")

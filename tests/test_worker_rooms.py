@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
-import uuid
 from pathlib import Path
 
 import pytest
 from livekit import api
 
 from agent.testing.caller import Caller, load_wav, speech_wav
-from agent.testing.harness import Testbed
+from agent.testing.harness import Testbed, greeted, room_name
 
 pytestmark = [pytest.mark.room]
 
 GREETING_TIMEOUT = 15.0  # join -> first agent audio, generous for a loaded CI machine
 SPEECH_DBFS = -40.0  # "well above silence": espeak speech sits around -20 dBFS
-
-
-def _room() -> str:
-    return f"room-{uuid.uuid4().hex[:8]}"
 
 
 def _agent_identities(caller: Caller) -> list[str]:
@@ -42,13 +36,12 @@ async def _greeted(caller: Caller) -> float:
     """Join, wait for the greeting to start and end; returns join -> first audio (s)."""
     await caller.join()
     assert caller.joined_at is not None
-    first = await caller.wait_for_speech(timeout=GREETING_TIMEOUT, threshold_dbfs=SPEECH_DBFS, min_duration=0.3)
-    await caller.wait_for_quiet(1.0, timeout=20)
+    first = await greeted(caller, timeout=GREETING_TIMEOUT, threshold_dbfs=SPEECH_DBFS, min_duration=0.3)
     return first - caller.joined_at
 
 
 async def test_caller_is_greeted_by_an_ai_agent(testbed: Testbed) -> None:
-    caller = testbed.caller(_room())
+    caller = testbed.caller(room_name("room"))
     try:
         latency = await _greeted(caller)
         print(f"\n[figure] caller join -> first agent audio: {latency:.2f}s")
@@ -65,7 +58,7 @@ async def test_caller_is_greeted_by_an_ai_agent(testbed: Testbed) -> None:
 
 
 async def test_agent_answers_after_the_end_of_the_sentence(testbed: Testbed, question: Path) -> None:
-    caller = testbed.caller(_room())
+    caller = testbed.caller(room_name("room"))
     try:
         await _greeted(caller)
         pcm, rate = load_wav(question)
@@ -90,8 +83,8 @@ async def test_agent_answers_after_the_end_of_the_sentence(testbed: Testbed, que
 
 
 async def test_two_rooms_get_two_agents_that_do_not_hear_each_other(testbed: Testbed, question: Path) -> None:
-    a = testbed.caller(_room(), "caller-a")
-    b = testbed.caller(_room(), "caller-b")
+    a = testbed.caller(room_name("room"), "caller-a")
+    b = testbed.caller(room_name("room"), "caller-b")
     try:
         await asyncio.gather(_greeted(a), _greeted(b))
         agents_a, agents_b = _agent_identities(a), _agent_identities(b)
@@ -114,7 +107,7 @@ async def test_two_rooms_get_two_agents_that_do_not_hear_each_other(testbed: Tes
 
 async def test_job_ends_and_worker_is_free_when_the_caller_leaves(testbed: Testbed) -> None:
     await testbed.wait_active_jobs(0, timeout=30)  # earlier tests' jobs are over
-    caller = testbed.caller(_room())
+    caller = testbed.caller(room_name("room"))
     left = False
     try:
         await _greeted(caller)
@@ -127,7 +120,7 @@ async def test_job_ends_and_worker_is_free_when_the_caller_leaves(testbed: Testb
         if not left:
             await caller.leave()
     # Free means it takes the next room too.
-    again = testbed.caller(_room(), "caller-2")
+    again = testbed.caller(room_name("room"), "caller-2")
     try:
         await _greeted(again)
     finally:
@@ -138,7 +131,7 @@ async def test_a_double_dispatch_leaves_exactly_one_agent_in_the_room(testbed: T
     """Three jobs race for one room (the server's own dispatch and two more, as two
     workers' re-dispatchers could send): the first agent in keeps it, the others leave."""
     assert testbed.worker is not None
-    room = _room()
+    room = room_name("room")
     async with testbed.server_api() as lk:
         await lk.room.create_room(api.CreateRoomRequest(name=room))  # the automatic dispatch
         await asyncio.gather(*(

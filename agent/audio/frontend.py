@@ -39,6 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 from livekit import rtc
 
+from ..sound.wav import write_wav
+
 FRAME_MS = 10
 LEAD_S = 0.06  # far end handed to the APM this long before its echo is due
 # The noise suppressor starts with no noise estimate: a noisy line's first
@@ -386,19 +388,10 @@ class AudioFrontend:
     def write_trace(self, path: str) -> None:
         """Three-channel WAV of the trace: near in, near out, reference as fed
         (``python -m agent.audio.trace_report`` reads it). Written whole or not at all."""
-        import os
-        import wave
-
         if not self.trace:
             return
         data = np.stack([np.concatenate([x[i] for x in self.trace]) for i in (1, 2, 3)], axis=1)
-        partial = f"{path}.partial"
-        with wave.open(partial, "wb") as w:
-            w.setnchannels(3)
-            w.setsampwidth(2)
-            w.setframerate(self.rate)
-            w.writeframes(data.astype("<i2").tobytes())
-        os.replace(partial, path)
+        write_wav(path, data, self.rate)
 
     # ------------------------------------------------------------------ lag estimation
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.realtime.vad import EnergyVad, SpeechStarted, VadConfig
+from agent.sound.vad import EnergyVad, SpeechStarted, VadConfig
+from agent.sound.wav import read_wav
 
 FRAME_MS = 10
 
@@ -48,11 +49,9 @@ class TraceReport:
 
 def read_trace(path: Path) -> tuple[int, np.ndarray]:
     """(rate, samples x 3 int16: near in, near out, reference)."""
-    with wave.open(str(path), "rb") as w:
-        if w.getnchannels() != 3 or w.getsampwidth() != 2:
-            raise ValueError(f"{path}: not a front-end trace (3 channels of 16-bit PCM expected)")
-        rate = w.getframerate()
-        data = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 3)
+    data, rate = read_wav(path)
+    if data.shape[1] != 3:
+        raise ValueError(f"{path}: not a front-end trace (3 channels of 16-bit PCM expected)")
     return rate, data
 
 

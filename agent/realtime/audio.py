@@ -8,23 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLE_RATE = 24000
+from ..errors import AudioFormatError
+from ..sound import REALTIME_RATE
+from ..sound.resample import resample
+
+__all__ = ["BYTES_PER_MS_PCM16", "G711_RATE", "SAMPLE_RATE", "AudioFormatError", "bytes_per_ms", "decode", "encode", "resample"]
+
+SAMPLE_RATE = REALTIME_RATE
 G711_RATE = 8000
 BYTES_PER_MS_PCM16 = SAMPLE_RATE * 2 // 1000  # 48
-
-
-class AudioFormatError(ValueError):
-    """Audio bytes that cannot be in the declared format."""
-
-
-def resample(pcm: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
-    """Linear-interpolation resampling of int16 mono; good enough for speech at these rates."""
-    if src_rate == dst_rate or pcm.size == 0:
-        return pcm.astype(np.int16, copy=False)
-    n_out = int(round(pcm.size * dst_rate / src_rate))
-    x_out = np.arange(n_out, dtype=np.float64) * (src_rate / dst_rate)
-    out = np.interp(x_out, np.arange(pcm.size, dtype=np.float64), pcm.astype(np.float64))
-    return np.clip(np.round(out), -32768, 32767).astype(np.int16)
 
 
 def _ulaw_decode_table() -> np.ndarray:

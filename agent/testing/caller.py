@@ -4,6 +4,9 @@ A :class:`Caller` joins a room, publishes one microphone track that behaves
 like a real mic (a continuous 10 ms frame stream: silence, or whatever
 :meth:`Caller.say` is speaking) and records every remote audio track with the
 wall-clock arrival time of each frame, so tests can ask *who* was heard *when*.
+What it heard is analysed by :mod:`agent.testing.recording`; what its
+microphone picks up besides its voice (a speakerphone's echo, a noisy line)
+comes from :mod:`agent.testing.acoustics`.
 
 WebRTC between local processes needs the network namespace of
 :mod:`agent.testing.netns` (libwebrtc ignores loopback interfaces).
@@ -12,21 +15,28 @@ WebRTC between local processes needs the network namespace of
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
-import contextlib
 import logging
-import math
 import re
-import subprocess
 import time
-import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from livekit import rtc
 
+from ..sound.espeak import speak_wav
+from ..sound.wav import read_mono as load_wav
+from .acoustics import MicAcoustics, Speakerphone
+from .recording import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, ReceivedFrame, Recording, sum_squares
+
 __all__ = [
+    "CALLER_VOICE",
+    "FRAME_MS",
+    "SAMPLE_RATE",
     "Caller",
     "Speakerphone",
     "DataMessage",
@@ -39,20 +49,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 48_000  # what the caller publishes and records
-FRAME_MS = 10
-_FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
+_T = TypeVar("_T")
 # Audio handed to the AudioSource ahead of the wall clock.  Enough to ride out
 # event-loop jitter on a busy machine without the source running dry, small
 # enough not to delay say() noticeably.
 _MIC_LEAD_S = 0.06
 # If the loop stalls for longer than this, drop the backlog instead of bursting it.
 _MIC_MAX_BEHIND_S = 0.25
-_DBFS_FLOOR = -120.0
-_SPEAKER_CUSHION = 6  # frames the speakerphone buffers before it starts playing
-
-
-# --------------------------------------------------------------------------- helpers
 
 # The espeak-ng voice test callers speak with: of the voices tried, the one the
 # local server's offline recognizer (PocketSphinx) understands best.
@@ -61,220 +64,7 @@ CALLER_VOICE = "en-us+f2"
 
 def speech_wav(text: str, path: str, *, voice: str = CALLER_VOICE) -> str:
     """Synthesize ``text`` with espeak-ng into ``path`` (22.05 kHz mono WAV); returns ``path``."""
-    try:
-        subprocess.run(["espeak-ng", "-v", voice, "-w", path, "--", text], check=True, capture_output=True)
-    except FileNotFoundError as exc:
-        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)") from exc
-    except subprocess.CalledProcessError as exc:
-        raise RuntimeError(f"espeak-ng failed: {exc.stderr.decode(errors='replace')}") from exc
-    return path
-
-
-def load_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read a PCM WAV as int16 mono (channels averaged) and its sample rate."""
-    with wave.open(str(path), "rb") as w:
-        width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
-        raw = w.readframes(w.getnframes())
-    if width == 1:
-        data = (np.frombuffer(raw, np.uint8).astype(np.int32) - 128) << 8
-    elif width == 2:
-        data = np.frombuffer(raw, "<i2").astype(np.int32)
-    elif width == 3:
-        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
-        data = ((b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)) << 8) >> 16  # sign-extend, keep 16 bits
-    elif width == 4:
-        data = np.frombuffer(raw, "<i4").astype(np.int64) >> 16
-    else:
-        raise ValueError(f"{path}: unsupported sample width {width}")
-    if channels > 1:
-        data = data.reshape(-1, channels).mean(axis=1)
-    return np.asarray(data, dtype=np.int16), rate
-
-
-def _dbfs(sum_squares: float, n: int) -> float:
-    if n == 0 or sum_squares <= 0.0:
-        return _DBFS_FLOOR
-    return max(_DBFS_FLOOR, 10.0 * math.log10(sum_squares / n / (32768.0 * 32768.0)))
-
-
-# --------------------------------------------------------------------------- recording
-
-
-@dataclass(frozen=True)
-class ReceivedFrame:
-    """One received audio frame; ``time`` is ``time.time()`` when it reached Python."""
-
-    time: float
-    identity: str
-    track_sid: str
-    pcm: np.ndarray  # int16 mono
-    sum_squares: float
-
-    @property
-    def dbfs(self) -> float:
-        return _dbfs(self.sum_squares, len(self.pcm))
-
-
-class Recording:
-    """Frames received from remote audio tracks (int16 mono), with arrival times.
-
-    Several tracks (participants) may be in one recording; level analysis is
-    done per track and merged on the wall clock, so ``speech_segments`` is the
-    union of everybody's speech.
-    """
-
-    def __init__(self, frames: list[ReceivedFrame], sample_rate: int = SAMPLE_RATE) -> None:
-        self.frames = frames
-        self.sample_rate = sample_rate
-
-    @classmethod
-    def from_pcm(
-        cls,
-        pcm: np.ndarray,
-        sample_rate: int,
-        *,
-        start_time: float = 0.0,
-        identity: str = "",
-        frame_ms: int = FRAME_MS,
-    ) -> Recording:
-        """Wrap plain audio (e.g. a source WAV) so it can be analysed the same way."""
-        pcm = np.asarray(pcm, dtype=np.int16)
-        step = max(1, sample_rate * frame_ms // 1000)
-        frames = []
-        for i in range(0, len(pcm), step):
-            chunk = pcm[i : i + step]
-            t = start_time + (i + len(chunk)) / sample_rate  # like arrival: end of the frame
-            frames.append(ReceivedFrame(t, identity, "", chunk, _sum_squares(chunk)))
-        return cls(frames, sample_rate)
-
-    def identities(self) -> list[str]:
-        return sorted({f.identity for f in self.frames})
-
-    def filter(self, identity: str | None = None, *, after: float | None = None) -> Recording:
-        return Recording(
-            [
-                f
-                for f in self.frames
-                if (identity is None or f.identity == identity) and (after is None or f.time > after)
-            ],
-            self.sample_rate,
-        )
-
-    @property
-    def duration(self) -> float:
-        """Seconds of audio, summed over tracks."""
-        return sum(len(f.pcm) for f in self.frames) / self.sample_rate
-
-    def _by_track(self) -> dict[str, list[ReceivedFrame]]:
-        tracks: dict[str, list[ReceivedFrame]] = collections.defaultdict(list)
-        for f in self.frames:
-            tracks[f.identity + "/" + f.track_sid].append(f)
-        return tracks
-
-    def rms_dbfs_windows(self, window_ms: int = 20) -> list[tuple[float, float]]:
-        """(wall time, dBFS) per window, time = start of the window's audio, sorted by time.
-
-        A frame's audio is taken to end when it arrived; windows are whole frames.
-        """
-        need = max(1, self.sample_rate * window_ms // 1000)
-        out: list[tuple[float, float]] = []
-        for frames in self._by_track().values():
-            start: float | None = None
-            ss, n = 0.0, 0
-            for f in frames:
-                if start is None:
-                    start = f.time - len(f.pcm) / self.sample_rate
-                ss += f.sum_squares
-                n += len(f.pcm)
-                if n >= need:
-                    out.append((start, _dbfs(ss, n)))
-                    start, ss, n = None, 0.0, 0
-            if start is not None and n > 0:
-                out.append((start, _dbfs(ss, n)))
-        out.sort()
-        return out
-
-    def speech_segments(
-        self, threshold_dbfs: float = -40.0, min_silence_ms: int = 300, *, window_ms: int = 20
-    ) -> list[tuple[float, float]]:
-        """(start, end) wall times of speech: windows above ``threshold_dbfs``, with
-        gaps shorter than ``min_silence_ms`` bridged."""
-        window_s = window_ms / 1000
-        gap_s = min_silence_ms / 1000
-        segments: list[tuple[float, float]] = []
-        for t, level in self.rms_dbfs_windows(window_ms):
-            if level < threshold_dbfs:
-                continue
-            if segments and t - segments[-1][1] < gap_s:
-                segments[-1] = (segments[-1][0], max(segments[-1][1], t + window_s))
-            else:
-                segments.append((t, t + window_s))
-        return segments
-
-    def first_speech(
-        self,
-        *,
-        after: float | None = None,
-        threshold_dbfs: float = -40.0,
-        min_duration: float = 0.2,
-        window_ms: int = 20,
-    ) -> float | None:
-        """Start time of the first run of windows, all above the threshold, lasting
-        ``min_duration`` -- per track, windows starting after ``after``."""
-        best: float | None = None
-        window_s = window_ms / 1000
-        for frames in self._by_track().values():
-            run_start: float | None = None
-            windows = Recording(frames, self.sample_rate).rms_dbfs_windows(window_ms)
-            for t, level in windows:
-                if (after is not None and t <= after) or level < threshold_dbfs:
-                    run_start = None
-                    continue
-                if run_start is None:
-                    run_start = t
-                if t + window_s - run_start >= min_duration - 1e-9:
-                    best = run_start if best is None else min(best, run_start)
-                    break
-        return best
-
-    def max_dbfs(self) -> float:
-        return max((f.dbfs for f in self.frames), default=_DBFS_FLOOR)
-
-    def pcm(self) -> np.ndarray:
-        """int16 mono; several tracks are mixed, each placed by its first frame's arrival."""
-        tracks = self._by_track()
-        if not tracks:
-            return np.zeros(0, np.int16)
-        if len(tracks) == 1:
-            return np.concatenate([f.pcm for f in self.frames]).astype(np.int16)
-        placed = []
-        for frames in tracks.values():
-            data = np.concatenate([f.pcm for f in frames]).astype(np.int32)
-            placed.append((frames[0].time - len(frames[0].pcm) / self.sample_rate, data))
-        t0 = min(t for t, _ in placed)
-        offsets = [round((t - t0) * self.sample_rate) for t, _ in placed]
-        mix = np.zeros(max(o + len(d) for o, (_, d) in zip(offsets, placed)), np.int32)
-        for o, (_, d) in zip(offsets, placed):
-            mix[o : o + len(d)] += d
-        return np.clip(mix, -32768, 32767).astype(np.int16)
-
-    def to_wav(self, path: str | Path) -> None:
-        with wave.open(str(path), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(self.sample_rate)
-            w.writeframes(self.pcm().astype("<i2").tobytes())
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def __repr__(self) -> str:
-        return f"Recording({len(self.frames)} frames, {self.duration:.2f}s, from {self.identities()})"
-
-
-def _sum_squares(pcm: np.ndarray) -> float:
-    x = pcm.astype(np.float64)
-    return float(np.dot(x, x))
+    return speak_wav(text, path, voice=voice)
 
 
 # --------------------------------------------------------------------------- caller
@@ -292,17 +82,6 @@ class Transcript:
 
 TOPIC_CHAT = "lk.chat"
 TOPIC_TRANSCRIPTION = "lk.transcription"
-
-
-@dataclass(frozen=True)
-class Speakerphone:
-    """A caller without headphones: what it hears from participants whose identity
-    starts with ``from_prefix`` comes back into its microphone, ``delay_s`` later
-    and ``gain_db`` louder (negative: quieter)."""
-
-    delay_s: float = 0.15
-    gain_db: float = -6.0
-    from_prefix: str = "agent-"
 
 
 @dataclass(frozen=True)
@@ -327,7 +106,9 @@ class Caller:
     """A simulated caller: publishes a mic track and records what it hears.
 
     Owns all its tasks (mic pump, one recorder per remote audio track); they
-    are cancelled and awaited in :meth:`leave`.
+    are cancelled and awaited in :meth:`leave`. Its ``wait_for_*`` methods
+    wake when audio or a transcript arrives (or, for quiet, when the quiet
+    could be complete), not on a polling clock.
     """
 
     def __init__(
@@ -361,17 +142,17 @@ class Caller:
         self._mic_resampler = None if mic_rate == SAMPLE_RATE else rtc.AudioResampler(SAMPLE_RATE, mic_rate, num_channels=1)
         # A noisy line: steady noise under everything the microphone sends, from the start.
         self.background_noise_dbfs = background_noise_dbfs
-        self._noise_rng = np.random.default_rng(11)
-        # The speakerphone's sound path: a speaker FIFO fed by the received stream and
-        # played at the microphone's own 10 ms clock, then a fixed delay line. A
-        # real device's echo path is fixed; it must not slip with arrival jitter.
-        self._speaker: collections.deque[np.ndarray] = collections.deque()
-        self._speaker_playing = False
-        self._delay_line: collections.deque[np.ndarray] | None = None
-        self.speaker_underruns = 0
+        self._acoustics = MicAcoustics(speakerphone, background_noise_dbfs)
+        # Notified whenever a frame or a transcript arrives: what the waits wait on.
+        self._arrivals = asyncio.Condition()
         self.data_messages: list[DataMessage] = []
         self._text_atasks: set[asyncio.Task[None]] = set()
         self._closed = False
+
+    @property
+    def speaker_underruns(self) -> int:
+        """How often the speakerphone's speaker ran dry mid-stream (its echo path slipped)."""
+        return self._acoustics.speaker_underruns
 
     @property
     def room(self) -> rtc.Room:
@@ -426,17 +207,34 @@ class Caller:
         """Everything received so far (optionally from one participant only)."""
         return Recording(list(self._frames)).filter(identity)
 
+    async def _wait_for(self, found: Callable[[], _T | None], timeout: float) -> _T | None:
+        """``found()``'s first value that is not None, asked again each time audio or
+        a transcript arrives; None if there is none within ``timeout`` s."""
+        async with self._arrivals:
+            try:
+                async with asyncio.timeout(timeout):
+                    while (value := found()) is None:
+                        await self._arrivals.wait()
+                    return value
+            except TimeoutError:
+                return found()
+
+    async def _arrived(self) -> None:
+        async with self._arrivals:
+            self._arrivals.notify_all()
+
     async def wait_for_audio(self, *, timeout: float, identity: str | None = None) -> float:
         """Wall time of the first audio frame received (silent or not): the agent has
         joined and published, whatever it says; TimeoutError otherwise."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def first_frame() -> float | None:
             rec = self.heard(identity)
-            if len(rec):
-                return rec.frames[0].time
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"{self.identity}: no audio track from {identity or 'anyone'} within {timeout}s")
-            await asyncio.sleep(0.02)
+            return rec.frames[0].time if len(rec) else None
+
+        t = await self._wait_for(first_frame, timeout)
+        if t is None:
+            raise TimeoutError(f"{self.identity}: no audio track from {identity or 'anyone'} within {timeout}s")
+        return t
 
     async def wait_for_speech(
         self,
@@ -449,24 +247,28 @@ class Caller:
     ) -> float:
         """Wall time at which received audio first stayed above ``threshold_dbfs`` for
         ``min_duration`` s (starting later than ``after``); TimeoutError otherwise."""
-        deadline = time.monotonic() + timeout
-        while True:
-            rec = self.heard(identity)
-            if after is not None:
-                rec = rec.filter(after=after)
-            t = rec.first_speech(after=after, threshold_dbfs=threshold_dbfs, min_duration=min_duration)
-            if t is not None:
-                return t
-            if time.monotonic() >= deadline:
-                who = f"from {identity!r}" if identity else "from anyone"
-                raise TimeoutError(
-                    f"{self.identity}: no speech {who} above {threshold_dbfs} dBFS for "
-                    f"{min_duration}s within {timeout}s"
-                    + (f" after t={after:.3f}" if after is not None else "")
-                    + f"; received {len(rec)} frames from {rec.identities()}, "
-                    f"loudest {rec.max_dbfs():.1f} dBFS"
-                )
-            await asyncio.sleep(0.02)
+
+        def received() -> Recording:
+            # Asked at every arrival: only the frames after ``after`` are looked at
+            # (arrival times only grow, so a bisection finds where they start).
+            start = 0 if after is None else bisect.bisect_right(self._frames, after, key=lambda f: f.time)
+            return Recording([f for f in self._frames[start:] if (identity is None or f.identity == identity) and (after is None or f.time > after)])
+
+        def speech_start() -> float | None:
+            return received().first_speech(after=after, threshold_dbfs=threshold_dbfs, min_duration=min_duration)
+
+        t = await self._wait_for(speech_start, timeout)
+        if t is None:
+            rec = received()
+            who = f"from {identity!r}" if identity else "from anyone"
+            raise TimeoutError(
+                f"{self.identity}: no speech {who} above {threshold_dbfs} dBFS for "
+                f"{min_duration}s within {timeout}s"
+                + (f" after t={after:.3f}" if after is not None else "")
+                + f"; received {len(rec)} frames from {rec.identities()}, "
+                f"loudest {rec.max_dbfs():.1f} dBFS"
+            )
+        return t
 
     async def send_chat(self, text: str) -> None:
         """Type ``text`` into the room chat (``lk.chat``), as LiveKit's web components do."""
@@ -477,15 +279,18 @@ class Caller:
     ) -> Transcript:
         """The first agent transcript matching the regex ``pattern`` (case-insensitive)."""
         regex = re.compile(pattern, re.IGNORECASE)
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def matching() -> Transcript | None:
             for t in self.transcripts:
                 if (after is None or t.time > after) and (identity is None or t.identity == identity) and regex.search(t.text):
                     return t
-            if time.monotonic() >= deadline:
-                seen = [t.text for t in self.transcripts if after is None or t.time > after]
-                raise TimeoutError(f"{self.identity}: no transcript matching {pattern!r} within {timeout}s; saw {seen}")
-            await asyncio.sleep(0.05)
+            return None
+
+        found = await self._wait_for(matching, timeout)
+        if found is None:
+            seen = [t.text for t in self.transcripts if after is None or t.time > after]
+            raise TimeoutError(f"{self.identity}: no transcript matching {pattern!r} within {timeout}s; saw {seen}")
+        return found
 
     async def wait_for_quiet(
         self,
@@ -502,11 +307,16 @@ class Caller:
         while True:
             segments = self.heard(identity).speech_segments(threshold_dbfs)
             last_end = segments[-1][1] if segments else began
-            if time.time() - last_end >= quiet:
+            still = quiet - (time.time() - last_end)  # seconds of quiet still needed
+            if still <= 0:
                 return last_end
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise TimeoutError(f"{self.identity}: still hearing speech after {timeout}s (last ended {last_end:.3f})")
-            await asyncio.sleep(0.05)
+            # Quiet is the passage of time without speech: nothing that arrives
+            # before then can complete it, so sleep until it could be complete
+            # (or the deadline), then look again at what was heard meanwhile.
+            await asyncio.sleep(min(still, left))
 
     async def leave(self) -> None:
         """Stop the mic and recorders, disconnect.  Safe to call more than once."""
@@ -562,21 +372,25 @@ class Caller:
 
     async def _read_transcript(self, reader: rtc.TextStreamReader, identity: str) -> None:
         text = await reader.read_all()
-        attributes = dict(reader.info.attributes or {})
-        self.transcripts.append(Transcript(time.time(), identity, text, attributes))
+        await self._transcribed(Transcript(time.time(), identity, text, dict(reader.info.attributes or {})))
+
+    async def _transcribed(self, transcript: Transcript) -> None:
+        self.transcripts.append(transcript)
+        await self._arrived()
 
     async def _record(self, track: rtc.Track, identity: str) -> None:
         stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
         try:
             async for event in stream:
-                pcm = np.frombuffer(event.frame.data, dtype=np.int16).copy()
-                now = time.time()
-                self._frames.append(ReceivedFrame(now, identity, track.sid or "", pcm, _sum_squares(pcm)))
-                phone = self.speakerphone
-                if phone is not None and identity.startswith(phone.from_prefix) and len(pcm) == _FRAME_SAMPLES:
-                    self._speaker.append(pcm)
+                await self._receive(identity, track.sid or "", np.frombuffer(event.frame.data, dtype=np.int16).copy())
         finally:
             await stream.aclose()
+
+    async def _receive(self, identity: str, track_sid: str, pcm: np.ndarray) -> None:
+        """One frame from a remote track: recorded, played on the speakerphone, waits woken."""
+        self._frames.append(ReceivedFrame(time.time(), identity, track_sid, pcm, sum_squares(pcm)))
+        self._acoustics.heard(identity, pcm)
+        await self._arrived()
 
     def _next_frame(self, due_wall: float) -> np.ndarray | None:
         """The next 10 ms of speech, or None for silence; settles finished utterances."""
@@ -585,14 +399,14 @@ class Caller:
         u = self._queue[0]
         if u.start is None:
             u.start = due_wall
-        chunk = u.pcm[u.pos : u.pos + _FRAME_SAMPLES]
-        u.pos += _FRAME_SAMPLES
+        chunk = u.pcm[u.pos : u.pos + FRAME_SAMPLES]
+        u.pos += FRAME_SAMPLES
         if u.pos >= len(u.pcm):
             self._queue.popleft()
             if not u.done.done():
                 u.done.set_result((u.start, due_wall + len(chunk) / SAMPLE_RATE))
-        if len(chunk) < _FRAME_SAMPLES:
-            chunk = np.concatenate([chunk, np.zeros(_FRAME_SAMPLES - len(chunk), np.int16)])
+        if len(chunk) < FRAME_SAMPLES:
+            chunk = np.concatenate([chunk, np.zeros(FRAME_SAMPLES - len(chunk), np.int16)])
         return chunk
 
     def _mic_format(self, data: np.ndarray) -> rtc.AudioFrame | None:
@@ -607,35 +421,6 @@ class Caller:
             pcm = np.repeat(pcm, self.mic_channels)  # interleaved: the same signal on every channel
         return rtc.AudioFrame(pcm.tobytes(), self.mic_rate, self.mic_channels, len(pcm) // self.mic_channels)
 
-    def _noise_frame(self) -> np.ndarray:
-        assert self.background_noise_dbfs is not None
-        white = self._noise_rng.standard_normal(_FRAME_SAMPLES + 3)
-        noise = np.convolve(white, np.ones(4) / 4, mode="valid")[:_FRAME_SAMPLES]  # fan/room rather than hiss
-        return (noise / 0.5 * 32768 * 10 ** (self.background_noise_dbfs / 20)).astype(np.int32)
-
-    def _next_echo(self, due_wall: float) -> np.ndarray | None:
-        """The speakerphone's echo for the next 10 ms of microphone signal."""
-        phone = self.speakerphone
-        if phone is None:
-            return None
-        if self._delay_line is None:
-            frames = max(1, round(phone.delay_s * 1000 / FRAME_MS))
-            self._delay_line = collections.deque(np.zeros(_FRAME_SAMPLES, np.int16) for _ in range(frames))
-        while len(self._speaker) > 20:  # the loop stalled: drop rather than fall behind for good
-            self._speaker.popleft()
-        if not self._speaker_playing and len(self._speaker) >= _SPEAKER_CUSHION:
-            self._speaker_playing = True  # a jitter cushion, as a real player keeps
-        if self._speaker_playing and self._speaker:
-            played = self._speaker.popleft()
-        else:
-            if self._speaker_playing:
-                self.speaker_underruns += 1
-                self._speaker_playing = False
-            played = np.zeros(_FRAME_SAMPLES, np.int16)
-        self._delay_line.append(played)
-        echo = self._delay_line.popleft()
-        return (echo.astype(np.float64) * 10 ** (phone.gain_db / 20)).astype(np.int32)
-
     async def _mic_loop(self) -> None:
         """Feed the AudioSource one 10 ms frame at a time, paced by the wall clock.
 
@@ -643,8 +428,8 @@ class Caller:
         it cannot pace us; we keep ~_MIC_LEAD_S queued ahead of real time.
         """
         assert self._source is not None
-        silence = np.zeros(_FRAME_SAMPLES, np.int16)
-        frame_s = _FRAME_SAMPLES / SAMPLE_RATE
+        silence = np.zeros(FRAME_SAMPLES, np.int16)
+        frame_s = FRAME_SAMPLES / SAMPLE_RATE
         t0 = time.monotonic()
         sent = 0
         try:
@@ -656,12 +441,7 @@ class Caller:
                 while sent * frame_s < (now - t0) + _MIC_LEAD_S:
                     due_wall = time.time() + (t0 + sent * frame_s - now)
                     chunk = self._next_frame(due_wall)
-                    data = silence if chunk is None else chunk
-                    echo = self._next_echo(due_wall)
-                    if echo is not None:
-                        data = np.clip(data.astype(np.int32) + echo, -32768, 32767).astype(np.int16)
-                    if self.background_noise_dbfs is not None:
-                        data = np.clip(data.astype(np.int32) + self._noise_frame(), -32768, 32767).astype(np.int16)
+                    data = self._acoustics.pick_up(silence if chunk is None else chunk)
                     frame = self._mic_format(data)
                     if frame is not None:
                         await self._source.capture_frame(frame)

@@ -17,6 +17,7 @@ Usage in a user's own tests::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -25,8 +26,10 @@ import signal
 import socket
 import time
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from livekit import api
 
@@ -35,7 +38,23 @@ from ..web import join_token
 from .caller import Caller, Speakerphone
 from .netns import SERVER_IP, inside_namespace
 
-__all__ = ["LIVEKIT_PORT", "NotInNamespace", "Testbed", "TurnCounter", "free_port"]
+__all__ = [
+    "INTRODUCTION",
+    "INTRODUCTION_ANSWER",
+    "NAME_ANSWER",
+    "NAME_QUESTION",
+    "Conversing",
+    "ask_name",
+    "running_testbed",
+    "LIVEKIT_PORT",
+    "NotInNamespace",
+    "Testbed",
+    "TurnCounter",
+    "free_port",
+    "greeted",
+    "introduce",
+    "room_name",
+]
 
 LIVEKIT_PORT = 7880
 
@@ -238,6 +257,21 @@ class Testbed:
         return "\n".join(f"--- {p.name} ({p.log_path}) ---\n{p.tail(lines)}" for p in self.stack.processes)
 
 
+@contextlib.contextmanager
+def running_testbed(workdir: Path, **options: Any) -> Iterator[Testbed]:
+    """A started :class:`Testbed` for a pytest fixture (``options`` as Testbed's),
+    stopped when the block ends. Outside a network namespace the test fails at
+    once, saying how to run it, rather than erroring in every test."""
+    import pytest  # only the fixtures' caller needs it
+
+    try:
+        bed = Testbed(workdir, **options)
+    except NotInNamespace as e:
+        pytest.fail(str(e), pytrace=False)
+    with bed:
+        yield bed
+
+
 class TurnCounter:
     """Counts the realtime server's logged turn starts from now on."""
 
@@ -259,3 +293,59 @@ class TurnCounter:
 
     def cancelled(self) -> int:
         return sum(1 for line in self.lines() if "response cancelled (turn_detected)" in line)
+
+
+# ---------------------------------------------------------------------- call steps
+# The steps most room tests begin with, in one place so that they read alike.
+
+# What a caller says to be remembered, and the demo brain's answer to it
+# (tests/data/brain.yaml): the state a test can later ask about.
+INTRODUCTION = "Hi, my name is Alice"
+INTRODUCTION_ANSWER = r"nice to meet you, alice"
+NAME_QUESTION = "What is my name?"
+NAME_ANSWER = r"your name is alice"
+
+
+def room_name(prefix: str) -> str:
+    """A fresh room name, so that tests sharing a testbed never meet in a room."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class Conversing(Protocol):
+    """What the call steps need of a caller: :class:`Caller` and the
+    :class:`~agent.testing.remote.RemoteCaller` in another namespace both have it."""
+
+    async def send_chat(self, text: str) -> None: ...
+
+    async def wait_for_speech(self, *, timeout: float, after: float | None = None) -> float: ...
+
+    async def wait_for_transcript(self, pattern: str, *, timeout: float, after: float | None = None) -> Any: ...
+
+    async def wait_for_quiet(self, quiet: float = 1.0, *, timeout: float) -> float: ...
+
+
+async def greeted(caller: Conversing, *, timeout: float = 20.0, quiet: float = 1.0, quiet_timeout: float = 20.0, **speech: float) -> float:
+    """Wait out the agent's greeting to a joined ``caller``: its speech starts
+    within ``timeout`` s (``speech``: ``threshold_dbfs``, ``min_duration`` of
+    :meth:`Caller.wait_for_speech`), then ``quiet`` s pass without speech.
+    Returns the wall time the greeting started."""
+    started = await caller.wait_for_speech(timeout=timeout, **speech)
+    await caller.wait_for_quiet(quiet, timeout=quiet_timeout)
+    return started
+
+
+async def introduce(caller: Conversing, *, timeout: float = 20.0) -> Any:
+    """The caller types :data:`INTRODUCTION`; waits for the agent's answer to end.
+    Returns the answer's transcript."""
+    await caller.send_chat(INTRODUCTION)
+    said = await caller.wait_for_transcript(INTRODUCTION_ANSWER, timeout=timeout)
+    await caller.wait_for_quiet(1.0, timeout=20)
+    return said
+
+
+async def ask_name(caller: Conversing, *, after: float | None = None, timeout: float = 20.0) -> Any:
+    """The caller asks what its name is; returns the agent's answer (a transcript
+    later than ``after``, by default later than the question)."""
+    asked = time.time()
+    await caller.send_chat(NAME_QUESTION)
+    return await caller.wait_for_transcript(NAME_ANSWER, timeout=timeout, after=asked if after is None else after)

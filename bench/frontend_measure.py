@@ -1,10 +1,10 @@
 """Measure the audio front-end (:mod:`agent.audio.frontend`) on synthetic scenes.
 
-Run ``python -m agent.audio.measure`` (about 15 s on two cores) or
+Run ``.venv/bin/python bench/frontend_measure.py`` (about 15 s on two cores) or
 ``--quick`` (one echo path, one noise level). It prints a table and
 ``[figure] ...`` lines with the targets beside them; it asserts nothing.
 
-**Scenes.** Speech comes from espeak-ng (``Synthesizer``, int16 24 kHz): the
+**Scenes.** Speech comes from espeak-ng (as the local server's ``Synthesizer`` speaks, int16 24 kHz): the
 agent's far end in one voice ("marin"), the caller's near end in another
 ("cedar"), different sentences. The caller's microphone hears the echo of
 what the agent plays, delayed by 50, 150 or 300 ms and attenuated by 6 or
@@ -76,7 +76,6 @@ cancellation off) and ``ns-off`` (noise suppression off).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,7 +85,8 @@ import numpy as np
 from livekit import rtc
 
 from agent.audio.frontend import DEFAULT_LAG_S, FRAME_MS, LAG_TOLERANCE_S, AudioFrontend, FrontendConfig
-from agent.realtime.speech import Synthesizer
+from agent.sound.espeak import OPENAI_VOICES, speak
+from agent.sound.resample import resample
 
 RATE = 24000
 SEED = 1729
@@ -163,17 +163,12 @@ class Layout:
 
 
 def synthesize_speech() -> Speech:
-    async def run() -> Speech:
-        synth = Synthesizer()
-        try:
-            far1 = await synth.synthesize(FAR_TEXTS[0], voice=FAR_VOICE)
-            far2 = await synth.synthesize(FAR_TEXTS[1], voice=FAR_VOICE)
-            near = await synth.synthesize(NEAR_TEXT, voice=NEAR_VOICE)
-        finally:
-            await synth.aclose()
-        return Speech(far1, far2, near)
+    def say(text: str, voice: str) -> np.ndarray:
+        # The local server's voices, at its speaking rate and its 24 kHz.
+        pcm, rate = speak(text, voice=OPENAI_VOICES[voice], words_per_minute=175)
+        return resample(pcm, rate, RATE)
 
-    return asyncio.run(run())
+    return Speech(say(FAR_TEXTS[0], FAR_VOICE), say(FAR_TEXTS[1], FAR_VOICE), say(NEAR_TEXT, NEAR_VOICE))
 
 
 def room_response(rate: int = RATE, length_s: float = REVERB_S, seed: int = SEED) -> np.ndarray:
@@ -523,7 +518,7 @@ def summary(results: list[Figures]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m agent.audio.measure", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="bench/frontend_measure.py", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one echo path (150 ms, -6 dB, dry), one noise level")
     parser.add_argument("--chunk-ms", type=int, default=FRAME_MS, help="microphone chunk size (default 10)")
     args = parser.parse_args(argv)

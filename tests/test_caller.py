@@ -1,0 +1,126 @@
+"""The test caller without a room: its acoustics (agent/testing/acoustics.py)
+and its waits (agent/testing/caller.py), which wake on what arrives.
+
+Frames go in where the caller's recorders put them (``Caller._receive``), so
+no livekit-server is needed; the room tests (tests/test_harness_rooms.py)
+cover the rest of the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import numpy as np
+import pytest
+
+from agent.testing.acoustics import BackgroundNoise, MicAcoustics, Speakerphone
+from agent.testing.caller import Caller, Transcript
+from agent.testing.recording import FRAME_SAMPLES, Recording, dbfs, sum_squares
+
+SILENCE = np.zeros(FRAME_SAMPLES, np.int16)
+
+
+def _tone(dbfs_level: float, n: int = FRAME_SAMPLES) -> np.ndarray:
+    t = np.arange(n) / 48000
+    return (np.sin(2 * np.pi * 500 * t) * 32768 * math.sqrt(2) * 10 ** (dbfs_level / 20)).astype(np.int16)
+
+
+def test_a_speakerphone_echoes_the_agent_delay_later_at_its_gain_after_a_jitter_cushion() -> None:
+    mic = MicAcoustics(Speakerphone(delay_s=0.15, gain_db=-6.0))
+    loud = _tone(-10)
+    picked = []
+    for i in range(40):  # one frame received for each one sent, as in a steady call
+        mic.heard("agent-1", loud if i == 0 else SILENCE)
+        mic.heard("someone-else", loud)  # only the agent is echoed
+        picked.append(mic.pick_up(SILENCE))
+    loud_at = [i for i, frame in enumerate(picked) if np.any(frame)]
+    # 6 frames of cushion before the speaker plays (it plays the first one at
+    # frame 5, the sixth call), then 15 frames (150 ms) of delay line.
+    assert loud_at == [5 + 15]
+    assert dbfs(sum_squares(picked[20]), FRAME_SAMPLES) == pytest.approx(-16.0, abs=0.2)
+    assert mic.speaker_underruns == 0
+
+
+def test_a_speaker_that_runs_dry_mid_stream_counts_an_underrun() -> None:
+    mic = MicAcoustics(Speakerphone())
+    for _ in range(6):
+        mic.heard("agent-1", _tone(-20))
+    for _ in range(8):  # plays 6, then runs dry
+        mic.pick_up(SILENCE)
+    assert mic.speaker_underruns == 1
+
+
+def test_background_noise_sits_at_its_level() -> None:
+    noise = BackgroundNoise(-50.0)
+    frames = np.concatenate([noise.next_frame() for _ in range(500)])
+    assert dbfs(sum_squares(frames), len(frames)) == pytest.approx(-50.0, abs=0.5)
+    assert np.array_equal(BackgroundNoise(-50.0).next_frame(), BackgroundNoise(-50.0).next_frame())  # a fixed seed
+
+
+def test_voice_echo_and_noise_are_mixed_and_clipped() -> None:
+    mic = MicAcoustics(None, background_noise_dbfs=-20.0)
+    out = mic.pick_up(np.full(FRAME_SAMPLES, 32767, np.int16))
+    assert out.dtype == np.int16 and out.max() == 32767 and out.min() > 0
+    assert np.array_equal(MicAcoustics().pick_up(_tone(-10)), _tone(-10))
+
+
+async def _feed(caller: Caller, frames: list[np.ndarray], identity: str = "agent-1") -> None:
+    for frame in frames:
+        await caller._receive(identity, "TR_1", frame)
+        await asyncio.sleep(0.01)  # 10 ms frames, in real time
+
+
+async def test_wait_for_speech_returns_when_speech_has_lasted_long_enough() -> None:
+    caller = Caller("ws://unused", "unused")
+    waiting = asyncio.create_task(caller.wait_for_speech(timeout=5, min_duration=0.2))
+    await _feed(caller, [SILENCE] * 10)
+    assert not waiting.done()
+    began = time.time()
+    await _feed(caller, [_tone(-20)] * 30)
+    started = await asyncio.wait_for(waiting, 1)
+    assert began - 0.02 <= started <= began + 0.05  # the start of the speech, not when it was noticed
+
+
+async def test_wait_for_speech_times_out_saying_what_was_heard() -> None:
+    caller = Caller("ws://unused", "unused")
+    feeding = asyncio.create_task(_feed(caller, [_tone(-50)] * 20))
+    with pytest.raises(TimeoutError, match=r"received \d+ frames from \['agent-1'\], loudest -50\.\d dBFS"):
+        await caller.wait_for_speech(timeout=0.3)
+    await feeding
+
+
+async def test_wait_for_audio_and_transcripts_wake_on_arrival() -> None:
+    caller = Caller("ws://unused", "unused")
+    audio = asyncio.create_task(caller.wait_for_audio(timeout=5, identity="agent-1"))
+    said = asyncio.create_task(caller.wait_for_transcript(r"hello", timeout=5, after=0.0))
+    await _feed(caller, [SILENCE], identity="someone-else")
+    await caller._transcribed(Transcript(time.time(), "agent-1", "not yet", {}))
+    await asyncio.sleep(0.05)
+    assert not audio.done() and not said.done()
+    await _feed(caller, [SILENCE])
+    await caller._transcribed(Transcript(time.time(), "agent-1", "Hello there", {}))
+    assert (await asyncio.wait_for(said, 1)).text == "Hello there"
+    assert await asyncio.wait_for(audio, 1) == caller.heard("agent-1").frames[0].time
+
+
+async def test_wait_for_quiet_waits_out_speech_that_goes_on() -> None:
+    caller = Caller("ws://unused", "unused")
+    talking = asyncio.create_task(_feed(caller, [_tone(-20)] * 40))  # 0.4 s of speech
+    began = time.time()
+    last_end = await caller.wait_for_quiet(0.3, timeout=5)
+    await talking
+    ended = Recording(caller.heard().frames).speech_segments()[-1][1]
+    assert last_end == pytest.approx(ended, abs=0.03)
+    assert time.time() - began >= 0.4 + 0.3 - 0.05
+
+
+async def test_wait_for_quiet_gives_up_at_its_timeout() -> None:
+    caller = Caller("ws://unused", "unused")
+    talking = asyncio.create_task(_feed(caller, [_tone(-20)] * 60))
+    began = time.monotonic()
+    with pytest.raises(TimeoutError, match="still hearing speech after 0.3s"):
+        await caller.wait_for_quiet(0.5, timeout=0.3)
+    assert 0.3 <= time.monotonic() - began < 1.0
+    await talking
