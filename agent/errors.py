@@ -6,6 +6,7 @@
     ├── SetupError                  a tool the project needs is absent (go, espeak-ng, ...)
     ├── SpeechError                 espeak-ng is missing or failed to speak (also a RuntimeError)
     ├── AudioFormatError            audio that cannot be in its declared format (also a ValueError)
+    ├── StoreError                  a request the demo store refuses: no such item or order (also a ValueError)
     ├── BackendError                a peer we depend on failed
     │   ├── LiveKitUnavailable      livekit-server unreachable (retryable)
     │   ├── LiveKitAuthError        the server refused our key/secret (not retryable)
@@ -19,7 +20,7 @@ gives up at once on one that says it cannot.
 
 Protocol errors inside the local realtime server are not exceptions that
 cross this tree: they become ``error`` events on the wire (see
-``agent.realtime.protocol``).
+``agent.realtime.errors``, the table of OpenAI's codes).
 """
 
 from __future__ import annotations
@@ -91,3 +92,10 @@ class TranscriptionError(AgentError):
     event; the session goes on."""
 
     retryable = True  # a busy or crashed decoder: the next utterance may well succeed
+
+
+class StoreError(AgentError, ValueError):
+    """A request the demo store refuses (unknown item, no such order...); the message is for the caller.
+
+    Also a ``ValueError``, as it was before it joined this tree (``agent.tools.store``).
+    """

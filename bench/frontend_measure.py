@@ -81,7 +81,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
 from livekit import rtc
 
 from agent.audio.frontend import DEFAULT_LAG_S, FRAME_MS, LAG_TOLERANCE_S, AudioFrontend, FrontendConfig

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Command 2: set up, then run the whole test suite inside a private network
-# namespace (room tests need one: libwebrtc ignores loopback). Extra arguments
+# Command 2: set up, then check the code (ruff, mypy --strict on agent/) and
+# run the whole test suite inside a private network namespace (room tests
+# need one: libwebrtc ignores loopback). Extra arguments
 # go to pytest, e.g. scripts/test.sh -k greets -x
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,8 +9,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="$ROOT/.venv/bin/python"
 start=$(date +%s)
+# Lint and types first: seconds, and a failure there says more than a room test would.
+"$ROOT/.venv/bin/ruff" check agent tests bench || { echo "[test] ruff found problems (above)"; exit 1; }
+"$ROOT/.venv/bin/mypy" agent || { echo "[test] mypy --strict found problems (above)"; exit 1; }
 set +e
-"$PY" -m agent.testing.netns -- "$PY" -m pytest "$@"
+"$PY" -m agent.testing.netns -- "$PY" -m pytest --durations=10 "$@"
 rc=$?
 set -e
 echo "[test] suite finished in $(( $(date +%s) - start ))s with exit code $rc"

@@ -3,8 +3,8 @@ the session and the worker stay up (the next ordinary question is answered)."""
 
 from __future__ import annotations
 
-import datetime
 import asyncio
+import datetime
 import os
 import re
 import time

@@ -21,7 +21,7 @@ class P:
 
     @property
     def joined_at(self) -> datetime.datetime:
-        return datetime.datetime.fromtimestamp(self.joined_ms / 1000, tz=datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp(self.joined_ms / 1000, tz=datetime.UTC)
 
 
 def _room(*people: P) -> rtc.Room:

@@ -25,7 +25,7 @@ class FakeParticipant:
     def joined_at(self) -> datetime.datetime | None:
         if self.joined_ms is None:
             return None
-        return datetime.datetime.fromtimestamp(self.joined_ms / 1000, tz=datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp(self.joined_ms / 1000, tz=datetime.UTC)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.testing.caller import speech_wav, load_wav
+from agent.testing.caller import load_wav, speech_wav
 from agent.testing.harness import Testbed, greeted, room_name
 
 pytestmark = [pytest.mark.room]

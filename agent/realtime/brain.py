@@ -137,7 +137,7 @@ class ScriptedBrain:
         self.after_tool = after_tool
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "ScriptedBrain":
+    def from_file(cls, path: str | Path) -> ScriptedBrain:
         """Load rules from a YAML or JSON file: ``{rules: [{match, say, call, arguments, remember}]}``."""
         text = Path(path).read_text()
         if str(path).endswith((".yaml", ".yml")):

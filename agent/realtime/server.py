@@ -23,10 +23,10 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from collections.abc import Coroutine
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from pydantic import BaseModel
@@ -37,9 +37,9 @@ from websockets.http11 import Request, Response
 
 from ..config import Settings
 from .brain import Brain, ScriptedBrain
-from .faults import FaultPlan, FaultyBrain
 from .client_events import parse_client_event
 from .errors import ProtocolError
+from .faults import FaultPlan, FaultyBrain
 from .protocol import Limits, RealtimeProtocol, SpeechRequest, TranscriptionRequest
 from .speech import Synthesizer
 from .transcribe import Transcriber

@@ -190,8 +190,8 @@ class Recording:
             placed.append((frames[0].time - len(frames[0].pcm) / self.sample_rate, data))
         t0 = min(t for t, _ in placed)
         offsets = [round((t - t0) * self.sample_rate) for t, _ in placed]
-        mix = np.zeros(max(o + len(d) for o, (_, d) in zip(offsets, placed)), np.int32)
-        for o, (_, d) in zip(offsets, placed):
+        mix = np.zeros(max(o + len(d) for o, (_, d) in zip(offsets, placed, strict=True)), np.int32)
+        for o, (_, d) in zip(offsets, placed, strict=True):
             mix[o : o + len(d)] += d
         return np.clip(mix, -32768, 32767).astype(np.int16)
 

@@ -128,17 +128,19 @@ class RemoteCaller:
         await self._call("send_chat", text=text)
 
     async def wait_for_transcript(self, pattern: str, *, timeout: float, after: float | None = None) -> dict[str, Any]:
-        return await self._call("wait_for_transcript", pattern=pattern, timeout=timeout, after=after)
+        found: dict[str, Any] = await self._call("wait_for_transcript", pattern=pattern, timeout=timeout, after=after)
+        return found
 
     async def wait_for_speech(self, *, timeout: float, after: float | None = None) -> float:
-        return await self._call("wait_for_speech", timeout=timeout, after=after)
+        return float(await self._call("wait_for_speech", timeout=timeout, after=after))
 
     async def wait_for_quiet(self, quiet: float = 1.0, *, timeout: float) -> float:
-        return await self._call("wait_for_quiet", quiet=quiet, timeout=timeout)
+        return float(await self._call("wait_for_quiet", quiet=quiet, timeout=timeout))
 
     async def state(self) -> dict[str, Any]:
         """Connection events so far and the remote participants' identities."""
-        return await self._call("state")
+        state: dict[str, Any] = await self._call("state")
+        return state
 
     async def leave(self) -> None:
         proc = self._proc
@@ -147,7 +149,7 @@ class RemoteCaller:
         try:
             if proc.returncode is None:
                 await asyncio.wait_for(self._call("leave"), 15)
-        except (RemoteError, asyncio.TimeoutError):
+        except (TimeoutError, RemoteError):
             pass
         finally:
             if proc.returncode is None:
@@ -190,7 +192,8 @@ async def _child() -> None:
             elif caller is None:
                 raise RuntimeError("join first")
             elif method == "send_chat":
-                result = await caller.send_chat(args["text"])
+                await caller.send_chat(args["text"])
+                result = None
             elif method == "wait_for_transcript":
                 t = await caller.wait_for_transcript(args["pattern"], timeout=args["timeout"], after=args.get("after"))
                 result = {"text": t.text, "time": t.time, "identity": t.identity}

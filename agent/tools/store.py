@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..db import connect, prepare
+from ..errors import StoreError as StoreError  # re-exported: where tools and tests import it from
 
 MENU = {  # item -> price in cents
     "latte": 450,
@@ -72,10 +73,6 @@ def menu_item(spoken: str) -> str | None:
         if candidate in MENU:
             return candidate
     return None
-
-
-class StoreError(ValueError):
-    """A request the store refuses (unknown item, no such order...); the message is for the caller."""
 
 
 @dataclass(frozen=True)
