@@ -95,45 +95,45 @@ async def _in_call(bed: Testbed, room: str, identity: str) -> Caller:
     return caller
 
 
-async def _served(bed: Testbed, room: str, identity: str, since: float, timeout: float = 30.0) -> float:
-    """A new caller joins ``room``; returns how long after ``since`` the agent answered them."""
-    async with bed.caller(room, identity) as caller:
-        # The agent may greet the new caller or stay quiet until asked: either
-        # way, a question must get its answer.
-        deadline = time.monotonic() + timeout
-        answered = None
-        while answered is None and time.monotonic() < deadline:
-            asked = time.time()
-            await caller.send_chat("When are you open on Sunday?")
-            try:
-                answered = await caller.wait_for_transcript(r"open 9 am to 3 pm", timeout=5, after=asked)
-            except TimeoutError:
-                continue  # no agent yet to read the chat: ask again once one may be there
-        assert answered is not None, f"the caller who called back was never answered\n{bed.logs(40)}"
+async def _answered(bed: Testbed, caller: Caller, since: float, timeout: float) -> float:
+    """Ask until the agent answers (a chat typed while no agent is in the room is
+    read by nobody); returns how long after ``since`` the answer came."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        asked = time.time()
+        await caller.send_chat("When are you open on Sunday?")
+        try:
+            answered = await caller.wait_for_transcript(r"open 9 am to 3 pm", timeout=5, after=asked)
+        except TimeoutError:
+            continue
         return answered.time - since
+    raise AssertionError(f"{caller.identity} was never answered\n{bed.logs(40)}")
 
 
-async def test_caller_calls_back_after_the_agent_is_back(bed: Testbed) -> None:
+async def _crash_mid_call(bed: Testbed, prefix: str) -> tuple[str, Caller, float]:
+    """A call in a new room, then livekit-server crashes and comes back; the caller hangs up."""
     await bed.wait_active_jobs(0, timeout=30)
-    room = room_name("back")
+    room = room_name(prefix)
     caller = await _in_call(bed, room, "caller-1")
     bed.restart_livekit(kill=True)
     crashed = time.time()
-    await caller.leave()  # hangs up while the server is gone
+    await caller.leave()  # hangs up while the server is gone or just back
+    return room, caller, crashed
+
+
+async def test_caller_calls_back_after_the_agent_is_back(bed: Testbed) -> None:
+    room, _, crashed = await _crash_mid_call(bed, "back")
     back = await _wait_agent_back(bed, room, timeout=60)
-    took = await _served(bed, room, "caller-2", crashed)
+    async with bed.caller(room, "caller-2") as again:
+        took = await _answered(bed, again, crashed, timeout=30)
     print(f"\n[figure] livekit-server crash mid-call, agent back after {back:.1f}s, caller calls back: answered {took:.1f}s after the crash")
     assert await _agents_in(bed, room) == 1
 
 
 async def test_caller_calls_back_at_once(bed: Testbed) -> None:
-    await bed.wait_active_jobs(0, timeout=30)
-    room = room_name("again")
-    caller = await _in_call(bed, room, "caller-1")
-    bed.restart_livekit(kill=True)
-    crashed = time.time()
-    await caller.leave()
-    took = await _served(bed, room, "caller-2", crashed)
+    room, _, crashed = await _crash_mid_call(bed, "again")
+    async with bed.caller(room, "caller-2") as again:
+        took = await _answered(bed, again, crashed, timeout=30)
     print(f"\n[figure] livekit-server crash mid-call, caller calls back at once: answered {took:.1f}s after the crash")
     assert await _agents_in(bed, room) == 1
 
@@ -144,18 +144,8 @@ async def test_caller_who_stays_is_answered_after_the_restart(bed: Testbed) -> N
     caller = await _in_call(bed, room, "caller-1")
     try:
         bed.restart_livekit(kill=True)
-        crashed = time.time()
-        answered = None
-        deadline = time.monotonic() + 40
-        while answered is None and time.monotonic() < deadline:
-            asked = time.time()
-            await caller.send_chat("When are you open on Sunday?")
-            try:
-                answered = await caller.wait_for_transcript(r"open 9 am to 3 pm", timeout=5, after=asked)
-            except TimeoutError:
-                continue
-        assert answered is not None, f"the caller who stayed was never answered\n{bed.logs(40)}"
-        print(f"\n[figure] livekit-server crash mid-call, the caller stays: answered {answered.time - crashed:.1f}s after the crash")
+        took = await _answered(bed, caller, time.time(), timeout=40)
+        print(f"\n[figure] livekit-server crash mid-call, the caller stays: answered {took:.1f}s after the crash")
     finally:
         await caller.leave()
     assert await _agents_in(bed, room) == 1
