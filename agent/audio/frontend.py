@@ -57,11 +57,11 @@ NS_WARMUP_S = 0.3
 # line's noise floor, and then passes the noise at almost its full level for
 # 0.5-2.5 s, over the turn detector's threshold; a fresh one converges on the
 # line within a few frames (room traces; see Dropouts).
-_DIP_DB = 6.0  # a frame this far under the line's last frames starts a dip; back within it ends one
-_LINE_FRAMES = 10  # the line before a dip: its last 100 ms (at the start of a call, from 30 ms on) ...
+_DIP_DB = 6.0  # a frame this far under the line's quietest starts a dip; back within it of its median ends one
+_LINE_FRAMES = 30  # the line before a dip: its last 300 ms outside dips (the first 30 ms of a call will do) ...
 _LINE_MIN_FRAMES = 3
 _BACK_FRAMES = 3  # ... and after it: 30 ms back at that level
-_STEADY_DB = 6.0  # ... steady (noise; the end of a word falls faster) ...
+_STEADY_DB = 6.0  # ... steady (noise: speech and its echo vary more within 300 ms) ...
 _NOISY_DBFS = -50.0  # ... and loud enough that the noise, passed, would reach the turn detector
 _DROPOUT_DBFS = -80.0  # a dip this deep is no line's floor but (near) digital silence
 _MAX_DROPOUT_FRAMES = 100  # a dip longer than 1 s: the line itself changed
@@ -257,18 +257,20 @@ class EchoReturnLoss:
 class Dropouts:
     """Finds the dropouts of a steady noisy line that mis-teach the noise suppressor.
 
-    A dropout is a dip from a steady line above -50 dBFS (its last 100 ms
-    within 6 dB; the first 30 ms of a call will do) into (near) digital
-    silence, under -80 dBFS, and back to the line's level for 30 ms, within
-    1 s (in one room trace a stalled network chopped the line for 0.7 s). No
-    line's floor is that deep, speech over noise never falls under the noise,
-    and a word fades out before a pause, so the 100 ms before it are not
-    steady; on a clean line silence is the floor and teaches the suppressor
-    nothing wrong. :meth:`ended` says when the line is back from one, for the
+    A dropout is a dip from a steady line above -50 dBFS (its last 300 ms
+    outside dips within 6 dB, 10th to 90th percentile; at the start of a
+    call, 30 ms will do) into
+    (near) digital silence, under -80 dBFS, and back to the line's level for
+    30 ms, within 1 s (in one room trace a stalled network chopped the line
+    for 0.7 s). No line's floor is that deep, speech over noise never falls
+    under the noise, and speech (or its echo) is not that steady for 300 ms;
+    on a clean line silence is the floor and teaches the suppressor nothing
+    wrong. :meth:`ended` says when the line is back from one, for the
     front-end to start a fresh suppressor there.
     """
 
     def __init__(self) -> None:
+        self._frames = 0
         self._line: collections.deque[float] = collections.deque(maxlen=_LINE_FRAMES)
         self._before: list[float] | None = None  # the line's last levels before the current dip
         self._dip: list[float] = []
@@ -277,8 +279,10 @@ class Dropouts:
 
     def ended(self, level: float) -> bool:
         """One frame's level (dBFS); True on the frame that confirms the line is back from a dropout."""
+        self._frames += 1
         if self._before is None:
-            if len(self._line) >= _LINE_MIN_FRAMES and level < min(self._line) - _DIP_DB:
+            known = len(self._line) == _LINE_FRAMES or (len(self._line) >= _LINE_MIN_FRAMES and self._frames <= _LINE_FRAMES)
+            if known and level < min(self._line) - _DIP_DB:
                 self._before, self._dip, self._back = list(self._line), [level], []
             else:
                 self._line.append(level)
@@ -294,10 +298,10 @@ class Dropouts:
         self._back.append(level)
         if len(self._back) < _BACK_FRAMES:
             return False
-        steady = max(before) - min(before) <= _STEADY_DB and min(before) > _NOISY_DBFS
+        low, high = np.percentile(before, [10, 90])  # a stray frame (the first of a fade) does not count
+        steady = high - low <= _STEADY_DB and low > _NOISY_DBFS
         dropout = steady and min(self._dip) < _DROPOUT_DBFS
-        self._line.clear()
-        self._line.extend(self._back)
+        self._line.extend(self._back)  # the dip was not the line; what came before it was
         self._before = None
         self.count += dropout
         return dropout
