@@ -462,3 +462,90 @@ def test_noise_suppression_sends_silence_while_it_learns_the_noise() -> None:
     assert out[warm + rate // 10 :].any()
     bare = AudioFrontend(FrontendConfig(echo_cancellation=False, noise_suppression=False), rate=rate).process_near(noise, at=1.0)
     assert bare[rate // 50 : warm].any()  # without noise suppression nothing is held back
+
+
+# ---------------------------------------------------------------- a noisy line: the suppressor's first seconds
+
+LINE_NOISE_DBFS = -32.0  # the room test's noisy line, 8 dB over the server VAD's -40 dBFS
+
+
+def noisy_line(seconds: float, dbfs: float = LINE_NOISE_DBFS, seed: int = 11) -> np.ndarray:
+    """Steady room noise as the test caller makes it (agent/testing/caller.py): white noise
+    through a 4-tap moving average, at ``dbfs`` RMS."""
+    n = int(seconds * RATE)
+    white = np.random.default_rng(seed).standard_normal(n + 3)
+    noise = np.convolve(white, np.ones(4) / 4, mode="valid")[:n]
+    return (noise / 0.5 * 32768 * 10 ** (dbfs / 20)).astype(np.int16)
+
+
+def with_dropout(line: np.ndarray, at_s: float) -> np.ndarray:
+    """``line`` with a receive-side dropout at ``at_s``, shaped like the one in the room trace
+    of the failed run: the jitter buffer's concealment fades out over 60 ms (-36 to -111 dBFS),
+    then 70 ms of nothing, then the line is back."""
+    x = line.copy()
+    a, fade, gap = int(at_s * RATE), int(0.06 * RATE), int(0.07 * RATE)
+    x[a : a + fade] = (x[a : a + fade] * np.exp(-np.arange(fade) / (fade / 8))).astype(np.int16)
+    x[a + fade : a + fade + gap] = 0
+    return x
+
+
+def frame_dbfs(pcm: np.ndarray) -> np.ndarray:
+    frames = pcm[: len(pcm) // FRAME * FRAME].astype(np.float64).reshape(-1, FRAME)
+    return 20 * np.log10(np.maximum(np.sqrt(np.mean(frames**2, axis=1)) / 32768, 1e-10))
+
+
+def longest_run(mask: np.ndarray) -> int:
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return int((edges[1::2] - edges[::2]).max()) if len(edges) else 0
+
+
+def vad_onsets_ms(out: np.ndarray) -> list[int]:
+    """Where the server VAD (agent/realtime/vad.py) hears speech begin, without its prefix padding."""
+    cfg = VadConfig(prefix_padding_ms=0)
+    return [e.audio_start_ms for e in EnergyVad(cfg).process(out) if isinstance(e, SpeechStarted)]
+
+
+def test_a_noisy_line_alone_passes_the_suppressor_under_the_turn_threshold() -> None:
+    out = run(AudioFrontend(FrontendConfig(), rate=RATE, clock=lambda: 0.0), noisy_line(4.0))
+    assert longest_run(frame_dbfs(out) > -40) == 0
+
+
+@pytest.mark.parametrize("at_s", [0.05, 0.15, 1.0, 1.7, 2.5])
+def test_a_dropout_while_the_suppressor_learns_starts_no_turn(at_s: float) -> None:
+    # In the failed room run the caller's line dropped out 50 ms into the call (the
+    # worker's jitter buffer ran dry under CPU load) and the suppressor, still
+    # learning, took the dropout for the line's noise floor: the noise then passed
+    # it at -35 dBFS for 1.5 s, from the end of the warm-up on.
+    out = run(AudioFrontend(FrontendConfig(), rate=RATE, clock=lambda: 0.0), with_dropout(noisy_line(4.5), at_s))
+    loud = frame_dbfs(out) > -40
+    assert longest_run(loud) < 6, f"{int(loud.sum())} frames over -40 dBFS, from {np.flatnonzero(loud)[0] * 10} ms"
+    assert vad_onsets_ms(out) == []
+
+
+@pytest.mark.parametrize("dropout", [False, True])
+def test_a_caller_who_speaks_early_on_a_noisy_line_is_heard(dropout: bool) -> None:
+    # "Hello?" 0.5 s into the call, after the warm-up (and a dropout at 0.15 s).
+    line = with_dropout(noisy_line(2.5), 0.15) if dropout else noisy_line(2.5)
+    mic = line.astype(np.int32)
+    hello = int(0.5 * RATE)
+    mic[hello : hello + len(NEAR[: RATE // 2])] += NEAR[: RATE // 2]
+    out = run(AudioFrontend(FrontendConfig(), rate=RATE, clock=lambda: 0.0), np.clip(mic, -32768, 32767).astype(np.int16))
+    onsets = vad_onsets_ms(out)
+    assert onsets and 500 <= onsets[0] <= 560, onsets
+
+
+@pytest.mark.parametrize("over_noise", [False, True])
+def test_pauses_in_speech_are_not_dropouts(over_noise: bool) -> None:
+    # A fresh suppressor (and canceller) for every pause would cost the caller's words.
+    for mic in (FAR, NEAR):
+        if over_noise:
+            mic = np.clip(noisy_line(len(mic) / RATE).astype(np.int32) + mic, -32768, 32767).astype(np.int16)
+        fe = AudioFrontend(FrontendConfig(), rate=RATE, clock=lambda: 0.0)
+        run(fe, mic)
+        assert fe.dropouts.count == 0
+
+
+def test_a_dropout_is_counted_once() -> None:
+    fe = AudioFrontend(FrontendConfig(), rate=RATE, clock=lambda: 0.0)
+    run(fe, with_dropout(noisy_line(2.0), 1.0))
+    assert fe.dropouts.count == 1

@@ -26,6 +26,12 @@ What makes it work in a room (measured, see shared/DESIGN.md):
   (onsets, a moved path) under the turn detector, judged against an echo
   return loss learned from the microphone and the reference alone
   (:class:`EchoReturnLoss`), so it works even where the canceller does not.
+- **A fresh noise suppressor after a dropout** (:class:`Dropouts`). A
+  suppressor that hears a noisy line drop out (the receiver's jitter buffer
+  ran dry under load and its concealment faded to nothing) takes the silence
+  for the line's noise floor and passes the noise for seconds afterwards,
+  over the turn detector's threshold; a fresh one converges on the line in
+  a few frames.
 """
 
 from __future__ import annotations
@@ -48,6 +54,19 @@ LEAD_S = 0.06  # far end handed to the APM this long before its echo is due
 # The front-end sends silence while it learns; nobody says much in the first
 # 300 ms of a call.
 NS_WARMUP_S = 0.3
+# A noise suppressor that hears a dropout of a steady noisy line (the receiver's
+# jitter buffer ran dry and its concealment faded to nothing) takes it for the
+# line's noise floor, and then passes the noise at almost its full level for
+# 0.5-2.5 s, over the turn detector's threshold; a fresh one converges on the
+# line within a few frames (room traces; see Dropouts).
+_DIP_DB = 6.0  # a frame this far under the line's quietest starts a dip; back within it of its median ends one
+_LINE_FRAMES = 30  # the line before a dip: its last 300 ms outside dips (the first 30 ms of a call will do) ...
+_LINE_MIN_FRAMES = 3
+_BACK_FRAMES = 3  # ... and after it: 30 ms back at that level
+_STEADY_DB = 6.0  # ... steady (noise: speech and its echo vary more within 300 ms) ...
+_NOISY_DBFS = -50.0  # ... and loud enough that the noise, passed, would reach the turn detector
+_DROPOUT_DBFS = -80.0  # a dip this deep is no line's floor but (near) digital silence
+_MAX_DROPOUT_FRAMES = 100  # a dip longer than 1 s: the line itself changed
 DEFAULT_LAG_S = 0.30  # until the first estimate: a typical room round trip
 MAX_LAG_S = 0.9
 NEW_TURN_GAP_S = 0.4  # far-end silence after which the next audio is a new turn
@@ -237,6 +256,64 @@ class EchoReturnLoss:
             self.value = float(np.median(self.blocks))
 
 
+class Dropouts:
+    """Finds the dropouts of a steady noisy line that mis-teach the noise suppressor.
+
+    A dropout is a dip from a steady line above -50 dBFS (its last 300 ms
+    outside dips within 6 dB, 10th to 90th percentile; at the start of a
+    call, 30 ms will do) into (near) digital silence, under -80 dBFS, and
+    back to the line's level for 30 ms, within 1 s (in one room trace a
+    stalled network chopped the line for 0.7 s). No line's floor is that
+    deep, speech over noise never falls under the noise, and speech (or its
+    echo) is not that steady for 300 ms: on 17 speakerphone room traces
+    (25 min) none was found. On a clean line silence is the floor and
+    teaches the suppressor nothing wrong. :meth:`ended` says when the line
+    is back from one, for the front-end to start a fresh suppressor there.
+    """
+
+    def __init__(self) -> None:
+        self._frames = 0
+        self._line: collections.deque[float] = collections.deque(maxlen=_LINE_FRAMES)
+        self._before: list[float] | None = None  # the line's last levels before the current dip
+        self._dip: list[float] = []
+        self._back: list[float] = []  # frames back at the line's level since the dip
+        self.count = 0
+
+    def ended(self, level: float) -> bool:
+        """One frame's level (dBFS); True on the frame that confirms the line is back from a dropout."""
+        self._frames += 1
+        if self._before is None:
+            known = len(self._line) == _LINE_FRAMES or (len(self._line) >= _LINE_MIN_FRAMES and self._frames <= _LINE_FRAMES)
+            if known and level < min(self._line) - _DIP_DB:
+                self._before, self._dip, self._back = list(self._line), [level], []
+            else:
+                self._line.append(level)
+            return False
+        before = self._before
+        if abs(level - float(np.median(before))) > _DIP_DB:
+            self._dip.extend(self._back + [level])
+            self._back = []
+            if len(self._dip) > _MAX_DROPOUT_FRAMES:  # not a dropout: the line changed
+                self._before = None
+                self._line.clear()
+            return False
+        self._back.append(level)
+        if len(self._back) < _BACK_FRAMES:
+            return False
+        low, high = np.percentile(before, [10, 90])  # a stray frame (the first of a fade) does not count
+        steady = high - low <= _STEADY_DB and low > _NOISY_DBFS
+        dropout = steady and min(self._dip) < _DROPOUT_DBFS
+        self._line.extend(self._back)  # the dip was not the line; what came before it was
+        self._before = None
+        self.count += dropout
+        return dropout
+
+
+def _dbfs(pcm: np.ndarray) -> float:
+    power = float(np.dot(pcm.astype(np.float64), pcm)) / len(pcm)
+    return 10.0 * math.log10(max(power, 1e-12) / 32768.0**2)
+
+
 class AudioFrontend:
     """One caller's front-end: near end in, cleaned near end out; far end as reference."""
 
@@ -262,6 +339,7 @@ class AudioFrontend:
         self._unlocated: collections.deque[float] = collections.deque(maxlen=round(MAX_LAG_S * 1000 / FRAME_MS))
         self._last_estimate = -math.inf
         self._candidate: float | None = None
+        self.dropouts = Dropouts()
         self._apm = self._new_apm()
         # Debugging aid: (near in, near out, reference fed) per frame, when enabled.
         self.trace: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] | None = None
@@ -345,6 +423,12 @@ class AudioFrontend:
             self._apm.process_reverse_stream(rtc.AudioFrame(ref.tobytes(), self.rate, 1, self.frame))
         else:
             ref = None
+        if self.config.noise_suppression and self.dropouts.ended(_dbfs(chunk)):
+            # The suppressor took the dropout for the line's floor (module docstring):
+            # a fresh one learns the line from here on (and the canceller re-converges).
+            self._apm = self._new_apm()
+            if ref is not None:
+                self._apm.process_reverse_stream(rtc.AudioFrame(ref.tobytes(), self.rate, 1, self.frame))
         frame = rtc.AudioFrame(chunk.tobytes(), self.rate, 1, self.frame)
         self._apm.process_stream(frame)
         out = np.frombuffer(frame.data, dtype=np.int16).copy()
