@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import os
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -243,6 +246,56 @@ async def test_fault_injection_drops_the_connection_without_a_close_frame() -> N
             await asyncio.sleep(0.05)
         assert srv.sessions == 0, "the dropped session is still counted as active"
     finally:
+        await srv.aclose()
+
+
+async def test_a_cut_after_the_call_comes_after_the_client_has_every_byte_of_it() -> None:
+    # The fault stands for a network failure *after* the server sent the call: the
+    # client must get the whole call-only response, up to its response.done, before
+    # the abnormal closure. Here the client reads nothing for half a second (a busy
+    # client; a small receive window), so the call waits in the server's socket
+    # behind a backlog of echoed items; and it goes on streaming audio, as a
+    # caller's would, so the server has unread input when it cuts. Closing a
+    # socket with unread input sends RST, which throws away what the server's
+    # kernel had not yet delivered.
+    rules = [Rule(match="cut", call="place_order", arguments={"item": "latte", "quantity": 1}, drop_connection=True)]
+    srv = RealtimeServer(ServerOptions(port=0, brain_factory=lambda: ScriptedBrain(rules=rules)))
+    await srv.start()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: it sets the window
+    sock.setblocking(False)
+    silence = base64.b64encode(bytes(48_000)).decode()  # 1 s of PCM16 at 24 kHz
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", srv.port))
+        # no compression: the backlog must take the room on the wire that its size says
+        async with websockets.connect(url(srv), sock=sock, compression=None, max_queue=1) as ws:
+            await recv_until(ws, "session.created")
+            await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "tools": [ORDER_TOOL]}}))
+            for _ in range(2):
+                text = base64.b64encode(os.urandom(9_000)).decode()
+                await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+                    "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}}))  # fmt: skip
+            await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+                "type": "message", "role": "user", "content": [{"type": "input_text", "text": "cut"}]}}))  # fmt: skip
+            await ws.send(json.dumps({"type": "response.create"}))
+            loop = asyncio.get_running_loop()
+            busy_until = loop.time() + 0.5
+            with contextlib.suppress(websockets.ConnectionClosed):
+                while loop.time() < busy_until:  # streams audio, reads nothing
+                    await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": silence}))
+                    await asyncio.sleep(0.01)
+            events: list[dict[str, Any]] = []
+            with pytest.raises(websockets.ConnectionClosedError):  # abnormal closure, no close frame
+                async with asyncio.timeout(10):
+                    while True:
+                        events.append(json.loads(await ws.recv()))
+            kinds = [e["type"] for e in events]
+            assert "response.done" in kinds, f"the cut lost the call's events: the client got {kinds[-4:]}"
+            done = events[kinds.index("response.done")]
+            assert [o["type"] for o in done["response"]["output"]] == ["function_call"]
+            assert kinds[-1] == "response.done", "nothing is sent after the cut's response.done"
+    finally:
+        sock.close()
         await srv.aclose()
 
 

@@ -17,11 +17,14 @@ response or transcript with an error event, so nothing is left waiting.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hmac
 import itertools
 import json
 import logging
 import secrets
+import struct
+import termios
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -55,6 +58,7 @@ _LOGGED: dict[str, Callable[[Any], str]] = {
     + (f" ({e.response.status_details.reason})" if e.response.status_details and e.response.status_details.reason else ""),
 }
 _DROP = "\x00drop"  # outbox marker: abort the connection (fault injection)
+_DROP_DELIVERY_S = 5.0  # how long a cut waits for the client to receive what came before it
 
 
 @dataclass
@@ -82,6 +86,31 @@ def _describe(event: BaseModel) -> str:
 
 def _encode(event: BaseModel) -> str:
     return json.dumps(event.model_dump(mode="json", exclude_unset=True))
+
+
+def _unacknowledged_bytes(sock: Any) -> int:
+    """Bytes written to ``sock`` that the peer's TCP has not acknowledged yet
+    (Linux ``SIOCOUTQ``); 0 where the kernel cannot tell."""
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")  # TIOCOUTQ == SIOCOUTQ
+    except (OSError, AttributeError):
+        return 0
+    return int(struct.unpack("i", raw)[0])
+
+
+async def _delivered(ws: ServerConnection, timeout: float) -> bool:
+    """Wait until every byte written to ``ws`` is in the client's hands: out of
+    asyncio's buffer and acknowledged by the client's TCP (which keeps it even if
+    a reset follows). False if that took longer than ``timeout``."""
+    transport = ws.transport
+    sock = transport.get_extra_info("socket")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while transport.get_write_buffer_size() or (sock is not None and _unacknowledged_bytes(sock)):
+        if loop.time() >= deadline or transport.is_closing():
+            return False
+        await asyncio.sleep(0.005)  # the kernel gives no wake-up for an ACK; poll briefly
+    return True
 
 
 class RealtimeServer:
@@ -203,9 +232,9 @@ class _Connection:
         task.add_done_callback(self._work.discard)
 
     def _emit(self, events: list[BaseModel]) -> None:
+        if self._dropped:
+            return  # the fault cut this connection: nothing more goes out, nothing new starts
         for event in events:
-            if self._dropped:
-                break
             self._outbox.put_nowait(_encode(event))
             if self._faults.should_drop(event):
                 self._dropped = True
@@ -216,6 +245,8 @@ class _Connection:
             if kind in _LOGGED:
                 # one line per turn event: what operators (and the echo tests) count
                 log.info("session %s: %s", self._proto.session_id, _LOGGED[kind](event))
+            if self._dropped:
+                return
         for request in self._proto.speech_requests():
             self._faults.speech(request.request_id, request.text)
             self._spawn(self._synthesize(request), f"speech:{request.request_id}")
@@ -297,7 +328,19 @@ class _Connection:
                 await self._ws.close(1000, "session ended")
                 return
             if text is _DROP:
-                log.warning("fault injection: dropping the connection (no close frame)")
+                # The fault is a network failure *after* the client got what was
+                # sent (the call, up to its response.done), so wait for delivery.
+                # Aborting at once loses it: asyncio drops its unsent buffer, and
+                # closing a socket with unread input (the caller's audio never
+                # stops) sends RST, which discards what the kernel had not yet
+                # delivered -- all of it when the client was slow to read.
+                started = time.monotonic()
+                delivered = await _delivered(self._ws, _DROP_DELIVERY_S)
+                log.warning(
+                    "fault injection: dropping the connection (no close frame) %.0f ms after the last event, %s",
+                    (time.monotonic() - started) * 1000,
+                    "all delivered" if delivered else "NOT all delivered",
+                )
                 self._ws.transport.abort()
                 return
             try:
