@@ -106,12 +106,18 @@ def price(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
     return lines, sum(line["quantity"] * line["price_cents"] for line in lines)
 
 
-def _seed_order_rows(now: float) -> list[tuple[object, ...]]:
+_SEEDED_AT = 1767225600.0  # 2026-01-01 UTC: a fixed time keeps the seed the same in every database
+
+
+def _seed_order_rows() -> list[tuple[object, ...]]:
     rows: list[tuple[object, ...]] = []
     for order_id, customer_id, items, status in SEED_ORDERS:
         lines, total = price(items)
-        rows.append((order_id, customer_id, json.dumps(lines), total, status, now))
+        rows.append((order_id, customer_id, json.dumps(lines), total, status, _SEEDED_AT))
     return rows
+
+
+_SEED_ORDER_ROWS = _seed_order_rows()  # once per process: a session's set-up opens the store on its event loop
 
 
 def _order(row: sqlite3.Row) -> Order:
@@ -125,7 +131,7 @@ class Store:
         self.path = prepare(path, _SCHEMA, [
             ("INSERT OR IGNORE INTO customers VALUES (?, ?, ?, ?)", SEED_CUSTOMERS),
             ("INSERT OR IGNORE INTO orders (id, customer_id, items, total_cents, status, room, created_at)"
-             " VALUES (?, ?, ?, ?, ?, NULL, ?)", _seed_order_rows(time.time())),
+             " VALUES (?, ?, ?, ?, ?, NULL, ?)", _SEED_ORDER_ROWS),
         ])  # fmt: skip
 
     def _connect(self) -> sqlite3.Connection:
