@@ -27,6 +27,9 @@ from collections.abc import Awaitable, Callable
 
 from livekit import rtc
 
+# The reasons for which RoomIO closes the session itself (close_on_disconnect).
+from livekit.agents.voice.room_io.types import DEFAULT_CLOSE_ON_DISCONNECT_REASONS
+
 from .dispatch import agents_of
 
 log = logging.getLogger("agent.session")
@@ -36,13 +39,6 @@ CALLER_KINDS = (
     rtc.ParticipantKind.PARTICIPANT_KIND_SIP,
 )
 
-# Reasons for which RoomIO closes the session itself (close_on_disconnect):
-# the caller hung up, the room went. livekit-agents' DEFAULT_CLOSE_ON_DISCONNECT_REASONS.
-_CLOSING_REASONS = (
-    rtc.DisconnectReason.CLIENT_INITIATED,
-    rtc.DisconnectReason.ROOM_DELETED,
-    rtc.DisconnectReason.USER_REJECTED,
-)
 
 
 def caller_to_link(room: rtc.Room, linked: str | None) -> rtc.RemoteParticipant | None:
@@ -115,7 +111,7 @@ class CallerLink:
         self.reconcile()
 
     def _on_participant_disconnected(self, p: rtc.RemoteParticipant) -> None:
-        if p.identity == self.linked and p.disconnect_reason in _CLOSING_REASONS:
+        if p.identity == self.linked and p.disconnect_reason in DEFAULT_CLOSE_ON_DISCONNECT_REASONS:
             return  # the caller hung up: RoomIO closes the session
         self.reconcile()
 

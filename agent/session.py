@@ -164,8 +164,8 @@ class RoomHooks:
 
     async def _hang_up_after_goodbye(self) -> None:
         # The tool's output makes the model say goodbye; hang up once that is
-        # said: the agent has started speaking and then been quiet for a second
-        # (or after 20 s, whatever it does). Driven by the session's state changes.
+        # said: a second for the reply to start, then the agent not speaking for
+        # a second (or after 20 s, whatever it does). Driven by state changes.
         changed = asyncio.Event()
         on_change = lambda _ev: changed.set()  # noqa: E731
         self._session.on("agent_state_changed", on_change)
