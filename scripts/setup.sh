@@ -2,7 +2,7 @@
 # Set up everything the project needs on a fresh Debian machine; a rerun only checks.
 #   - livekit-server, built with `go install` into a cache outside the clone; the
 #     build runs in the background while the steps below run (they are independent)
-#   - Debian packages (espeak-ng, sox, iproute2, util-linux, nodejs/npm) when missing;
+#   - Debian packages (espeak-ng, sox, iproute2, util-linux, nodejs/npm, redis-server) when missing;
 #     with --browser also chromium (the web page's room tests drive it headless)
 #   - a virtual environment at .venv with the package and its test extra
 #   - the web page's JavaScript (livekit-client, playwright-core) with npm ci in web/
@@ -96,6 +96,7 @@ command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
 command -v node >/dev/null || need_pkgs+=(nodejs)
 command -v npm >/dev/null || need_pkgs+=(npm)
+command -v redis-server >/dev/null || need_pkgs+=(redis-server)  # a LiveKit cluster's shared state (agent.testing.Cluster)
 if ((BROWSER)) && [[ ! -x /usr/bin/chromium ]]; then need_pkgs+=(chromium); fi
 # One interpreter start answers both questions (version, venv module): on a
 # busy machine each start of a pyenv shim costs a second or more.
@@ -124,7 +125,7 @@ if ((${#need_pkgs[@]})); then
       || fail --log "$LOGS/apt.log" "apt-get install ${need_pkgs[*]} failed" "check the network to the Debian mirrors"
   fi
 else
-  step "Debian packages present (espeak-ng, sox, iproute2, util-linux, nodejs, npm$( ((BROWSER)) && echo ", chromium"))"
+  step "Debian packages present (espeak-ng, sox, iproute2, util-linux, nodejs, npm, redis-server$( ((BROWSER)) && echo ", chromium"))"
 fi
 
 # --- Python virtual environment -----------------------------------------------

@@ -33,9 +33,9 @@ from agent.audio.trace_report import TraceReport, report_file
 from agent.dispatch import AGENT_NAME_ATTRIBUTE
 from agent.stack import ManagedProcess
 from agent.testing.caller import Caller, Speakerphone, load_wav, speech_wav
-from agent.testing.harness import NotInNamespace, Testbed, TurnCounter, free_port, greeted
+from agent.testing.harness import SLOTS, NotInNamespace, Testbed, TurnCounter, free_port, greeted
 
-pytestmark = [pytest.mark.room]
+pytestmark = [pytest.mark.room, pytest.mark.solo]
 
 SENTENCES = [
     "Good morning, I would like a coffee.",
@@ -65,7 +65,7 @@ def _ready(worker: ManagedProcess) -> None:
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory, trace_dir: Path) -> Iterator[Testbed]:
     try:
-        testbed = Testbed(tmp_path_factory.mktemp("frontend"), worker=False, slot=2)
+        testbed = Testbed(tmp_path_factory.mktemp("frontend"), worker=False, slot=SLOTS["frontend"])
     except NotInNamespace as e:
         pytest.fail(str(e), pytrace=False)
     with testbed:

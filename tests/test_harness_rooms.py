@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from agent.testing.caller import Recording, load_wav, speech_wav
-from agent.testing.harness import Testbed, room_name, running_testbed
+from agent.testing.harness import SLOTS, Testbed, room_name, running_testbed
 
 pytestmark = [pytest.mark.room]
 
 
 @pytest.fixture(scope="module")
 def server_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    with running_testbed(tmp_path_factory.mktemp("harness"), worker=False, realtime=False, slot=1) as bed:
+    with running_testbed(tmp_path_factory.mktemp("harness"), worker=False, realtime=False, slot=SLOTS["harness"]) as bed:
         yield bed
 
 

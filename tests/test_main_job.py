@@ -13,33 +13,20 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from agent.stack import livekit_server_binary
 from agent.testing.caller import Caller
-from agent.testing.harness import free_port, room_name
-from agent.testing.netns import SERVER_IP
+from agent.testing.harness import SLOTS, free_port, room_name, shipped_config_on_slot
 
 pytestmark = [pytest.mark.room]
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _own_livekit_yaml(tmp_path: Path) -> Path:
-    """The shipped livekit.yaml on ports of its own (the session testbed has 7880),
-    with a STUN address inside the namespace."""
-    raw = yaml.safe_load((ROOT / "livekit.yaml").read_text())
-    raw["port"] = 7900
-    raw["rtc"].update(tcp_port=7901, port_range_start=50600, port_range_end=50699, stun_servers=[f"{SERVER_IP}:3478"])
-    path = tmp_path / "livekit.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
 async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AGENT_", "OPENAI_"))}
     env.update(
-        AGENT_LIVEKIT_CONFIG=str(_own_livekit_yaml(tmp_path)),
+        AGENT_LIVEKIT_CONFIG=str(shipped_config_on_slot(tmp_path / "livekit.yaml", SLOTS["main-job"])),
         AGENT_LOCAL_REALTIME_PORT=str(free_port()),
         AGENT_HTTP_PORT=str(free_port()),
         AGENT_WEB_PORT=str(free_port()),

@@ -22,11 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from agent.stack import livekit_server_binary, port_open
-from agent.testing.harness import Testbed, free_port
-from agent.testing.netns import SERVER_IP
+from agent.testing.harness import SLOTS, Testbed, free_port, shipped_config_on_slot
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGKILL]
@@ -197,21 +195,11 @@ def test_worker_leaves_no_process_behind(sig: signal.Signals, testbed: Testbed, 
 # ----------------------------------------------------------------- the main job (`up`)
 
 
-def _up_livekit_yaml(tmp_path: Path) -> Path:
-    """The shipped livekit.yaml on ports of its own, bound inside the namespace."""
-    raw = yaml.safe_load((ROOT / "livekit.yaml").read_text())
-    raw.update(port=7920, bind_addresses=[SERVER_IP])
-    raw["rtc"].update(tcp_port=7921, port_range_start=50800, port_range_end=50899, stun_servers=[f"{SERVER_IP}:3478"])
-    path = tmp_path / "livekit.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
 @pytest.mark.room
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
 def test_up_leaves_no_process_behind(sig: signal.Signals, tmp_path: Path, started: Start) -> None:
     env = _env(
-        AGENT_LIVEKIT_CONFIG=str(_up_livekit_yaml(tmp_path)),
+        AGENT_LIVEKIT_CONFIG=str(shipped_config_on_slot(tmp_path / "livekit.yaml", SLOTS["process-leaks"])),
         AGENT_LOCAL_REALTIME_PORT=str(free_port()),
         AGENT_HTTP_PORT=str(free_port()),
         AGENT_WEB_PORT=str(free_port()),

@@ -1,6 +1,6 @@
 """Faults of whole processes: livekit-server crashes and comes back (with or
 without a call in progress, the caller staying or calling back); the worker
-is told to stop. A testbed of its own (slot 3), since these tests kill things."""
+is told to stop. A testbed of its own (slot "process-faults"), since these tests kill things."""
 
 from __future__ import annotations
 
@@ -14,16 +14,17 @@ import pytest
 from livekit import api
 
 from agent.testing.caller import Caller
-from agent.testing.harness import Testbed, ask_name, greeted, introduce, room_name, running_testbed
+from agent.testing.harness import SLOTS, Testbed, ask_name, greeted, introduce, room_name, running_testbed
 from agent.tools import Store
 
-pytestmark = [pytest.mark.room]
+# Idle: most of each test is waiting for a restart, a drain or a re-dispatch bound.
+pytestmark = [pytest.mark.room, pytest.mark.idle]
 
 
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     with running_testbed(
-        tmp_path_factory.mktemp("faults"), slot=3, worker_env={"AGENT_DRAIN_TIMEOUT": "20"},
+        tmp_path_factory.mktemp("faults"), slot=SLOTS["process-faults"], worker_env={"AGENT_DRAIN_TIMEOUT": "20"},
         realtime_env={"AGENT_BRAIN_SCRIPT": str(Path(__file__).parent / "data" / "brain.yaml")},
     ) as testbed:  # fmt: skip
         yield testbed

@@ -18,7 +18,7 @@ import pytest
 
 from agent.config import DEFAULT_RECONNECT_NOTICE
 from agent.testing.caller import Caller
-from agent.testing.harness import Testbed, ask_name, greeted, introduce, room_name, running_testbed
+from agent.testing.harness import SLOTS, Testbed, ask_name, greeted, introduce, room_name, running_testbed
 from agent.tools import Ledger, Store
 
 pytestmark = [pytest.mark.room]
@@ -101,7 +101,7 @@ async def test_hung_backend_is_detected_announced_and_reconnected(testbed: Testb
 def short_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     """A backend that caps sessions at 30 s, and a worker that rolls over after 12 s."""
     with running_testbed(
-        tmp_path_factory.mktemp("rollover"), slot=4,
+        tmp_path_factory.mktemp("rollover"), slot=SLOTS["rollover"],
         worker_env={"AGENT_REALTIME_MAX_SESSION_S": "12"},
         realtime_env={"AGENT_LOCAL_REALTIME_MAX_SESSION_S": "30",
                       "AGENT_BRAIN_SCRIPT": str(Path(__file__).parent / "data" / "brain.yaml")},
@@ -109,6 +109,7 @@ def short_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed
         yield bed
 
 
+@pytest.mark.idle  # waits for the session cap
 async def test_session_rolls_over_before_its_cap_with_the_context_carried(short_sessions: Testbed) -> None:
     bed = short_sessions
     assert bed.realtime is not None

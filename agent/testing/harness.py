@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+import yaml
 from livekit import api
 
 from ..stack import ManagedProcess, Stack, load_server_config, write_server_config
@@ -46,7 +47,11 @@ __all__ = [
     "Conversing",
     "ask_name",
     "running_testbed",
+    "shipped_config_on_slot",
+    "slot_ports",
     "LIVEKIT_PORT",
+    "SLOTS",
+    "FIRST_FREE_SLOT",
     "NotInNamespace",
     "Testbed",
     "TurnCounter",
@@ -57,6 +62,37 @@ __all__ = [
 ]
 
 LIVEKIT_PORT = 7880
+
+# Slots of livekit-server ports in the test namespace, so that servers run side
+# by side (test modules on several pytest-xdist workers): each module that
+# starts its own server owns a slot, and every xdist worker's session testbed
+# gets one of its own (tests/conftest.py).
+SLOTS = {
+    "harness": 1, "frontend": 2, "process-faults": 3, "rollover": 4,
+    "main-job": 5, "process-leaks": 6,
+}  # fmt: skip
+FIRST_FREE_SLOT = 10
+
+
+def slot_ports(slot: int) -> tuple[int, int, tuple[int, int]]:
+    """(signal port, RTC TCP port, RTC UDP range) of ``slot``: 7880 + 10 * slot,
+    the next port, and 100 UDP ports from 50000 + 200 * slot."""
+    if not 0 <= slot <= 70:  # the UDP range must stay below 65536
+        raise ValueError(f"slot {slot} out of range 0-70")
+    port = LIVEKIT_PORT + 10 * slot
+    return port, port + 1, (50000 + 200 * slot, 50000 + 200 * slot + 99)
+
+
+def shipped_config_on_slot(path: Path, slot: int) -> Path:
+    """The project's livekit.yaml with the ports of ``slot``, bound inside the
+    test namespace and with a STUN address there: for tests of ``up``, which
+    runs the shipped config. Written to ``path``."""
+    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "livekit.yaml").read_text())
+    port, tcp, (udp_start, udp_end) = slot_ports(slot)
+    raw.update(port=port, bind_addresses=[SERVER_IP])
+    raw["rtc"].update(tcp_port=tcp, port_range_start=udp_start, port_range_end=udp_end, stun_servers=[f"{SERVER_IP}:3478"])
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
 
 
 class NotInNamespace(RuntimeError):
@@ -81,7 +117,8 @@ class Testbed:
     ``worker_env`` and ``realtime_env`` add or override environment variables
     of those processes (e.g. ``AGENT_BRAIN_SCRIPT``, ``AGENT_GREETING``).
     ``slot`` picks a separate set of livekit-server ports, so that several
-    testbeds can run side by side (slot 0 = 7880, 7881/tcp, 50000-50099/udp).
+    testbeds can run side by side (:func:`slot_ports`; slot 0 = 7880,
+    7881/tcp, 50000-50099/udp).
     """
 
     __test__ = False  # not a pytest test class, whatever its name
@@ -102,8 +139,7 @@ class Testbed:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.api_key = "APItest" + secrets.token_hex(4)
         self.api_secret = secrets.token_urlsafe(32)
-        self.livekit_port = LIVEKIT_PORT + 10 * slot
-        self._udp_ports = (50000 + 200 * slot, 50000 + 200 * slot + 99)
+        self.livekit_port, self._tcp_port, self._udp_ports = slot_ports(slot)
         self.url = f"ws://{SERVER_IP}:{self.livekit_port}"
         self.realtime_port = free_port()
         self.db_path = self.workdir / "agent.db"  # the worker's demo store and tool ledger
@@ -130,7 +166,7 @@ class Testbed:
                     "port": self.livekit_port,
                     "bind_addresses": [SERVER_IP],
                     "rtc": {
-                        "tcp_port": self.livekit_port + 1,
+                        "tcp_port": self._tcp_port,
                         "port_range_start": self._udp_ports[0],
                         "port_range_end": self._udp_ports[1],
                         "use_external_ip": False,
