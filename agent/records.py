@@ -1,0 +1,179 @@
+"""Session records: one summary row per finished session, in the worker's SQLite file.
+
+When a session closes, :class:`SessionRecorder` stores what it was: room,
+worker, job, start, end, close reason, caller turns, the transcript (from
+:class:`~agent.transcript.TranscriptStore`, the items written since the
+session started), tool calls and their outcomes, token usage, cost and
+realtime reconnects (from the session's :class:`~agent.metrics.SessionMeter`).
+``python -m agent sessions`` lists them.
+
+A job process that is killed writes no record: it has no chance to. The
+store is SQLite (``AGENT_DB_PATH``, shared with the transcript and the demo
+store); :class:`SessionRecords` is the one place that knows, so another
+database would be another class with ``add`` and ``select``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .db import connect, prepare
+from .errors import ConfigError
+from .metrics import SessionMeter
+from .transcript import TranscriptStore
+
+log = logging.getLogger("agent.records")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    room TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL NOT NULL,
+    close_reason TEXT NOT NULL,
+    turns INTEGER NOT NULL,
+    transcript TEXT NOT NULL,   -- JSON list of {role, text, interrupted} and tool items
+    tool_calls TEXT NOT NULL,   -- JSON list of {name, call_id, outcome}
+    usage TEXT NOT NULL,        -- JSON of agent.cost.Usage plus "responses"
+    cost_usd REAL NOT NULL,
+    reconnects INTEGER NOT NULL,
+    rollovers INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_room ON sessions (room, started_at);
+CREATE INDEX IF NOT EXISTS sessions_started ON sessions (started_at);
+"""
+
+_JSON_COLUMNS = ("transcript", "tool_calls", "usage")
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    room: str
+    worker: str
+    job_id: str
+    model: str
+    started_at: float  # Unix time
+    ended_at: float
+    close_reason: str
+    turns: int
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    reconnects: int = 0
+    rollovers: int = 0
+
+    @property
+    def duration_s(self) -> float:
+        return self.ended_at - self.started_at
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "duration_s": round(self.duration_s, 3)}
+
+
+class SessionRecords:
+    """The ``sessions`` table of the worker's SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = prepare(path, _SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        return connect(self.path)
+
+    def add(self, record: SessionRecord) -> None:
+        row = asdict(record)
+        for name in _JSON_COLUMNS:
+            row[name] = json.dumps(row[name])
+        columns = ", ".join(row)
+        with closing(self._connect()) as db, db:
+            db.execute(f"INSERT INTO sessions ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+
+    def select(self, *, room: str | None = None, since: float | None = None) -> list[SessionRecord]:
+        """Records oldest first; ``room``: that room's only; ``since``: started at that Unix time or later."""
+        query = "SELECT * FROM sessions WHERE 1=1"
+        args: list[object] = []
+        if room is not None:
+            query += " AND room = ?"
+            args.append(room)
+        if since is not None:
+            query += " AND started_at >= ?"
+            args.append(since)
+        with closing(self._connect()) as db:
+            rows = db.execute(query + " ORDER BY started_at, id", args).fetchall()
+        records = []
+        for row in rows:
+            data = dict(row)
+            del data["id"]
+            for name in _JSON_COLUMNS:
+                data[name] = json.loads(data[name])
+            records.append(SessionRecord(**data))
+        return records
+
+
+_AGE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, *, now: float) -> float:
+    """``--since``: an age (``90s``, ``30m``, ``2h``, ``7d``) or an ISO date/time (local time unless it says).
+
+    Returns a Unix time."""
+    if m := _AGE.fullmatch(text.strip()):
+        return now - float(m.group(1)) * _AGE_UNITS[m.group(2)]
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise ConfigError(f"--since {text!r} is neither an age (90s, 30m, 2h, 7d) nor an ISO date/time (2026-12-02T14:00)") from None
+
+
+def transcript_entries(items: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The transcript store's items as the record keeps them (the "end" markers left out)."""
+    return [{"kind": kind, **data} for kind, data in items if kind != "end"]
+
+
+class SessionRecorder:
+    """Writes one session's record when the session closes."""
+
+    def __init__(
+        self, records: SessionRecords, transcript: TranscriptStore, meter: SessionMeter, *, room: str, worker: str, job_id: str
+    ) -> None:
+        self._records = records
+        self._transcript = transcript
+        self._meter = meter
+        self._room, self._worker, self._job_id = room, worker, job_id
+        self.written: SessionRecord | None = None
+
+    def attach(self, session: Any) -> None:
+        session.on("close", lambda ev: self.finish(str(getattr(ev.reason, "value", ev.reason))))
+
+    def finish(self, reason: str) -> SessionRecord | None:
+        if self.written is not None:
+            return self.written  # one record per session
+        m = self._meter
+        record = SessionRecord(
+            room=self._room, worker=self._worker, job_id=self._job_id, model=m.model,
+            started_at=m.started_at, ended_at=m.clock(), close_reason=reason, turns=m.turns,
+            transcript=transcript_entries(self._transcript.items(self._room, since=m.started_at)),
+            tool_calls=[asdict(c) for c in m.tool_calls],
+            usage={**m.usage.as_dict(), "responses": m.responses},
+            cost_usd=m.cost_usd, reconnects=m.reconnects, rollovers=m.rollovers,
+        )  # fmt: skip
+        try:
+            self._records.add(record)
+        except sqlite3.Error as e:  # the caller's session is over either way; say so, do not crash the close
+            log.error("could not store the record of the session in room %s: %s", self._room, e)
+            return None
+        self.written = record
+        log.info("session record of room %s: %.1f s, %d turns, $%.4f", self._room, record.duration_s, record.turns, record.cost_usd)
+        return record
