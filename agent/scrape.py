@@ -6,9 +6,9 @@ error before anything else has started; then it makes a fresh directory for
 this worker's job processes and puts it in ``PROMETHEUS_MULTIPROC_DIR``,
 which the job processes inherit (livekit-agents starts its forkserver, or
 spawns, only later, inside ``AgentServer.run``). A scrape sums the job
-processes' files (``MultiProcessCollector``) and adds the main process's own
-families (:data:`agent.metrics.WORKER`); see :mod:`agent.metrics` for why
-the two are kept apart.
+processes' files (``MultiProcessCollector``, less the worker's families)
+and adds the main process's own families (:data:`agent.metrics.WORKER`);
+see :mod:`agent.metrics` for why the two are kept apart.
 """
 
 from __future__ import annotations
@@ -55,6 +55,27 @@ class _Worker:
         return WORKER.collect()
 
 
+class _JobProcesses:
+    """The job processes' files, summed, less the worker's families.
+
+    A job process imports agent.metrics too, so the worker's unlabelled
+    families exist there, at zero, in its files; the worker's own count is
+    the one in :data:`agent.metrics.WORKER`.
+    """
+
+    def __init__(self, directory: str) -> None:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        from .metrics import WORKER
+
+        self._files = MultiProcessCollector(None, path=directory)  # type: ignore[no-untyped-call]
+        self._worker_names = {family.name for family in WORKER.collect()}
+
+    def collect(self) -> Iterable[Any]:
+        families = self._files.collect()  # type: ignore[no-untyped-call]
+        return [family for family in families if family.name not in self._worker_names]
+
+
 def start(settings: Settings) -> Endpoint | None:
     """Serve ``/metrics`` on ``AGENT_METRICS_HOST:AGENT_METRICS_PORT`` (None when the port is 0)."""
     if settings.metrics_port == 0:
@@ -69,11 +90,10 @@ def start(settings: Settings) -> Endpoint | None:
             )
         del os.environ[MULTIPROC_ENV]  # not imported yet: this process counts in memory, as it must
     from prometheus_client import CollectorRegistry, start_http_server
-    from prometheus_client.multiprocess import MultiProcessCollector
 
     directory = tempfile.mkdtemp(prefix="agent-metrics-")
     registry = CollectorRegistry(auto_describe=False)
-    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    registry.register(_JobProcesses(directory))
     registry.register(_Worker())
     try:
         server, thread = start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
