@@ -104,6 +104,65 @@ def test_a_scrape_sums_the_job_processes_and_drops_a_dead_ones_live_gauge(tmp_pa
     assert len(result["names"]) == len(set(result["names"])), f"a family appears twice: {result['names']}"
 
 
+LIVEKIT_WORKER_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, json, os, signal, sys, time
+
+    async def until(found, timeout):
+        deadline = time.monotonic() + timeout
+        while (value := found()) is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        return value
+
+    async def main(settings, directory):
+        from agent.internals import process_pool
+        from agent.worker import build_server
+
+        server = build_server(settings)
+        run = asyncio.create_task(server.run(unregistered=True))  # no livekit-server: the pool alone
+        def warm_pid():
+            pool = process_pool(server)
+            for proc in pool.processes if pool else []:
+                if proc.pid and f"gauge_livesum_{proc.pid}.db" in os.listdir(directory):
+                    return proc.pid
+        pid = await until(warm_pid, 90)
+        files_warm = sorted(os.listdir(directory))
+        os.kill(pid, signal.SIGKILL)
+        gone = await until(lambda: True if f"gauge_livesum_{pid}.db" not in os.listdir(directory) else None, 30)
+        print(json.dumps({"pid": pid, "worker_pid": os.getpid(), "files_warm": files_warm, "gone": bool(gone)}), flush=True)
+        await server.aclose()
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+
+    if __name__ == "__main__":  # the forkserver imports this file again
+        from agent import scrape
+        from agent.config import Settings
+
+        settings = Settings(metrics_port=int(sys.argv[1]), metrics_host="127.0.0.1", http_port=int(sys.argv[2]),
+                            num_idle_processes=1, livekit_api_key="APIkey", livekit_api_secret="s" * 40)
+        scrape.start(settings)
+        asyncio.run(main(settings, os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+    """
+)
+
+
+def test_livekit_agents_job_processes_count_into_the_workers_directory(tmp_path: Path) -> None:
+    # The real process pool of livekit-agents (run unregistered: no server needed):
+    # its warm job process imports our modules with the worker's directory set, so
+    # it writes there under its own pid, and the pool's end of it marks it dead.
+    script = tmp_path / "worker.py"
+    script.write_text(LIVEKIT_WORKER_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMETHEUS_", "AGENT_", "LIVEKIT_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, str(script), str(free_port()), str(free_port())], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("{")))
+    assert result["pid"] and result["pid"] != result["worker_pid"]
+    assert f"counter_{result['pid']}.db" in result["files_warm"], result["files_warm"]
+    assert not any(str(result["worker_pid"]) in name for name in result["files_warm"]), "the main process wrote files"
+    assert result["gone"], "the killed job process's live gauge file stayed"
+
+
 def _run_agent(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AGENT_", "OPENAI_", "PROMETHEUS_"))}
     full_env.update(env, PYTHONPATH=str(ROOT))
