@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from agent.cost import PerMillionTokens, PerMinute, Usage, parse_prices
@@ -111,3 +113,15 @@ def test_a_model_the_table_does_not_price_is_a_config_error() -> None:
     table = parse_prices('{"mini": {"per_minute": {"audio_in": 0.01, "audio_out": 0.02}}}')
     with pytest.raises(ConfigError, match="no price for model 'gpt-realtime'"):
         table.price("gpt-realtime")
+
+
+def test_settings_check_the_table_prices_the_configured_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from agent.config import Settings
+
+    monkeypatch.chdir(tmp_path)  # no .env of the developer's
+    monkeypatch.setenv("AGENT_REALTIME_MODEL", "gpt-realtime")
+    monkeypatch.setenv("AGENT_PRICES", '{"gpt-realtime-mini": {"per_minute": {"audio_in": 0.01, "audio_out": 0.02}}}')
+    with pytest.raises(ConfigError, match="no price for model 'gpt-realtime'"):
+        Settings.from_env()
+    monkeypatch.setenv("AGENT_REALTIME_MODEL", "gpt-realtime-mini")
+    assert Settings.from_env().price_table.cost("gpt-realtime-mini", Usage(audio_in=600)) == pytest.approx(0.01)
