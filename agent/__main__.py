@@ -204,7 +204,7 @@ def cmd_worker(argv: list[str]) -> None:
 def cmd_sessions(argv: list[str]) -> None:
     """``sessions [--room R] [--since T] [--json]``: the records of finished sessions, oldest first."""
     from .config import Settings
-    from .records import SessionRecords, parse_since
+    from .records import open_records, parse_since
 
     parser = argparse.ArgumentParser(prog="python -m agent sessions", description="List the stored session records.")
     parser.add_argument("--room", default=None, help="only this room's sessions")
@@ -214,9 +214,9 @@ def cmd_sessions(argv: list[str]) -> None:
     try:
         settings = Settings.from_env()
         since = parse_since(args.since, now=time.time()) if args.since else None
+        records = open_records(settings).select(room=args.room, since=since)
     except AgentError as e:
         _fail(e)
-    records = SessionRecords(settings.db_path).select(room=args.room, since=since)
     if args.json:
         print(json.dumps([r.as_json() for r in records], indent=2))
         return

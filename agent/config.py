@@ -110,6 +110,7 @@ class Settings:
     metrics_port: int = field(default=0, metadata={"env": "AGENT_METRICS_PORT"})
     metrics_host: str = field(default="0.0.0.0", metadata={"env": "AGENT_METRICS_HOST"})
     prices: str | None = field(default=None, metadata={"env": "AGENT_PRICES"})
+    records_url: str | None = field(default=None, metadata={"env": "AGENT_RECORDS_URL"})
     # Audio front-end (LiveKit's WebRTC APM on the caller's audio)
     echo_cancellation: bool = field(default=True, metadata={"env": "AGENT_ECHO_CANCELLATION"})
     noise_suppression: bool = field(default=True, metadata={"env": "AGENT_NOISE_SUPPRESSION"})
@@ -211,6 +212,11 @@ class Settings:
             )
         if not (0 <= self.metrics_port <= 65535):
             raise ConfigError(f"AGENT_METRICS_PORT={self.metrics_port} must be a TCP port, or 0 for no metrics endpoint")
+        if self.records_url and not self.records_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(
+                "AGENT_RECORDS_URL must be a PostgreSQL URL (postgresql://user:password@host:port/database)",
+                hint="unset it to keep the records in SQLite at AGENT_DB_PATH",
+            )
         self.price_table.price(self.realtime_model)  # a malformed table, or none for our model: one ConfigError now
         if self.log_level.upper() not in ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"AGENT_LOG_LEVEL={self.log_level!r} is not a log level")

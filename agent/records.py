@@ -8,9 +8,10 @@ realtime reconnects (from the session's :class:`~agent.metrics.SessionMeter`).
 ``python -m agent sessions`` lists them.
 
 A job process that is killed writes no record: it has no chance to. The
-store is SQLite (``AGENT_DB_PATH``, shared with the transcript and the demo
-store); :class:`SessionRecords` is the one place that knows, so another
-database would be another class with ``add`` and ``select``.
+store is SQLite by default (``AGENT_DB_PATH``, shared with the transcript
+and the demo store), or PostgreSQL when ``AGENT_RECORDS_URL`` names one;
+both keep one ``sessions`` table of the same columns (JSON ones as JSONB in
+PostgreSQL).
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
+from .config import Settings
 from .db import connect, prepare
-from .errors import ConfigError
+from .errors import ConfigError, RecordsUnavailable
 from .metrics import SessionMeter
 from .transcript import TranscriptStore
 
@@ -52,6 +55,27 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_room ON sessions (room, started_at);
 CREATE INDEX IF NOT EXISTS sessions_started ON sessions (started_at);
+"""
+_PG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id BIGSERIAL PRIMARY KEY,
+    room TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    ended_at DOUBLE PRECISION NOT NULL,
+    close_reason TEXT NOT NULL,
+    turns INTEGER NOT NULL,
+    transcript JSONB NOT NULL,
+    tool_calls JSONB NOT NULL,
+    usage JSONB NOT NULL,
+    cost_usd DOUBLE PRECISION NOT NULL,
+    reconnects INTEGER NOT NULL,
+    rollovers INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_room ON sessions (room, started_at);
+CREATE INDEX IF NOT EXISTS sessions_started ON sessions (started_at)
 """
 
 _JSON_COLUMNS = ("transcript", "tool_calls", "usage")
@@ -82,43 +106,135 @@ class SessionRecord:
         return {**asdict(self), "duration_s": round(self.duration_s, 3)}
 
 
-class SessionRecords:
-    """The ``sessions`` table of the worker's SQLite file."""
+class SessionRecords(Protocol):
+    """Where records go: :class:`SqliteRecords` (the default) or :class:`PostgresRecords`
+    (``AGENT_RECORDS_URL``). Both raise :class:`~agent.errors.RecordsUnavailable` when
+    the database cannot be reached or refuses the statement."""
+
+    def add(self, record: SessionRecord) -> None: ...
+
+    def select(self, *, room: str | None = None, since: float | None = None) -> list[SessionRecord]:
+        """Records oldest first; ``room``: that room's only; ``since``: started at that Unix time or later."""
+        ...
+
+
+def open_records(settings: Settings) -> SessionRecords:
+    """The store the settings name; nothing is connected until it is used."""
+    if settings.records_url:
+        return PostgresRecords(settings.records_url)
+    return SqliteRecords(settings.db_path)
+
+
+def _where(room: str | None, since: float | None, mark: str) -> tuple[str, list[object]]:
+    query = "SELECT * FROM sessions WHERE 1=1"
+    args: list[object] = []
+    if room is not None:
+        query += f" AND room = {mark}"
+        args.append(room)
+    if since is not None:
+        query += f" AND started_at >= {mark}"
+        args.append(since)
+    return query + " ORDER BY started_at, id", args
+
+
+def _record(row: dict[str, Any]) -> SessionRecord:
+    data = dict(row)
+    del data["id"]
+    for name in _JSON_COLUMNS:
+        if isinstance(data[name], str):  # SQLite keeps JSON as text; PostgreSQL's JSONB comes back decoded
+            data[name] = json.loads(data[name])
+    return SessionRecord(**data)
+
+
+class SqliteRecords:
+    """The ``sessions`` table of the worker's SQLite file (``AGENT_DB_PATH``)."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = prepare(path, _SCHEMA)
+        self._path = Path(path)
+        self._ready = False
 
     def _connect(self) -> sqlite3.Connection:
-        return connect(self.path)
+        if not self._ready:
+            prepare(self._path, _SCHEMA)
+            self._ready = True
+        return connect(self._path)
 
     def add(self, record: SessionRecord) -> None:
         row = asdict(record)
         for name in _JSON_COLUMNS:
             row[name] = json.dumps(row[name])
-        columns = ", ".join(row)
-        with closing(self._connect()) as db, db:
-            db.execute(f"INSERT INTO sessions ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+        try:
+            with closing(self._connect()) as db, db:
+                db.execute(f"INSERT INTO sessions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+        except (sqlite3.Error, OSError) as e:
+            raise RecordsUnavailable(f"cannot store the session record in {self._path}: {e}") from None
 
     def select(self, *, room: str | None = None, since: float | None = None) -> list[SessionRecord]:
-        """Records oldest first; ``room``: that room's only; ``since``: started at that Unix time or later."""
-        query = "SELECT * FROM sessions WHERE 1=1"
-        args: list[object] = []
-        if room is not None:
-            query += " AND room = ?"
-            args.append(room)
-        if since is not None:
-            query += " AND started_at >= ?"
-            args.append(since)
-        with closing(self._connect()) as db:
-            rows = db.execute(query + " ORDER BY started_at, id", args).fetchall()
-        records = []
-        for row in rows:
-            data = dict(row)
-            del data["id"]
-            for name in _JSON_COLUMNS:
-                data[name] = json.loads(data[name])
-            records.append(SessionRecord(**data))
-        return records
+        query, args = _where(room, since, "?")
+        try:
+            with closing(self._connect()) as db:
+                return [_record(dict(row)) for row in db.execute(query, args).fetchall()]
+        except (sqlite3.Error, OSError) as e:
+            raise RecordsUnavailable(f"cannot read the session records in {self._path}: {e}") from None
+
+
+class PostgresRecords:
+    """The ``sessions`` table of a PostgreSQL database (``AGENT_RECORDS_URL``), with psycopg.
+
+    Each call opens its own connection (a session ends once; the CLI lists once):
+    no pool to keep across the job process's life."""
+
+    CONNECT_TIMEOUT_S = 5
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._ready = False
+
+    def _where(self) -> str:
+        parsed = urlsplit(self._url)
+        return f"{parsed.hostname or 'localhost'}:{parsed.port or 5432}{parsed.path}"  # never the password
+
+    def _connect(self) -> Any:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        db = psycopg.connect(self._url, connect_timeout=self.CONNECT_TIMEOUT_S, autocommit=True, row_factory=dict_row)
+        if not self._ready:
+            # Job processes may create the table at the same moment, and CREATE ... IF NOT
+            # EXISTS is not safe against that in PostgreSQL: one at a time, by a lock.
+            with db.transaction():
+                db.execute("SELECT pg_advisory_xact_lock(hashtext('agent.sessions'))")
+                for statement in _PG_SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            self._ready = True
+        return db
+
+    def add(self, record: SessionRecord) -> None:
+        import psycopg
+
+        row = asdict(record)
+        values = ", ".join("%s::jsonb" if name in _JSON_COLUMNS else "%s" for name in row)
+        args = [json.dumps(v) if name in _JSON_COLUMNS else v for name, v in row.items()]
+        try:
+            with self._connect() as db:
+                db.execute(f"INSERT INTO sessions ({', '.join(row)}) VALUES ({values})", args)
+        except psycopg.Error as e:
+            raise RecordsUnavailable(f"cannot store the session record in PostgreSQL at {self._where()}: {_first_line(e)}") from None
+
+    def select(self, *, room: str | None = None, since: float | None = None) -> list[SessionRecord]:
+        import psycopg
+
+        query, args = _where(room, since, "%s")
+        try:
+            with self._connect() as db:
+                return [_record(row) for row in db.execute(query, args).fetchall()]
+        except psycopg.Error as e:
+            raise RecordsUnavailable(f"cannot read the session records in PostgreSQL at {self._where()}: {_first_line(e)}") from None
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 _AGE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -171,8 +287,8 @@ class SessionRecorder:
         )  # fmt: skip
         try:
             self._records.add(record)
-        except sqlite3.Error as e:  # the caller's session is over either way; say so, do not crash the close
-            log.error("could not store the record of the session in room %s: %s", self._room, e)
+        except RecordsUnavailable as e:  # the caller's session is over either way: say so, do not crash the close
+            log.error("the record of the session in room %s is lost: %s", self._room, e)
             return None
         self.written = record
         log.info("session record of room %s: %.1f s, %d turns, $%.4f", self._room, record.duration_s, record.turns, record.cost_usd)

@@ -27,7 +27,7 @@ from .config import Settings
 from .internals import claim_user_turn
 from .link import HeartbeatSession, ReconnectNotice
 from .metrics import SessionMeter
-from .records import SessionRecorder, SessionRecords
+from .records import SessionRecorder, open_records
 from .tools import CallContext, Services, Store, open_registry, tool_names_for_room
 from .tools.builtin import ESCALATION_TOPIC
 from .transcript import TranscriptStore
@@ -289,7 +289,7 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession[Any]:
     ctx.add_shutdown_callback(notice.aclose)
     meter = SessionMeter.for_session(settings, tools.names())
     meter.attach(session)
-    SessionRecorder(SessionRecords(settings.db_path), transcript, meter, room=ctx.room.name, worker=ctx.worker_id, job_id=ctx.job.id).attach(session)
+    SessionRecorder(open_records(settings), transcript, meter, room=ctx.room.name, worker=ctx.worker_id, job_id=ctx.job.id).attach(session)
     agent = VoiceAgent(settings, tools.function_tools(make_call), history, notice, meter)
     ctx.add_shutdown_callback(agent.aclose)
     await session.start(

@@ -96,6 +96,7 @@ command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
 command -v node >/dev/null || need_pkgs+=(nodejs)
 command -v npm >/dev/null || need_pkgs+=(npm)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_pkgs+=(postgresql)  # the session-records tests start one
 if ((BROWSER)) && [[ ! -x /usr/bin/chromium ]]; then need_pkgs+=(chromium); fi
 # One interpreter start answers both questions (version, venv module): on a
 # busy machine each start of a pyenv shim costs a second or more.
@@ -124,7 +125,7 @@ if ((${#need_pkgs[@]})); then
       || fail --log "$LOGS/apt.log" "apt-get install ${need_pkgs[*]} failed" "check the network to the Debian mirrors"
   fi
 else
-  step "Debian packages present (espeak-ng, sox, iproute2, util-linux, nodejs, npm$( ((BROWSER)) && echo ", chromium"))"
+  step "Debian packages present (espeak-ng, sox, iproute2, util-linux, nodejs, npm, postgresql$( ((BROWSER)) && echo ", chromium"))"
 fi
 
 # --- Python virtual environment -----------------------------------------------

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.records import SessionRecords
+from agent.records import SqliteRecords
 from agent.testing.caller import load_wav, speech_wav
 from agent.testing.harness import NotInNamespace, Testbed, free_port, greeted, room_name
 
@@ -140,7 +140,7 @@ async def test_a_scripted_conversation_shows_in_the_metrics_and_the_session_reco
     assert after['agent_cost_usd_total{model="gpt-realtime"}'] == pytest.approx(cost)
 
     # --- the session record
-    (record,) = SessionRecords(bed.db_path).select(room=room)
+    (record,) = SqliteRecords(bed.db_path).select(room=room)
     assert record.close_reason == "participant_disconnected"
     assert record.turns == 3  # two spoken, one typed
     assert [(c["name"], c["outcome"]) for c in record.tool_calls] == [("get_opening_hours", "ok")] * 2

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,12 +23,59 @@ from livekit.agents import llm, utils
 from livekit.agents.voice.events import CloseReason
 
 from agent.cost import Usage, parse_prices
-from agent.errors import ConfigError
+from agent.errors import ConfigError, RecordsUnavailable
 from agent.metrics import SessionMeter
-from agent.records import SessionRecord, SessionRecorder, SessionRecords, parse_since
+from agent.records import PostgresRecords, SessionRecord, SessionRecorder, SessionRecords, SqliteRecords, parse_since
+from agent.testing.harness import free_port
 from agent.transcript import TranscriptStore
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------- a real PostgreSQL
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server (Debian's package) on a free loopback port; yields its
+    URL without a database. It runs as the ``postgres`` user when we are root (it refuses root)."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    bindir = Path(bins[-1]) if bins else Path(shutil.which("pg_ctl") or "pg_ctl").parent
+    root = Path(tempfile.mkdtemp(prefix="agent-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("postgres")
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = root / "data", free_port()
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "agent", "--no-sync"],
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", options, "-w", "start"],
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    try:
+        yield f"postgresql://agent@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_db(postgres: str) -> str:
+    """A fresh database on the server: its URL."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{postgres}/postgres", autocommit=True) as db:
+        db.execute(f"CREATE DATABASE {name}")
+    return f"{postgres}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> SessionRecords:
+    if request.param == "sqlite":
+        return SqliteRecords(tmp_path / "agent.db")
+    return PostgresRecords(request.getfixturevalue("postgres_db"))
 
 
 def _record(room: str, started_at: float, **extra: object) -> SessionRecord:
@@ -31,8 +85,7 @@ def _record(room: str, started_at: float, **extra: object) -> SessionRecord:
     return SessionRecord(**fields)  # type: ignore[arg-type]
 
 
-def test_records_come_back_as_stored_oldest_first(tmp_path: Path) -> None:
-    store = SessionRecords(tmp_path / "agent.db")
+def test_records_come_back_as_stored_oldest_first(store: SessionRecords) -> None:
     late = _record("r1", 2000.0, tool_calls=[{"name": "place_order", "call_id": "c1", "outcome": "ok"}], usage={"audio_in": 5}, cost_usd=0.5)
     store.add(late)
     store.add(_record("r2", 1000.0))
@@ -42,8 +95,7 @@ def test_records_come_back_as_stored_oldest_first(tmp_path: Path) -> None:
     assert got[1].duration_s == 30
 
 
-def test_records_filter_by_room_and_start(tmp_path: Path) -> None:
-    store = SessionRecords(tmp_path / "agent.db")
+def test_records_filter_by_room_and_start(store: SessionRecords) -> None:
     for room, t in (("r1", 1000.0), ("r2", 2000.0), ("r1", 3000.0)):
         store.add(_record(room, t))
     assert [r.started_at for r in store.select(room="r1")] == [1000.0, 3000.0]
@@ -56,7 +108,7 @@ def test_the_recorder_stores_the_session_once_with_its_figures(tmp_path: Path) -
     transcript.append("r1", "message", {"role": "user", "text": "an earlier call", "interrupted": False})
     time.sleep(0.01)
     meter = SessionMeter(model="gpt-realtime", prices=parse_prices(None), silence_s=0.5)  # starts now
-    store = SessionRecords(tmp_path / "agent.db")
+    store = SqliteRecords(tmp_path / "agent.db")
     recorder = SessionRecorder(store, transcript, meter, room="r1", worker="AW_1", job_id="AJ_1")
     session: utils.EventEmitter[str] = utils.EventEmitter()
     meter.attach(session)
@@ -97,7 +149,7 @@ def _sessions(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
 
 def test_the_sessions_command_lists_and_filters_the_records(tmp_path: Path) -> None:
     db = tmp_path / "agent.db"
-    store = SessionRecords(db)
+    store = SqliteRecords(db)
     store.add(_record("lobby", 1_000_000.0, cost_usd=0.0237, tool_calls=[{"name": "end_call", "call_id": "c9", "outcome": "ok"}]))
     store.add(_record("kitchen", 2_000_000.0))
     table = _sessions(db=db)
@@ -118,3 +170,73 @@ def test_the_sessions_command_says_what_a_bad_since_is(tmp_path: Path) -> None:
     assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
         "error: --since 'soon' is neither an age (90s, 30m, 2h, 7d) nor an ISO date/time (2026-12-02T14:00)"
     ]
+
+
+def test_postgres_records_keep_json_as_jsonb(postgres_db: str) -> None:
+    import psycopg
+
+    PostgresRecords(postgres_db).add(_record("r1", 1000.0, usage={"audio_in": 600, "responses": 2}))
+    with psycopg.connect(postgres_db) as db:
+        row = db.execute("SELECT usage->>'audio_in', pg_typeof(transcript)::text FROM sessions").fetchone()
+    assert row == ("600", "jsonb")
+
+
+def test_postgres_job_processes_creating_the_table_at_once_all_get_their_row(postgres_db: str) -> None:
+    # Several sessions ending together on a fresh database: CREATE TABLE IF NOT
+    # EXISTS races in PostgreSQL without the lock.
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def end_session(n: int) -> None:
+        store = PostgresRecords(postgres_db)  # one per job process
+        start.wait()
+        try:
+            store.add(_record(f"r{n}", 1000.0 + n))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=end_session, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sorted(r.room for r in PostgresRecords(postgres_db).select()) == [f"r{n}" for n in range(6)]
+
+
+def test_an_unreachable_postgres_is_one_clear_error_without_the_password() -> None:
+    store = PostgresRecords(f"postgresql://agent:s3cret@127.0.0.1:{free_port()}/agent")
+    with pytest.raises(RecordsUnavailable) as e:
+        store.add(_record("r1", 1000.0))
+    assert "PostgreSQL at 127.0.0.1:" in str(e.value) and "s3cret" not in str(e.value)
+    assert e.value.retryable
+
+
+def test_a_session_whose_record_cannot_be_stored_ends_all_the_same(tmp_path: Path) -> None:
+    meter = SessionMeter(model="gpt-realtime", prices=parse_prices(None), silence_s=0.5)
+    store = PostgresRecords(f"postgresql://agent@127.0.0.1:{free_port()}/agent")
+    recorder = SessionRecorder(store, TranscriptStore(tmp_path / "agent.db"), meter, room="r1", worker="AW_1", job_id="AJ_1")
+    assert recorder.finish("participant_disconnected") is None  # logged, not raised
+
+
+def test_the_records_url_must_be_postgres(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from agent.config import Settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AGENT_RECORDS_URL", "mysql://agent@db/agent")
+    with pytest.raises(ConfigError, match="AGENT_RECORDS_URL must be a PostgreSQL URL"):
+        Settings.from_env()
+
+
+def test_the_sessions_command_reads_postgres_when_the_url_is_set(postgres_db: str, tmp_path: Path) -> None:
+    PostgresRecords(postgres_db).add(_record("pg-room", 1000.0))
+    env_db = tmp_path / "unused.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", "sessions", "--json"],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}, "AGENT_DB_PATH": str(env_db),
+             "AGENT_RECORDS_URL": postgres_db, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [r["room"] for r in json.loads(done.stdout)] == ["pg-room"]
+    assert not env_db.exists()
