@@ -11,7 +11,11 @@ A job process that is killed writes no record: it has no chance to. The
 store is SQLite by default (``AGENT_DB_PATH``, shared with the transcript
 and the demo store), or PostgreSQL when ``AGENT_RECORDS_URL`` names one;
 both keep one ``sessions`` table of the same columns (JSON ones as JSONB in
-PostgreSQL).
+PostgreSQL). The record is written in the session's close handler, synchronously:
+milliseconds for SQLite or a reachable PostgreSQL; an unreachable one holds
+the closing job process (which serves this one room, whose caller is gone)
+for up to its 5 s connect timeout, then the record is lost with an error in
+the log.
 """
 
 from __future__ import annotations
