@@ -187,3 +187,48 @@ def test_job_ends_count_failed_and_drained() -> None:
     pool.emit("process_closed", SimpleNamespace(pid=5, running_job=job, exitcode=0, killed=False))  # ended during the drain
     assert JOBS_FAILED._value.get() - failed == 2
     assert JOBS_DRAINED._value.get() - drained == 1
+
+
+# ---------------------------------------------------------------------- against a real realtime session
+
+
+async def test_the_meter_reads_every_response_done_of_the_plugins_realtime_session() -> None:
+    # livekit-plugins-openai's own session against the local server (no room): the raw
+    # server events the meter takes carry the same usage the plugin reports in its metrics.
+    import asyncio
+
+    import aiohttp
+    from livekit.agents.metrics import RealtimeModelMetrics
+    from livekit.plugins import openai
+
+    from agent.realtime.server import RealtimeServer, ServerOptions
+
+    server = RealtimeServer(ServerOptions(port=0))
+    await server.start()
+    http = aiohttp.ClientSession()
+    model = openai.realtime.RealtimeModel(base_url=f"http://127.0.0.1:{server.port}/v1", api_key="local", http_session=http)
+    rt = model.session()
+    reported: list[RealtimeModelMetrics] = []
+    done = asyncio.Event()
+
+    def on_metrics(m: RealtimeModelMetrics) -> None:
+        if isinstance(m, RealtimeModelMetrics) and m.request_id:  # a response's, not the connection's
+            reported.append(m)
+            done.set()
+
+    rt.on("metrics_collected", on_metrics)
+    meter = SessionMeter(model="gpt-realtime", prices=parse_prices(None), silence_s=0.5)
+    meter.watch_realtime(rt)
+    try:
+        await rt.generate_reply(instructions='Say exactly: "Hi there."')
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        await rt.aclose()
+        await http.close()
+        await server.aclose()
+    (m,) = reported
+    assert meter.responses == 1
+    assert meter.usage.audio_out == m.output_token_details.audio_tokens > 0
+    assert meter.usage.text_in == m.input_token_details.text_tokens > 0
+    assert meter.usage.text_out == m.output_token_details.text_tokens
+    assert meter.cost_usd == pytest.approx(m.output_token_details.audio_tokens / 1200 * 0.24 + m.input_token_details.audio_tokens / 600 * 0.06)
