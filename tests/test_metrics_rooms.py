@@ -28,7 +28,7 @@ import pytest
 
 from agent.records import SqliteRecords
 from agent.testing.caller import load_wav, speech_wav
-from agent.testing.harness import NotInNamespace, Testbed, free_port, greeted, room_name
+from agent.testing.harness import NotInNamespace, Testbed, greeted, room_name
 
 pytestmark = [pytest.mark.room]
 
@@ -46,7 +46,7 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     except NotInNamespace as e:
         pytest.fail(str(e), pytrace=False)
     with testbed:
-        testbed.start_worker(AGENT_NAME=AGENT, AGENT_HTTP_PORT=str(free_port()))
+        testbed.start_worker(AGENT_NAME=AGENT)
         yield testbed
 
 
@@ -84,7 +84,7 @@ async def test_a_scripted_conversation_shows_in_the_metrics_and_the_session_reco
         await caller.say(pcm, rate)
         said_start, said_end = caller.spoken[-1]
         spoke_until = said_start + end_in_wav
-        answer_at = await caller.wait_for_speech(after=said_end, timeout=20, threshold_dbfs=SPEECH_DBFS)
+        answer_at = await caller.wait_for_speech(after=spoke_until, timeout=20, threshold_dbfs=SPEECH_DBFS)
         heard_latency_1 = answer_at - spoke_until
         await caller.wait_for_transcript(ANSWER, after=said_start, timeout=10)
         await caller.wait_for_quiet(1.0, timeout=20)
@@ -100,8 +100,9 @@ async def test_a_scripted_conversation_shows_in_the_metrics_and_the_session_reco
         # the story as the caller heard it: its last speech that began before the caller spoke over it
         story = [(s, e) for s, e in caller.heard().filter(after=story_at - 0.1).speech_segments(SPEECH_DBFS) if s < onset]
         heard_barge_in = story[-1][1] - onset
-        answer2_at = await caller.wait_for_speech(after=barge_end, timeout=20, threshold_dbfs=SPEECH_DBFS)
-        heard_latency_2 = answer2_at - (barge_start + end_in_wav)
+        spoke2_until = barge_start + end_in_wav
+        answer2_at = await caller.wait_for_speech(after=spoke2_until, timeout=20, threshold_dbfs=SPEECH_DBFS)
+        heard_latency_2 = answer2_at - spoke2_until
         await caller.wait_for_transcript(ANSWER, after=barge_start, timeout=10)
         await caller.wait_for_quiet(1.0, timeout=20)
     await bed.wait_active_jobs(0, timeout=30)
