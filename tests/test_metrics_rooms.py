@@ -113,7 +113,9 @@ async def test_a_scripted_conversation_shows_in_the_metrics_and_the_session_reco
         barge_start, barge_end = caller.spoken[-1]
         onset = barge_start + onset2_in_wav
         # the story as the caller heard it: its last speech that began before the caller spoke over it
-        story = [(s, e) for s, e in caller.heard().filter(after=story_at - 0.1).speech_segments(SPEECH_DBFS) if s < onset]
+        segments = caller.heard().filter(after=story_at - 0.1).speech_segments(SPEECH_DBFS)
+        story = [(s, e) for s, e in segments if s < onset]
+        assert story, f"no story heard before the caller's onset at {onset:.2f}: story at {story_at:.2f}, segments {segments}"
         heard_barge_in = story[-1][1] - onset
         spoke2_until = barge_start + end2_in_wav
         answer2_at = await caller.wait_for_speech(after=spoke2_until, timeout=30, threshold_dbfs=SPEECH_DBFS)
