@@ -6,6 +6,7 @@
     token            print a join token for a room
     tools list       every tool with its schema
     tools call NAME --args JSON   run one tool, as the agent would
+    sessions         the stored session records [--room R] [--since T] [--json]
     start | dev      the worker (livekit-agents CLI), after a preflight check
     connect | console | download-files   passed to the livekit-agents CLI
 """
@@ -178,6 +179,10 @@ def cmd_worker(argv: list[str]) -> None:
     try:
         settings = Settings.from_env()
         settings.require_livekit_credentials()
+        if argv[:1] in (["start"], ["dev"]):
+            from . import scrape
+
+            scrape.start(settings)  # binds AGENT_METRICS_PORT now: taken = one error, nothing started
     except AgentError as e:
         _fail(e)
     _setup_logging(settings.log_level)
@@ -194,6 +199,34 @@ def cmd_worker(argv: list[str]) -> None:
         key, secret = settings.require_livekit_credentials()
         server.redispatcher = Redispatcher(settings.livekit_url, key, secret, settings.agent_name, grace=settings.redispatch_grace_s)
     _run_livekit_cli(server, argv)
+
+
+def cmd_sessions(argv: list[str]) -> None:
+    """``sessions [--room R] [--since T] [--json]``: the records of finished sessions, oldest first."""
+    from .config import Settings
+    from .records import open_records, parse_since
+
+    parser = argparse.ArgumentParser(prog="python -m agent sessions", description="List the stored session records.")
+    parser.add_argument("--room", default=None, help="only this room's sessions")
+    parser.add_argument("--since", default=None, help="only sessions started since T: an ISO date/time (2026-12-02, 2026-12-02T14:00) or an age (90s, 30m, 2h, 7d)")
+    parser.add_argument("--json", action="store_true", help="a JSON array of the whole records (transcript, tool calls, usage)")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        since = parse_since(args.since, now=time.time()) if args.since else None
+        records = open_records(settings).select(room=args.room, since=since)
+    except AgentError as e:
+        _fail(e)
+    if args.json:
+        print(json.dumps([r.as_json() for r in records], indent=2))
+        return
+    print(f"{'started':<20} {'duration':>9} {'turns':>5} {'tools':>5} {'cost $':>9} {'reconn':>6}  {'reason':<24} room")
+    for r in records:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
+        print(
+            f"{started:<20} {r.duration_s:>8.1f}s {r.turns:>5} {len(r.tool_calls):>5} {r.cost_usd:>9.4f} "
+            f"{r.reconnects:>6}  {r.close_reason:<24} {r.room}"
+        )
 
 
 def cmd_download_files(argv: list[str]) -> None:
@@ -295,6 +328,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "token": cmd_token,
     "web": cmd_web,
     "tools": cmd_tools,
+    "sessions": cmd_sessions,
     "start": lambda a: cmd_worker(["start", *a]),
     "dev": lambda a: cmd_worker(["dev", *a]),
     "connect": lambda a: cmd_worker(["connect", *a]),

@@ -16,6 +16,7 @@ from typing import Any
 
 from dotenv import load_dotenv
 
+from .cost import PriceTable, parse_prices
 from .errors import ConfigError
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -105,6 +106,11 @@ class Settings:
     redispatch_grace_s: float = field(default=3.0, metadata={"env": "AGENT_REDISPATCH_GRACE_S"})
     preflight_timeout: float = field(default=10.0, metadata={"env": "AGENT_PREFLIGHT_TIMEOUT"})
     log_level: str = field(default="INFO", metadata={"env": "AGENT_LOG_LEVEL"})
+    # Metrics, cost, session records
+    metrics_port: int = field(default=0, metadata={"env": "AGENT_METRICS_PORT"})
+    metrics_host: str = field(default="0.0.0.0", metadata={"env": "AGENT_METRICS_HOST"})
+    prices: str | None = field(default=None, metadata={"env": "AGENT_PRICES"})
+    records_url: str | None = field(default=None, metadata={"env": "AGENT_RECORDS_URL"})
     # Audio front-end (LiveKit's WebRTC APM on the caller's audio)
     echo_cancellation: bool = field(default=True, metadata={"env": "AGENT_ECHO_CANCELLATION"})
     noise_suppression: bool = field(default=True, metadata={"env": "AGENT_NOISE_SUPPRESSION"})
@@ -141,6 +147,11 @@ class Settings:
         if self.openai_api_key:
             return self.openai_api_key
         return self.local_realtime_key or "local-no-key"
+
+    @property
+    def price_table(self) -> PriceTable:
+        """AGENT_PRICES parsed (the seed's per-minute prices when unset); checked at start-up by ``_validate``."""
+        return parse_prices(self.prices)
 
     def require_livekit_credentials(self) -> tuple[str, str]:
         if not self.livekit_api_key or not self.livekit_api_secret:
@@ -199,5 +210,13 @@ class Settings:
             raise ConfigError(
                 f"LIVEKIT_URL={self.livekit_url!r} must start with ws://, wss://, http:// or https://"
             )
+        if not (0 <= self.metrics_port <= 65535):
+            raise ConfigError(f"AGENT_METRICS_PORT={self.metrics_port} must be a TCP port, or 0 for no metrics endpoint")
+        if self.records_url and not self.records_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(
+                "AGENT_RECORDS_URL must be a PostgreSQL URL (postgresql://user:password@host:port/database)",
+                hint="unset it to keep the records in SQLite at AGENT_DB_PATH",
+            )
+        self.price_table.price(self.realtime_model)  # a malformed table, or none for our model: one ConfigError now
         if self.log_level.upper() not in ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"AGENT_LOG_LEVEL={self.log_level!r} is not a log level")

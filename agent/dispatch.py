@@ -28,6 +28,8 @@ from typing import Any
 import aiohttp
 from livekit import api, rtc
 
+from .metrics import JOBS_REDISPATCHED
+
 log = logging.getLogger("agent.dispatch")
 
 # Set on every agent participant of ours (at job accept, so it is in the join
@@ -121,6 +123,7 @@ class Redispatcher:
         )
         self._orphaned_since[room] = time.monotonic()
         self.dispatched.append((time.time(), room))
+        JOBS_REDISPATCHED.inc()
         log.warning("the agent of room %s died with its job process: dispatched a new one", room)
 
     async def check_once(self, lk: api.LiveKitAPI) -> list[str]:
@@ -155,6 +158,7 @@ class Redispatcher:
             )
             self._orphaned_since[name] = time.monotonic()  # give the new agent its grace period
             self.dispatched.append((time.time(), name))
+            JOBS_REDISPATCHED.inc()
             log.warning("room %s had a caller and no agent for %.0fs: dispatched an agent again", name, self.grace)
             done.append(name)
         return done

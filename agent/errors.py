@@ -10,7 +10,8 @@
     ├── BackendError                a peer we depend on failed
     │   ├── LiveKitUnavailable      livekit-server unreachable (retryable)
     │   ├── LiveKitAuthError        the server refused our key/secret (not retryable)
-    │   └── RealtimeUnavailable     the realtime backend is unreachable (retryable)
+    │   ├── RealtimeUnavailable     the realtime backend is unreachable (retryable)
+    │   └── RecordsUnavailable      the session-records database cannot be reached or refused a write (retryable)
     └── TranscriptionError          the local server's recognizer failed on an utterance
                                     (retryable when busy or crashed, not when not installed)
 
@@ -82,6 +83,12 @@ class LiveKitAuthError(BackendError):
 
 
 class RealtimeUnavailable(BackendError):
+    retryable = True
+
+
+class RecordsUnavailable(BackendError):
+    """The session records' database (SQLite file or PostgreSQL) failed (``agent.records``)."""
+
     retryable = True
 
 

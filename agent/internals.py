@@ -11,7 +11,8 @@ livekit-agents 1.8.9 gives no public hook for two things we need:
 - the job process pool (``AgentServer._proc_pool`` and its
   ``process_closed`` event), where a job process that died is seen at once
   (the re-dispatcher replaces its agent without waiting for the server to
-  time the participant out).
+  time the participant out), and every job process's end (the metrics
+  count failed and drained jobs there, and mark the process dead).
 
 ``tests/test_internals.py`` checks each of these against the installed
 livekit-agents, so an upgrade that renames or removes one fails there,
@@ -43,6 +44,16 @@ class DeadJob:
     exitcode: int | None
 
 
+@dataclass(frozen=True)
+class ClosedJobProcess:
+    """A job process that ended, for whatever reason."""
+
+    pid: int | None
+    had_job: bool  # False: an idle (warm) process that never ran a job
+    exitcode: int | None
+    killed: bool  # the pool killed it (a drain or a shutdown that overran)
+
+
 def host_cpu_load(server: AgentServer) -> float:
     """livekit-agents' default load figure: the host's CPU use, 0..1, averaged over seconds."""
     from livekit.agents.worker import _DefaultLoadCalc
@@ -69,3 +80,11 @@ def on_job_process_died(pool: Any, callback: Callable[[DeadJob], None]) -> None:
         callback(DeadJob(job.job.id, job.job.room.name, job.accept_arguments.identity, proc.exitcode))
 
     pool.on("process_closed", closed)
+
+
+def on_job_process_closed(pool: Any, callback: Callable[[ClosedJobProcess], None]) -> None:
+    """Call ``callback`` for every process of the pool that ends, idle or not."""
+    pool.on(
+        "process_closed",
+        lambda proc: callback(ClosedJobProcess(proc.pid, proc.running_job is not None, proc.exitcode, proc.killed)),
+    )

@@ -26,6 +26,8 @@ from .caller_link import CallerLink
 from .config import Settings
 from .internals import claim_user_turn
 from .link import HeartbeatSession, ReconnectNotice
+from .metrics import SessionMeter
+from .records import SessionRecorder, open_records
 from .tools import CallContext, Services, Store, open_registry, tool_names_for_room
 from .tools.builtin import ESCALATION_TOPIC
 from .transcript import TranscriptStore
@@ -85,11 +87,13 @@ class VoiceAgent(Agent):
         tools: list[Any],
         history: llm.ChatContext | None = None,
         notice: ReconnectNotice | None = None,
+        meter: SessionMeter | None = None,
     ) -> None:
         super().__init__(instructions=settings.instructions, tools=tools, chat_ctx=history)
         self._greeting = settings.greeting
         self._resumed = history is not None
         self._notice = notice
+        self._meter = meter
         self._reask_atask: asyncio.Task[None] | None = None
 
     async def on_enter(self) -> None:
@@ -98,6 +102,8 @@ class VoiceAgent(Agent):
             rt.on("error", self._notice.on_error)
             rt.on("session_reconnected", self._notice.on_reconnected)
         rt.on("session_reconnected", self._on_reconnected)
+        if self._meter is not None:
+            self._meter.watch_realtime(rt)  # before the greeting, so its usage counts
         if self._resumed:
             # A new job for a room whose agent died: the conversation goes on.
             self.session.generate_reply(instructions=f'Say exactly: "{RESUME_LINE}"')
@@ -281,7 +287,10 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession[Any]:
 
     notice = ReconnectNotice(session, settings.reconnect_notice, settings.reconnect_notice_after_s)
     ctx.add_shutdown_callback(notice.aclose)
-    agent = VoiceAgent(settings, tools.function_tools(make_call), history, notice)
+    meter = SessionMeter.for_session(settings, tools.names())
+    meter.attach(session)
+    SessionRecorder(open_records(settings), transcript, meter, room=ctx.room.name, worker=ctx.worker_id, job_id=ctx.job.id).attach(session)
+    agent = VoiceAgent(settings, tools.function_tools(make_call), history, notice, meter)
     ctx.add_shutdown_callback(agent.aclose)
     await session.start(
         room=ctx.room,

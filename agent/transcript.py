@@ -48,11 +48,12 @@ class TranscriptStore:
                 (room, room, kind, json.dumps(data), time.time()),
             )
 
-    def items(self, room: str) -> list[tuple[str, dict[str, Any]]]:
+    def items(self, room: str, *, since: float | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """The room's items of the last ``keep_s`` seconds, or those written at ``since`` or later."""
         with closing(self._connect()) as db:
             rows = db.execute(
-                "SELECT kind, data FROM transcript WHERE room = ? AND created_at > ? ORDER BY seq",
-                (room, time.time() - self.keep_s),
+                "SELECT kind, data FROM transcript WHERE room = ? AND created_at >= ? ORDER BY seq",
+                (room, time.time() - self.keep_s if since is None else since),
             ).fetchall()
         return [(kind, json.loads(data)) for kind, data in rows]
 

@@ -21,6 +21,7 @@ from .config import Settings
 from .dispatch import AGENT_NAME_ATTRIBUTE, Redispatcher, senior_agent
 from .errors import AgentError, LiveKitAuthError, LiveKitUnavailable, RealtimeUnavailable
 from .internals import DeadJob, host_cpu_load, on_job_process_died, process_pool
+from .metrics import JOBS_ACCEPTED, count_job_ends
 
 # Imported here, not in the entrypoint: job processes import this module while
 # they warm up, so the openai/plugin imports (about 1 s of CPU) are paid before
@@ -66,6 +67,7 @@ class Worker(AgentServer):
         while (pool := process_pool(self)) is None:  # noqa: ASYNC110 - no event says it is made
             await asyncio.sleep(0.1)
         on_job_process_died(pool, self._on_job_died)
+        count_job_ends(pool, draining=lambda: self.draining)
 
     def _on_job_died(self, dead: DeadJob) -> None:
         log.error("job %s in room %s died (exit code %s)", dead.job_id, dead.room, dead.exitcode)
@@ -108,6 +110,7 @@ def build_server(settings: Settings) -> Worker:
     )
     async def accept(request: JobRequest) -> None:
         await request.accept(attributes={AGENT_NAME_ATTRIBUTE: settings.agent_name})
+        JOBS_ACCEPTED.inc()
 
     server.rtc_session(entrypoint, agent_name=settings.agent_name, on_request=accept)
     return server

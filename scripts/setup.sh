@@ -97,6 +97,7 @@ command -v unshare >/dev/null || need_pkgs+=(util-linux)
 command -v node >/dev/null || need_pkgs+=(nodejs)
 command -v npm >/dev/null || need_pkgs+=(npm)
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)  # a LiveKit cluster's shared state (agent.testing.Cluster)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_pkgs+=(postgresql)  # the session-records tests start one
 if ((BROWSER)) && [[ ! -x /usr/bin/chromium ]]; then need_pkgs+=(chromium); fi
 # One interpreter start answers both questions (version, venv module): on a
 # busy machine each start of a pyenv shim costs a second or more.
@@ -125,7 +126,7 @@ if ((${#need_pkgs[@]})); then
       || fail --log "$LOGS/apt.log" "apt-get install ${need_pkgs[*]} failed" "check the network to the Debian mirrors"
   fi
 else
-  step "Debian packages present (espeak-ng, sox, iproute2, util-linux, nodejs, npm, redis-server$( ((BROWSER)) && echo ", chromium"))"
+  step "Debian packages present (espeak-ng, sox, iproute2, util-linux, nodejs, npm, redis-server, postgresql$( ((BROWSER)) && echo ", chromium"))"
 fi
 
 # --- Python virtual environment -----------------------------------------------

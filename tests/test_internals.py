@@ -58,3 +58,17 @@ def test_only_processes_that_died_running_a_job_are_reported() -> None:
 def test_the_default_cpu_load_is_a_fraction() -> None:
     load = host_cpu_load(AgentServer())
     assert 0.0 <= load <= 1.0
+
+
+def test_every_closed_process_is_reported_with_its_pid() -> None:
+    from livekit.agents.ipc import supervised_proc
+
+    from agent.internals import ClosedJobProcess, on_job_process_closed
+
+    assert isinstance(supervised_proc.SupervisedProc.pid, property), "SupervisedProc.pid is gone"
+    pool: utils.EventEmitter[str] = utils.EventEmitter()
+    seen: list[ClosedJobProcess] = []
+    on_job_process_closed(pool, seen.append)
+    pool.emit("process_closed", SimpleNamespace(pid=11, running_job=None, exitcode=0, killed=False))
+    pool.emit("process_closed", SimpleNamespace(pid=12, running_job=object(), exitcode=-9, killed=True))
+    assert seen == [ClosedJobProcess(11, False, 0, False), ClosedJobProcess(12, True, -9, True)]

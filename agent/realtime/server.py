@@ -55,7 +55,9 @@ _LOGGED: dict[str, Callable[[Any], str]] = {
     "input_audio_buffer.speech_stopped": lambda e: f"speech stopped at {e.audio_end_ms} ms",
     "error": lambda e: f"error {e.error.code}: {e.error.message}",
     "response.done": lambda e: f"response {e.response.status}"
-    + (f" ({e.response.status_details.reason})" if e.response.status_details and e.response.status_details.reason else ""),
+    + (f" ({e.response.status_details.reason})" if e.response.status_details and e.response.status_details.reason else "")
+    # what the client is billed for: the metrics room test sums these lines
+    + (f" usage {json.dumps(e.response.usage.model_dump(mode='json', exclude_none=True))}" if e.response.usage else ""),
 }
 _DROP = "\x00drop"  # outbox marker: abort the connection (fault injection)
 _DROP_DELIVERY_S = 5.0  # how long a cut waits for the client to receive what came before it

@@ -144,6 +144,7 @@ class Testbed:
         self.realtime_port = free_port()
         self.db_path = self.workdir / "agent.db"  # the worker's demo store and tool ledger
         self.http_port = free_port()
+        self.metrics_ports: dict[str, int] = {}  # each started worker's AGENT_METRICS_PORT, by name
         self._want_worker = worker
         self._want_realtime = realtime
         self._worker_env = worker_env or {}
@@ -212,11 +213,15 @@ class Testbed:
             "AGENT_LOAD_FROM_CPU": "false",
             "AGENT_PREFLIGHT_TIMEOUT": "10",
             "AGENT_DB_PATH": str(self.db_path),
+            "AGENT_METRICS_HOST": "127.0.0.1",
             **self._worker_env,
             **extra,
         }
 
     def start_worker(self, *, name: str = "worker", wait_registered: bool = True, **extra: str) -> ManagedProcess:
+        """Start a worker; each gets a metrics port of its own (``metrics_ports[name]``) unless ``extra`` sets one."""
+        extra.setdefault("AGENT_METRICS_PORT", str(free_port()))
+        self.metrics_ports[name] = int(extra["AGENT_METRICS_PORT"])
         return self.stack.start_worker(
             env=self.worker_environment(**extra), name=name, wait_registered=wait_registered
         )
@@ -279,6 +284,20 @@ class Testbed:
                 return time.monotonic() - t0
             await asyncio.sleep(0.1)
         raise TimeoutError(f"worker still reports {last} after {timeout}s (wanted active_jobs={count})")
+
+    def metrics(self, worker: str = "worker") -> dict[str, float]:
+        """One scrape of a worker's Prometheus endpoint: ``{'name{label="v",...}': value}``
+        (labels sorted; a series without labels is its bare name)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_ports[worker]}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        samples: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+                samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+        return samples
 
     def job_pid(self, room: str) -> int:
         """The process id of the worker's job for ``room`` (from its log)."""
