@@ -48,6 +48,7 @@ __all__ = [
     "running_testbed",
     "LIVEKIT_PORT",
     "NotInNamespace",
+    "SLOTS",
     "Testbed",
     "TurnCounter",
     "free_port",
@@ -57,6 +58,17 @@ __all__ = [
 ]
 
 LIVEKIT_PORT = 7880
+
+# Which test module's testbed runs on which set of livekit-server ports
+# (``Testbed(slot=...)``), so that modules running side by side never collide.
+SLOTS: dict[str, int] = {
+    "default": 0,  # tests/conftest.py's session testbed
+    "harness": 1,
+    "frontend": 2,
+    "faults": 3,
+    "rollover": 4,
+    "agent-dispatch": 7,
+}
 
 
 class NotInNamespace(RuntimeError):

@@ -1,0 +1,85 @@
+"""`python -m agent dispatch` against a real livekit-server, and a named worker
+(`AGENT_NAME=concierge`) that joins only the rooms it is dispatched to.
+
+A testbed of its own (slot "agent-dispatch"): its worker has a name, the
+session testbed's has none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from livekit import api
+
+from agent.testing.harness import SLOTS, Testbed, greeted, room_name, running_testbed
+
+pytestmark = [pytest.mark.room]
+
+AGENT_NAME = "concierge"
+DISPATCH_ID = re.compile(r"^(AD_\w+)  room=(\S+)  agent=(\S+)  jobs=(\d+)  metadata=(.*)$")
+
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    with running_testbed(
+        tmp_path_factory.mktemp("agent-dispatch"), slot=SLOTS["agent-dispatch"], worker_env={"AGENT_NAME": AGENT_NAME},
+        realtime_env={"AGENT_BRAIN_SCRIPT": str(Path(__file__).parent / "data" / "brain.yaml")},
+    ) as testbed:  # fmt: skip
+        yield testbed
+
+
+async def dispatch_cli(bed: Testbed, *args: str) -> list[str]:
+    """Run `python -m agent dispatch ARGS` with the testbed's credentials; its output lines."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AGENT_", "OPENAI_"))}
+    env.update({"LIVEKIT_URL": bed.url, "LIVEKIT_API_KEY": bed.api_key, "LIVEKIT_API_SECRET": bed.api_secret})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent", "dispatch", *args, env=env, cwd=bed.workdir,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, f"dispatch {args} exited {proc.returncode}:\n{err.decode()}"
+    return out.decode().splitlines()
+
+
+async def agents_in(bed: Testbed, room: str) -> list[str]:
+    async with bed.server_api() as lk:
+        people = (await lk.room.list_participants(api.ListParticipantsRequest(room=room))).participants
+    return [p.identity for p in people if p.kind == api.ParticipantInfo.Kind.AGENT]
+
+
+async def test_create_list_delete_round_trip(bed: Testbed) -> None:
+    # To an agent name no worker has: the dispatch exists, and no job runs for it.
+    room = room_name("dispatch")
+    created = await dispatch_cli(bed, "--room", room, "--agent-name", "nobody-here", "--metadata", '{"topic": "billing"}')
+    assert len(created) == 1 and (m := DISPATCH_ID.match(created[0])), created
+    dispatch_id = m.group(1)
+    assert m.group(2, 3, 5) == (room, "nobody-here", '{"topic": "billing"}')
+
+    listed = await dispatch_cli(bed, "list", "--room", room)
+    assert [DISPATCH_ID.match(line).group(1) for line in listed] == [dispatch_id], listed  # type: ignore[union-attr]
+
+    deleted = await dispatch_cli(bed, "delete", "--room", room, "--id", dispatch_id)
+    assert deleted[0].startswith(f"deleted {dispatch_id}"), deleted
+    assert await dispatch_cli(bed, "list", "--room", room) == []
+
+
+async def test_a_named_agent_joins_only_where_dispatched(bed: Testbed) -> None:
+    plain, dispatched = room_name("plain"), room_name("dispatched")
+    async with bed.caller(plain, "caller-plain") as alone, bed.caller(dispatched, "caller-dispatched") as served:
+        lines = await dispatch_cli(bed, "--room", dispatched, "--agent-name", AGENT_NAME)
+        await greeted(served, timeout=20)
+        assert len(await agents_in(bed, dispatched)) == 1
+        listed = await dispatch_cli(bed, "list", "--room", dispatched)
+        assert [line.split()[0] for line in listed] == [lines[0].split()[0]] and " jobs=1 " in listed[0], listed
+        # The other room has had a caller all along: longer than a dispatch takes
+        # to be served (above) and than the re-dispatcher's grace, and no agent came,
+        # because nothing was dispatched there.
+        await asyncio.sleep(6.0)
+        assert await agents_in(bed, plain) == []
+        assert not [i for i in alone.heard().identities() if i.startswith("agent-")]
