@@ -37,10 +37,13 @@ def _fail(err: AgentError | str, code: int = 2) -> NoReturn:
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper().replace("WARN", "WARNING").replace("WARNINGING", "WARNING"), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from .logs import log_format, setup_logging
+
+    try:
+        fmt = log_format(os.environ.get("AGENT_LOG_FORMAT"))
+    except AgentError as e:
+        _fail(e)
+    setup_logging(level, fmt)
 
 
 def cmd_realtime_server(argv: list[str]) -> None:

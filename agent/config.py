@@ -17,6 +17,7 @@ from typing import Any
 from dotenv import load_dotenv
 
 from .errors import ConfigError
+from .logs import log_format
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_LOCAL_HOST = "127.0.0.1"
@@ -105,6 +106,7 @@ class Settings:
     redispatch_grace_s: float = field(default=3.0, metadata={"env": "AGENT_REDISPATCH_GRACE_S"})
     preflight_timeout: float = field(default=10.0, metadata={"env": "AGENT_PREFLIGHT_TIMEOUT"})
     log_level: str = field(default="INFO", metadata={"env": "AGENT_LOG_LEVEL"})
+    log_format: str = field(default="text", metadata={"env": "AGENT_LOG_FORMAT"})
     # Audio front-end (LiveKit's WebRTC APM on the caller's audio)
     echo_cancellation: bool = field(default=True, metadata={"env": "AGENT_ECHO_CANCELLATION"})
     noise_suppression: bool = field(default=True, metadata={"env": "AGENT_NOISE_SUPPRESSION"})
@@ -199,5 +201,6 @@ class Settings:
             raise ConfigError(
                 f"LIVEKIT_URL={self.livekit_url!r} must start with ws://, wss://, http:// or https://"
             )
+        log_format(self.log_format)  # raises ConfigError naming the variable
         if self.log_level.upper() not in ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"AGENT_LOG_LEVEL={self.log_level!r} is not a log level")

@@ -21,6 +21,7 @@ from .config import Settings
 from .dispatch import AGENT_NAME_ATTRIBUTE, Redispatcher, senior_agent
 from .errors import AgentError, LiveKitAuthError, LiveKitUnavailable, RealtimeUnavailable
 from .internals import DeadJob, host_cpu_load, on_job_process_died, process_pool
+from .logs import use_json_lines
 
 # Imported here, not in the entrypoint: job processes import this module while
 # they warm up, so the openai/plugin imports (about 1 s of CPU) are paid before
@@ -33,6 +34,9 @@ log = logging.getLogger("agent.worker")
 async def entrypoint(ctx: JobContext) -> None:
     """One job = one room = one realtime session. Runs in a job process."""
     settings = Settings.from_env()
+    # On every record of this job process (livekit-agents' filter copies them),
+    # so JSON lines carry them; the session adds the participant it links to.
+    ctx.log_context_fields.update(room=ctx.room.name, job_id=ctx.job.id)
     log.info("job %s: joining room %s", ctx.job.id, ctx.room.name)
     await ctx.connect()
     senior = senior_agent(ctx.room, settings.agent_name)
@@ -48,8 +52,12 @@ class Worker(AgentServer):
     still live is reported to the re-dispatcher at once."""
 
     redispatcher: Redispatcher | None = None
+    log_format: str = "text"
 
     async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
+        if self.log_format == "json":
+            # The CLI has set up its handlers by now: coloured ones in dev mode.
+            use_json_lines()
         # Both tasks are ours: cancelled and awaited when the server stops.
         tasks = [asyncio.create_task(self._watch_job_processes(), name="watch_job_processes")]
         if self.redispatcher is not None:
@@ -68,7 +76,9 @@ class Worker(AgentServer):
         on_job_process_died(pool, self._on_job_died)
 
     def _on_job_died(self, dead: DeadJob) -> None:
-        log.error("job %s in room %s died (exit code %s)", dead.job_id, dead.room, dead.exitcode)
+        log.error(
+            "job %s in room %s died (exit code %s)", dead.job_id, dead.room, dead.exitcode, extra={"room": dead.room, "job_id": dead.job_id}
+        )
         if self.redispatcher is not None:
             self.redispatcher.job_died(dead.room, dead.agent_identity)
 
@@ -109,6 +119,7 @@ def build_server(settings: Settings) -> Worker:
     async def accept(request: JobRequest) -> None:
         await request.accept(attributes={AGENT_NAME_ATTRIBUTE: settings.agent_name})
 
+    server.log_format = settings.log_format
     server.rtc_session(entrypoint, agent_name=settings.agent_name, on_request=accept)
     return server
 

@@ -1,5 +1,6 @@
 """`python -m agent dispatch` against a real livekit-server, and a named worker
-(`AGENT_NAME=concierge`) that joins only the rooms it is dispatched to.
+(`AGENT_NAME=concierge`) that joins only the rooms it is dispatched to. Its
+logs are JSON lines (`AGENT_LOG_FORMAT=json`) with the room, job and caller.
 
 A testbed of its own (slot "agent-dispatch"): its worker has a name, the
 session testbed's has none.
@@ -8,6 +9,7 @@ session testbed's has none.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import sys
@@ -28,7 +30,7 @@ DISPATCH_ID = re.compile(r"^(AD_\w+)  room=(\S+)  agent=(\S+)  jobs=(\d+)  metad
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     with running_testbed(
-        tmp_path_factory.mktemp("agent-dispatch"), slot=SLOTS["agent-dispatch"], worker_env={"AGENT_NAME": AGENT_NAME},
+        tmp_path_factory.mktemp("agent-dispatch"), slot=SLOTS["agent-dispatch"], worker_env={"AGENT_NAME": AGENT_NAME, "AGENT_LOG_FORMAT": "json"},
         realtime_env={"AGENT_BRAIN_SCRIPT": str(Path(__file__).parent / "data" / "brain.yaml")},
     ) as testbed:  # fmt: skip
         yield testbed
@@ -83,3 +85,18 @@ async def test_a_named_agent_joins_only_where_dispatched(bed: Testbed) -> None:
         await asyncio.sleep(6.0)
         assert await agents_in(bed, plain) == []
         assert not [i for i in alone.heard().identities() if i.startswith("agent-")]
+
+
+async def test_job_log_lines_carry_room_job_and_participant(bed: Testbed) -> None:
+    room = room_name("logged")
+    async with bed.caller(room, "caller-logged") as caller:
+        await dispatch_cli(bed, "--room", room, "--agent-name", AGENT_NAME)
+        await greeted(caller, timeout=20)
+    assert bed.worker is not None
+    lines = [json.loads(line) for line in bed.worker.log_text().splitlines() if line.startswith("{")]
+    ours = [line for line in lines if line.get("room") == room]
+    assert ours, f"no JSON line names room {room}:\n{bed.logs()}"
+    assert len({line.get("job_id") for line in ours}) == 1 and ours[0]["job_id"].startswith("AJ_"), ours
+    # Known once the session is linked to the caller: from then on, on every line of the job.
+    linked = [line for line in ours if "participant" in line]
+    assert linked and {line["participant"] for line in linked} == {"caller-logged"}, ours
