@@ -4,10 +4,10 @@
     realtime-server  the local OpenAI-Realtime-compatible server
     web              the callers' web page (and its token endpoint)
     token            print a join token for a room
-    tools list       every tool with its schema
-    tools call NAME --args JSON   run one tool, as the agent would
     dispatch --room R [--agent-name N] [--metadata JSON]   send an agent to a room
     dispatch list --room R | dispatch delete --room R --id D   its dispatches
+    tools list       every tool with its schema
+    tools call NAME --args JSON   run one tool, as the agent would
     start | dev      the worker (livekit-agents CLI), after a preflight check
     connect | console | download-files   passed to the livekit-agents CLI
 """
@@ -346,8 +346,8 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "realtime-server": cmd_realtime_server,
     "token": cmd_token,
     "web": cmd_web,
-    "tools": cmd_tools,
     "dispatch": cmd_dispatch,
+    "tools": cmd_tools,
     "start": lambda a: cmd_worker(["start", *a]),
     "dev": lambda a: cmd_worker(["dev", *a]),
     "connect": lambda a: cmd_worker(["connect", *a]),

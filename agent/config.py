@@ -105,8 +105,8 @@ class Settings:
     redispatch: bool = field(default=True, metadata={"env": "AGENT_REDISPATCH"})
     redispatch_grace_s: float = field(default=3.0, metadata={"env": "AGENT_REDISPATCH_GRACE_S"})
     preflight_timeout: float = field(default=10.0, metadata={"env": "AGENT_PREFLIGHT_TIMEOUT"})
-    log_level: str = field(default="INFO", metadata={"env": "AGENT_LOG_LEVEL"})
     log_format: str = field(default="text", metadata={"env": "AGENT_LOG_FORMAT"})
+    log_level: str = field(default="INFO", metadata={"env": "AGENT_LOG_LEVEL"})
     # Audio front-end (LiveKit's WebRTC APM on the caller's audio)
     echo_cancellation: bool = field(default=True, metadata={"env": "AGENT_ECHO_CANCELLATION"})
     noise_suppression: bool = field(default=True, metadata={"env": "AGENT_NOISE_SUPPRESSION"})
@@ -180,6 +180,7 @@ class Settings:
         return settings
 
     def _validate(self) -> None:
+        log_format(self.log_format)  # raises ConfigError naming the variable
         if not (0.0 <= self.vad_threshold <= 1.0):
             raise ConfigError(f"AGENT_VAD_THRESHOLD={self.vad_threshold} must be between 0 and 1")
         if self.max_jobs < 0:
@@ -201,6 +202,5 @@ class Settings:
             raise ConfigError(
                 f"LIVEKIT_URL={self.livekit_url!r} must start with ws://, wss://, http:// or https://"
             )
-        log_format(self.log_format)  # raises ConfigError naming the variable
         if self.log_level.upper() not in ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"AGENT_LOG_LEVEL={self.log_level!r} is not a log level")

@@ -119,8 +119,8 @@ def build_server(settings: Settings) -> Worker:
     async def accept(request: JobRequest) -> None:
         await request.accept(attributes={AGENT_NAME_ATTRIBUTE: settings.agent_name})
 
-    server.log_format = settings.log_format
     server.rtc_session(entrypoint, agent_name=settings.agent_name, on_request=accept)
+    server.log_format = settings.log_format
     return server
 
 
