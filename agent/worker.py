@@ -21,7 +21,6 @@ from .config import Settings
 from .dispatch import AGENT_NAME_ATTRIBUTE, Redispatcher, senior_agent
 from .errors import AgentError, LiveKitAuthError, LiveKitUnavailable, RealtimeUnavailable
 from .internals import DeadJob, host_cpu_load, on_job_process_died, process_pool
-from .logs import use_json_lines
 
 # Imported here, not in the entrypoint: job processes import this module while
 # they warm up, so the openai/plugin imports (about 1 s of CPU) are paid before
@@ -56,6 +55,8 @@ class Worker(AgentServer):
 
     async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
         if self.log_format == "json":
+            from .logs import use_json_lines
+
             # The CLI has set up its handlers by now: coloured ones in dev mode.
             use_json_lines()
         # Both tasks are ours: cancelled and awaited when the server stops.
