@@ -107,5 +107,5 @@ class DispatchClient:
 def describe(dispatch: api.AgentDispatch) -> str:
     """One line per dispatch, for the command line."""
     jobs = len(dispatch.state.jobs) if dispatch.HasField("state") else 0
-    agent = dispatch.agent_name or "(unnamed workers)"
+    agent = dispatch.agent_name or "(unnamed)"  # for workers with no AGENT_NAME
     return f"{dispatch.id}  room={dispatch.room}  agent={agent}  jobs={jobs}  metadata={dispatch.metadata or '-'}"
