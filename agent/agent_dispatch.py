@@ -69,18 +69,20 @@ class DispatchClient:
 
     async def list(self, room: str) -> list[api.AgentDispatch]:
         check_room_name(room)
-        async with self._service() as service:
+        async with self._service(missing=f"livekit-server has no room {room!r}") as service:
             return await service.list_dispatch(room)
 
     async def delete(self, room: str, dispatch_id: str) -> api.AgentDispatch:
         check_room_name(room)
         if not dispatch_id:
             raise RequestError("the dispatch id is empty", hint="`python -m agent dispatch list --room R` shows the ids")
-        async with self._service() as service:
+        async with self._service(missing=f"livekit-server has no room {room!r} with dispatch {dispatch_id!r}") as service:
             return await service.delete_dispatch(dispatch_id, room)
 
     @asynccontextmanager
-    async def _service(self) -> AsyncIterator[AgentDispatchService]:
+    async def _service(self, missing: str | None = None) -> AsyncIterator[AgentDispatchService]:
+        """The AgentDispatch service; ``missing`` says what "no response from
+        servers" means for this call (see below)."""
         # failover=False: region failover is for LiveKit Cloud; against our own
         # server a transport error must surface at once, not after retries.
         lk = api.LiveKitAPI(
@@ -94,6 +96,12 @@ class DispatchClient:
                     f"livekit-server at {self.url} refused API key {self._api_key!r}: {e.message}",
                     hint="LIVEKIT_API_KEY/LIVEKIT_API_SECRET must match a pair under `keys:` in the server's livekit.yaml",
                 ) from None
+            if missing and e.code == "unavailable" and "no response from servers" in e.message:
+                # A room's dispatches live with the room: when no node hosts the
+                # room, or the room's node has no such dispatch, livekit-server
+                # v1.13.5 finds no one to answer and says so after its 3 s RPC
+                # timeout (psrpc ErrNoResponse), for list and delete alike.
+                raise BackendError(missing, hint=f"livekit-server answered: {e.message}") from None
             raise BackendError(f"livekit-server at {self.url} refused the request: {e.code}: {e.message}") from None
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             raise LiveKitUnavailable(

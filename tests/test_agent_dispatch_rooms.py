@@ -36,8 +36,8 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
         yield testbed
 
 
-async def dispatch_cli(bed: Testbed, *args: str) -> list[str]:
-    """Run `python -m agent dispatch ARGS` with the testbed's credentials; its output lines."""
+async def run_dispatch(bed: Testbed, *args: str) -> tuple[int, str, str]:
+    """Run `python -m agent dispatch ARGS` with the testbed's credentials: exit code, stdout, stderr."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AGENT_", "OPENAI_"))}
     env.update({"LIVEKIT_URL": bed.url, "LIVEKIT_API_KEY": bed.api_key, "LIVEKIT_API_SECRET": bed.api_secret})
     proc = await asyncio.create_subprocess_exec(
@@ -45,8 +45,15 @@ async def dispatch_cli(bed: Testbed, *args: str) -> list[str]:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, f"dispatch {args} exited {proc.returncode}:\n{err.decode()}"
-    return out.decode().splitlines()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def dispatch_cli(bed: Testbed, *args: str) -> list[str]:
+    """`python -m agent dispatch ARGS`, which must succeed; its output lines."""
+    code, out, err = await run_dispatch(bed, *args)
+    assert code == 0, f"dispatch {args} exited {code}:\n{err}"
+    return out.splitlines()
 
 
 async def agents_in(bed: Testbed, room: str) -> list[str]:
@@ -72,6 +79,20 @@ async def test_create_list_delete_round_trip(bed: Testbed) -> None:
     deleted = await dispatch_cli(bed, "delete", "--room", room, "--id", dispatch_id)
     assert deleted[0].startswith(f"deleted {dispatch_id}"), deleted
     assert dispatch_id not in dispatches(await dispatch_cli(bed, "list", "--room", room))
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["list", "--room", "never-made"], "has no room 'never-made'"),
+        (["delete", "--room", "never-made", "--id", "AD_nope"], "has no room 'never-made' with dispatch 'AD_nope'"),
+    ],
+    ids=["list-unknown-room", "delete-unknown-dispatch"],
+)
+async def test_what_the_server_does_not_have_is_one_error(bed: Testbed, args: list[str], needle: str) -> None:
+    code, out, err = await run_dispatch(bed, *args)
+    lines = err.splitlines()
+    assert code == 2 and out == "" and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], (code, out, err)
 
 
 def dispatches(lines: list[str]) -> dict[str, str]:
