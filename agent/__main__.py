@@ -4,6 +4,8 @@
     realtime-server  the local OpenAI-Realtime-compatible server
     web              the callers' web page (and its token endpoint)
     token            print a join token for a room
+    dispatch --room R [--agent-name N] [--metadata JSON]   send an agent to a room
+    dispatch list --room R | dispatch delete --room R --id D   its dispatches
     tools list       every tool with its schema
     tools call NAME --args JSON   run one tool, as the agent would
     sessions         the stored session records [--room R] [--since T] [--json]
@@ -36,10 +38,13 @@ def _fail(err: AgentError | str, code: int = 2) -> NoReturn:
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper().replace("WARN", "WARNING").replace("WARNINGING", "WARNING"), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from .logs import log_format, setup_logging
+
+    try:
+        fmt = log_format(os.environ.get("AGENT_LOG_FORMAT"))
+    except AgentError as e:
+        _fail(e)
+    setup_logging(level, fmt)
 
 
 def cmd_realtime_server(argv: list[str]) -> None:
@@ -164,6 +169,53 @@ async def _tools_main(settings: Any, args: argparse.Namespace) -> None:
             raise SystemExit(1)
     finally:
         await mcp.aclose()
+
+
+def cmd_dispatch(argv: list[str]) -> None:
+    """``dispatch``, ``dispatch list``, ``dispatch delete``: LiveKit's AgentDispatch API."""
+    from .agent_dispatch import DispatchClient, check_metadata, check_room_name, describe
+    from .config import Settings
+    from .stack import load_server_config
+
+    forms = (
+        "python -m agent dispatch --room R [--agent-name N] [--metadata JSON]   dispatch an agent to room R\n"
+        "python -m agent dispatch list --room R                                 the room's dispatches\n"
+        "python -m agent dispatch delete --room R --id D                        delete one"
+    )
+    action = argv[0] if argv[:1] in (["list"], ["delete"]) else "create"
+    prog = "python -m agent dispatch" + ("" if action == "create" else f" {action}")
+    parser = argparse.ArgumentParser(prog=prog, description=forms, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--room", required=True, help="room name")
+    if action == "create":
+        parser.add_argument("--agent-name", default=None, help="the worker's AGENT_NAME (default: this AGENT_NAME)")
+        parser.add_argument("--metadata", default="", help="JSON handed to the job (ctx.job.metadata)")
+    if action == "delete":
+        parser.add_argument("--id", required=True, help="dispatch id (from `dispatch list`)")
+    args = parser.parse_args(argv if action == "create" else argv[1:])
+    _setup_logging(os.environ.get("AGENT_LOG_LEVEL", "WARNING"))
+    try:
+        # The arguments first: a bad one needs no settings to be reported.
+        check_room_name(args.room)
+        if action == "create" and args.metadata:
+            check_metadata(args.metadata)
+        settings = Settings.from_env()
+        if not (settings.livekit_api_key and settings.livekit_api_secret) and os.path.exists(settings.livekit_config):
+            # As `token` does: the local server's own keys (what `up` runs with).
+            cfg = load_server_config(settings.livekit_config)
+            key, secret = cfg.api_key, cfg.api_secret
+        else:
+            key, secret = settings.require_livekit_credentials()
+        client = DispatchClient(settings.livekit_url, key, secret)
+        if action == "create":
+            agent_name = settings.agent_name if args.agent_name is None else args.agent_name
+            print(describe(asyncio.run(client.create(args.room, agent_name, args.metadata))))
+        elif action == "list":
+            for dispatch in asyncio.run(client.list(args.room)):
+                print(describe(dispatch))
+        else:
+            print("deleted " + describe(asyncio.run(client.delete(args.room, args.id))))
+    except AgentError as e:
+        _fail(e)
 
 
 def cmd_worker(argv: list[str]) -> None:
@@ -327,6 +379,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "realtime-server": cmd_realtime_server,
     "token": cmd_token,
     "web": cmd_web,
+    "dispatch": cmd_dispatch,
     "tools": cmd_tools,
     "sessions": cmd_sessions,
     "start": lambda a: cmd_worker(["start", *a]),

@@ -18,6 +18,7 @@ from dotenv import load_dotenv
 
 from .cost import PriceTable, parse_prices
 from .errors import ConfigError
+from .logs import log_format
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_LOCAL_HOST = "127.0.0.1"
@@ -105,6 +106,7 @@ class Settings:
     redispatch: bool = field(default=True, metadata={"env": "AGENT_REDISPATCH"})
     redispatch_grace_s: float = field(default=3.0, metadata={"env": "AGENT_REDISPATCH_GRACE_S"})
     preflight_timeout: float = field(default=10.0, metadata={"env": "AGENT_PREFLIGHT_TIMEOUT"})
+    log_format: str = field(default="text", metadata={"env": "AGENT_LOG_FORMAT"})
     log_level: str = field(default="INFO", metadata={"env": "AGENT_LOG_LEVEL"})
     # Metrics, cost, session records
     metrics_port: int = field(default=0, metadata={"env": "AGENT_METRICS_PORT"})
@@ -189,6 +191,7 @@ class Settings:
         return settings
 
     def _validate(self) -> None:
+        log_format(self.log_format)  # raises ConfigError naming the variable
         if not (0.0 <= self.vad_threshold <= 1.0):
             raise ConfigError(f"AGENT_VAD_THRESHOLD={self.vad_threshold} must be between 0 and 1")
         if self.max_jobs < 0:

@@ -7,6 +7,8 @@
     ├── SpeechError                 espeak-ng is missing or failed to speak (also a RuntimeError)
     ├── AudioFormatError            audio that cannot be in its declared format (also a ValueError)
     ├── StoreError                  a request the demo store refuses: no such item or order (also a ValueError)
+    ├── RequestError                an operator's request refused before it is sent (a room name no one
+    │                               could join, metadata that is not JSON)
     ├── BackendError                a peer we depend on failed
     │   ├── LiveKitUnavailable      livekit-server unreachable (retryable)
     │   ├── LiveKitAuthError        the server refused our key/secret (not retryable)
@@ -68,6 +70,11 @@ class AudioFormatError(AgentError, ValueError):
     Also a ``ValueError``: the realtime protocol and the trace report catch
     bad input as one.
     """
+
+
+class RequestError(AgentError):
+    """An operator's request (``python -m agent dispatch ...``) refused before
+    anything is sent: nothing has changed anywhere."""
 
 
 class BackendError(AgentError):

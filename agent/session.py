@@ -310,6 +310,7 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession[Any]:
         session.output.audio = FarEndTap(frontend, session.output.audio)
 
     def relink(identity: str) -> None:
+        ctx.log_context_fields["participant"] = identity  # on this job's log records from now on
         session.room_io.set_participant(identity)
         session.interrupt()
         session.generate_reply(instructions=greeting_instructions(settings.greeting))
@@ -317,6 +318,8 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession[Any]:
     async def first_link() -> str | None:
         await session.room_io.wait_for_ready()
         linked = session.room_io.linked_participant
+        if linked:
+            ctx.log_context_fields["participant"] = linked.identity  # on this job's log records from now on
         return linked.identity if linked else None
 
     link = CallerLink(

@@ -34,6 +34,9 @@ log = logging.getLogger("agent.worker")
 async def entrypoint(ctx: JobContext) -> None:
     """One job = one room = one realtime session. Runs in a job process."""
     settings = Settings.from_env()
+    # On every record of this job process (livekit-agents' filter copies them),
+    # so JSON lines carry them; the session adds the participant it links to.
+    ctx.log_context_fields.update(room=ctx.room.name, job_id=ctx.job.id)
     log.info("job %s: joining room %s", ctx.job.id, ctx.room.name)
     await ctx.connect()
     senior = senior_agent(ctx.room, settings.agent_name)
@@ -49,8 +52,14 @@ class Worker(AgentServer):
     still live is reported to the re-dispatcher at once."""
 
     redispatcher: Redispatcher | None = None
+    log_format: str = "text"
 
     async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
+        if self.log_format == "json":
+            from .logs import use_json_lines
+
+            # The CLI has set up its handlers by now: coloured ones in dev mode.
+            use_json_lines()
         # Both tasks are ours: cancelled and awaited when the server stops.
         tasks = [asyncio.create_task(self._watch_job_processes(), name="watch_job_processes")]
         if self.redispatcher is not None:
@@ -70,7 +79,9 @@ class Worker(AgentServer):
         count_job_ends(pool, draining=lambda: self.draining)
 
     def _on_job_died(self, dead: DeadJob) -> None:
-        log.error("job %s in room %s died (exit code %s)", dead.job_id, dead.room, dead.exitcode)
+        log.error(
+            "job %s in room %s died (exit code %s)", dead.job_id, dead.room, dead.exitcode, extra={"room": dead.room, "job_id": dead.job_id}
+        )
         if self.redispatcher is not None:
             self.redispatcher.job_died(dead.room, dead.agent_identity)
 
@@ -113,6 +124,7 @@ def build_server(settings: Settings) -> Worker:
         JOBS_ACCEPTED.inc()
 
     server.rtc_session(entrypoint, agent_name=settings.agent_name, on_request=accept)
+    server.log_format = settings.log_format
     return server
 
 

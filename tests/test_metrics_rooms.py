@@ -31,7 +31,7 @@ import pytest
 
 from agent.records import SqliteRecords
 from agent.testing.caller import load_wav, speech_wav
-from agent.testing.harness import NotInNamespace, Testbed, greeted, room_name
+from agent.testing.harness import SLOTS, NotInNamespace, Testbed, greeted, room_name
 
 pytestmark = [pytest.mark.room]
 
@@ -45,7 +45,7 @@ USAGE_LINE = re.compile(r"session (\S+): response (\w+).* usage (\{.*\})$")
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     try:
-        testbed = Testbed(tmp_path_factory.mktemp("metrics"), worker=False, slot=6, realtime_env={"AGENT_BRAIN_SCRIPT": str(BRAIN_SCRIPT)})
+        testbed = Testbed(tmp_path_factory.mktemp("metrics"), worker=False, slot=SLOTS["metrics"], realtime_env={"AGENT_BRAIN_SCRIPT": str(BRAIN_SCRIPT)})
     except NotInNamespace as e:
         pytest.fail(str(e), pytrace=False)
     with testbed:

@@ -53,6 +53,7 @@ __all__ = [
     "SLOTS",
     "FIRST_FREE_SLOT",
     "NotInNamespace",
+    "SLOTS",
     "Testbed",
     "TurnCounter",
     "free_port",
@@ -69,7 +70,7 @@ LIVEKIT_PORT = 7880
 # gets one of its own (tests/conftest.py).
 SLOTS = {
     "harness": 1, "frontend": 2, "process-faults": 3, "rollover": 4,
-    "main-job": 5, "process-leaks": 6,
+    "main-job": 5, "process-leaks": 6, "agent-dispatch": 7, "metrics": 14,
 }  # fmt: skip
 FIRST_FREE_SLOT = 10
 
