@@ -44,9 +44,7 @@ KUBERNETES_VERSION = "1.33.0"
 # cross-checks below instead; the test that says so proves the validator has
 # no schema for them rather than assuming it.
 NO_SCHEMA = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("kustomize.config.k8s.io/v1beta1", "Kustomization")}
-# AGENT_METRICS_PORT is the metrics endpoint's setting (issue 20's metrics part,
-# agent/scrape.py); it joins Settings when that part is merged.
-SETTINGS = set(Settings.env_names()) | {"AGENT_METRICS_PORT"}
+SETTINGS = set(Settings.env_names())
 
 
 def manifests(folder: Path = KUBERNETES) -> list[tuple[Path, dict[str, Any]]]:
