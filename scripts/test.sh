@@ -13,9 +13,7 @@ start=$(date +%s)
 "$ROOT/.venv/bin/ruff" check agent tests bench || { echo "[test] ruff found problems (above)"; exit 1; }
 "$ROOT/.venv/bin/mypy" agent || { echo "[test] mypy --strict found problems (above)"; exit 1; }
 set +e
-# Two pytest-xdist workers, a module on one; tests/conftest.py says which
-# test may run beside which.
-"$PY" -m agent.testing.netns -- "$PY" -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=10 "$@"
+"$PY" -m agent.testing.netns -- "$PY" -m pytest --durations=10 "$@"
 rc=$?
 set -e
 echo "[test] suite finished in $(( $(date +%s) - start ))s with exit code $rc"

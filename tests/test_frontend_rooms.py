@@ -35,7 +35,7 @@ from agent.stack import ManagedProcess
 from agent.testing.caller import Caller, Speakerphone, load_wav, speech_wav
 from agent.testing.harness import SLOTS, NotInNamespace, Testbed, TurnCounter, free_port, greeted
 
-pytestmark = [pytest.mark.room, pytest.mark.solo]
+pytestmark = [pytest.mark.room]
 
 SENTENCES = [
     "Good morning, I would like a coffee.",

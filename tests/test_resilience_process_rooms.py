@@ -17,8 +17,7 @@ from agent.testing.caller import Caller
 from agent.testing.harness import SLOTS, Testbed, ask_name, greeted, introduce, room_name, running_testbed
 from agent.tools import Store
 
-# Idle: most of each test is waiting for a restart, a drain or a re-dispatch bound.
-pytestmark = [pytest.mark.room, pytest.mark.idle]
+pytestmark = [pytest.mark.room]
 
 
 @pytest.fixture(scope="module")

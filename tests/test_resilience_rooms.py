@@ -109,7 +109,6 @@ def short_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed
         yield bed
 
 
-@pytest.mark.idle  # waits for the session cap
 async def test_session_rolls_over_before_its_cap_with_the_context_carried(short_sessions: Testbed) -> None:
     bed = short_sessions
     assert bed.realtime is not None
