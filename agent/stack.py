@@ -116,26 +116,25 @@ def cluster_node_config(base: dict[str, Any], *, index: int, redis_address: str,
     """livekit.yaml of node ``index`` of a cluster, made from one node's ``base``.
 
     LiveKit's multi-node mode: every node is given the same Redis (rooms are
-    placed on nodes and participants routed to them through it). Nodes on one
-    address need ports of their own: node ``index`` takes the base ports plus
-    ``10 * index`` (signal, RTC TCP, Prometheus) and the next UDP range.
-    A node on an address of its own (``address``) keeps the base ports.
+    placed on nodes and participants routed to them through it). Node
+    ``index`` takes the base ports plus ``10 * index`` (signal, RTC TCP,
+    Prometheus at signal + 2) and the ``index``-th UDP range after the base
+    one: livekit-server binds its RTC ports on every address, so nodes on one
+    machine need ports of their own even with addresses of their own
+    (``address``: the node's bind address and ``node_ip``).
     """
     raw = yaml.safe_load(yaml.safe_dump(base))  # a deep copy
     rtc = raw.setdefault("rtc", {})
-    shift = 0 if address is not None else 10 * index
-    raw["port"] = int(raw.get("port", 7880)) + shift
-    rtc["tcp_port"] = int(rtc.get("tcp_port", 7881)) + shift
+    raw["port"] = int(raw.get("port", 7880)) + 10 * index
+    rtc["tcp_port"] = int(rtc.get("tcp_port", 7881)) + 10 * index
     start, end = int(rtc.get("port_range_start", 50000)), int(rtc.get("port_range_end", 50100))
-    if address is None:
-        start, end = start + index * (end - start + 1), end + index * (end - start + 1)
-    rtc["port_range_start"], rtc["port_range_end"] = start, end
+    width = end - start + 1
+    rtc["port_range_start"], rtc["port_range_end"] = start + index * width, end + index * width
     if address is not None:
         raw["bind_addresses"] = [address]
         rtc["node_ip"] = address
     raw["redis"] = {"address": redis_address}
-    # livekit-server's own metrics, one port per node (it serves them on its bind addresses).
-    raw["prometheus"] = {"port": raw["port"] + 2}
+    raw["prometheus"] = {"port": raw["port"] + 2}  # livekit-server's own metrics
     return dict(raw)
 
 
@@ -267,7 +266,12 @@ class Stack:
         """Debian's redis-server for a LiveKit cluster: nothing saved to disk."""
         if port_open(host, port, 0.2):
             raise SetupError(f"port {port} on {host} is already taken", hint="stop the other redis-server or pick another port")
-        argv = ["redis-server", "--bind", host, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(workdir)]
+        argv = [
+            "redis-server", "--bind", host, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(workdir),
+            # Protected mode (no password set) refuses clients from other addresses,
+            # and the nodes of a cluster are on other addresses.
+            "--protected-mode", "no",
+        ]  # fmt: skip
         try:
             proc = self.spawn(name, argv)
         except FileNotFoundError:

@@ -45,11 +45,12 @@ def _address(offset: int) -> str:
 class Node:
     """One livekit-server of a cluster: its address, ports and process."""
 
-    def __init__(self, index: int, address: str, slot: int) -> None:
+    def __init__(self, index: int, address: str, config: dict[str, Any]) -> None:
         self.index = index
         self.address = address
-        self.port, self.tcp_port, self.udp_ports = slot_ports(slot)
-        self.prometheus_port = self.port + 2  # livekit-server's own metrics (stack.cluster_node_config)
+        self.config = config
+        self.port: int = config["port"]
+        self.prometheus_port: int = config["prometheus"]["port"]  # livekit-server's own metrics
         self.url = f"ws://{address}:{self.port}"
         self.process: ManagedProcess | None = None
 
@@ -62,8 +63,10 @@ class Cluster(Deployment):
     """Redis + ``nodes`` livekit-server nodes + the realtime backend; workers
     are started per node with :meth:`start_worker`.
 
-    Nodes get the addresses 10.77.0.11, .12, ... and Redis 10.77.0.10; each
-    uses the ports of ``slot`` on its own address (:func:`~agent.testing.harness.slot_ports`).
+    Nodes get the addresses 10.77.0.11, .12, ... and Redis 10.77.0.10; node
+    ``i`` uses the ports of ``slot`` (:func:`~agent.testing.harness.slot_ports`)
+    shifted as :func:`agent.stack.cluster_node_config` says, so a cluster of
+    two takes the ports of two slots.
     """
 
     def __init__(
@@ -81,7 +84,25 @@ class Cluster(Deployment):
             raise ValueError("a cluster needs at least one node")
         self.redis_address = _address(9)
         self.redis_port = REDIS_PORT + slot  # clusters of different slots share the addresses, never a port
-        self.nodes = [Node(i, _address(10 + i), slot) for i in range(nodes)]
+        port, tcp_port, (udp_start, udp_end) = slot_ports(slot)
+        one_node = {
+            "port": port,
+            "rtc": {
+                "tcp_port": tcp_port,
+                "port_range_start": udp_start,
+                "port_range_end": udp_end,
+                "use_external_ip": False,
+            },
+            "keys": {self.api_key: self.api_secret},
+            "room": {"auto_create": True, "empty_timeout": 5, "departure_timeout": 2},
+            "logging": {"level": "info"},
+        }
+        self.nodes = []
+        for i in range(nodes):
+            address = _address(10 + i)
+            config = cluster_node_config(one_node, index=i, redis_address=f"{self.redis_address}:{self.redis_port}", address=address)
+            config["rtc"]["stun_servers"] = [f"{address}:3478"]  # else the server hands clients public STUN servers
+            self.nodes.append(Node(i, address, config))
         self.redis: ManagedProcess | None = None
         self.workers: dict[str, ManagedProcess] = {}
         self.worker_http_ports: dict[str, int] = {}
@@ -104,28 +125,12 @@ class Cluster(Deployment):
     def _start_redis(self) -> None:
         self.redis = self.stack.start_redis(self.redis_address, self.redis_port, workdir=self.workdir)
 
-    def _node_config(self, node: Node) -> dict[str, Any]:
-        one_node = {
-            "port": node.port,
-            "rtc": {
-                "tcp_port": node.tcp_port,
-                "port_range_start": node.udp_ports[0],
-                "port_range_end": node.udp_ports[1],
-                "use_external_ip": False,
-                "stun_servers": [f"{node.address}:3478"],
-            },
-            "keys": {self.api_key: self.api_secret},
-            "room": {"auto_create": True, "empty_timeout": 5, "departure_timeout": 2},
-            "logging": {"level": "info"},
-        }
-        return cluster_node_config(one_node, index=node.index, redis_address=f"{self.redis_address}:{self.redis_port}", address=node.address)
-
     def start_node(self, index: int) -> ManagedProcess:
         """Start node ``index`` (again, after :meth:`kill_node`)."""
         node = self.nodes[index]
         if node.process is not None and node.process.alive():
             raise RuntimeError(f"node {index} is running")
-        config = write_server_config(self.workdir / f"livekit-node{index}.yaml", self._node_config(node))
+        config = write_server_config(self.workdir / f"livekit-node{index}.yaml", node.config)
         restarts = sum(1 for p in self.stack.processes if p.name.startswith(f"livekit-node{index}"))
         node.process = self.stack.start_livekit(config, name=f"livekit-node{index}" + (f"-{restarts}" if restarts else ""))
         return node.process

@@ -72,7 +72,8 @@ LIVEKIT_PORT = 7880
 # gets one of its own (tests/conftest.py).
 SLOTS = {
     "harness": 1, "frontend": 2, "process-faults": 3, "rollover": 4,
-    "main-job": 5, "process-leaks": 6, "cluster": 8, "fleet-up": 9,  # fleet-up's second node: slot 10
+    # A cluster of two nodes takes its slot and the next.
+    "main-job": 5, "process-leaks": 6, "cluster": 8, "fleet-up": 11,
 }  # fmt: skip
 FIRST_FREE_SLOT = 20
 
