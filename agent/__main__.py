@@ -299,12 +299,17 @@ def _run_livekit_cli(server: Any, argv: list[str]) -> None:
 def cmd_up(argv: list[str]) -> None:
     """The main job: everything on this machine, until Ctrl-C."""
     from .config import Settings
-    from .stack import Stack, cache_dir, load_server_config
+    from .stack import Stack, cache_dir, cluster_node_config, load_server_config, write_server_config
     from .web import join_token
 
     parser = argparse.ArgumentParser(prog="python -m agent up")
     parser.add_argument("--room", default="demo", help="room name to print a join token for")
+    parser.add_argument("--nodes", type=int, default=1, help="livekit-server nodes; more than one make a cluster sharing one Redis")
+    parser.add_argument("--workers", type=int, default=1, help="workers, spread over the nodes (HTTP ports from AGENT_HTTP_PORT up)")
+    parser.add_argument("--redis-port", type=int, default=6379, help="the cluster's redis-server port on 127.0.0.1 (with --nodes > 1)")
     args = parser.parse_args(argv)
+    if args.nodes < 1 or args.workers < 1:
+        _fail("--nodes and --workers must be at least 1")
     try:
         settings = Settings.from_env()
         cfg = load_server_config(settings.livekit_config)
@@ -326,8 +331,18 @@ def cmd_up(argv: list[str]) -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     try:
-        print(f"[up] starting livekit-server with {cfg.path} (logs in {stack.log_dir})", flush=True)
-        stack.start_livekit(cfg)
+        nodes = [cfg]
+        if args.nodes > 1:
+            redis = f"127.0.0.1:{args.redis_port}"
+            print(f"[up] starting redis-server on {redis} for a cluster of {args.nodes} nodes", flush=True)
+            stack.start_redis("127.0.0.1", args.redis_port, workdir=stack.log_dir)
+            nodes = [
+                write_server_config(stack.log_dir / f"livekit-node{i}.yaml", cluster_node_config(cfg.raw, index=i, redis_address=redis))
+                for i in range(args.nodes)
+            ]
+        for i, node in enumerate(nodes):
+            print(f"[up] starting livekit-server with {node.path} on port {node.port} (logs in {stack.log_dir})", flush=True)
+            stack.start_livekit(node, name="livekit" if len(nodes) == 1 else f"livekit-node{i}")
         url = cfg.url()
         env = {
             "LIVEKIT_URL": url,
@@ -342,8 +357,13 @@ def cmd_up(argv: list[str]) -> None:
             host, port = settings.local_realtime_host, settings.local_realtime_port
             print(f"[up] starting the local realtime server on {host}:{port}", flush=True)
             stack.start_realtime(host, port)
-        print("[up] starting the worker", flush=True)
-        stack.start_worker(env=env)
+        for i in range(args.workers):
+            node = nodes[i % len(nodes)]
+            worker_env = {**env, "LIVEKIT_URL": node.url(), "AGENT_HTTP_PORT": str(settings.http_port + i)}
+            if settings.metrics_port:  # one metrics port each, like the HTTP ports
+                worker_env["AGENT_METRICS_PORT"] = str(settings.metrics_port + i)
+            print(f"[up] starting worker {i} (registers with {node.url()}, HTTP port {settings.http_port + i})", flush=True)
+            stack.start_worker(env=worker_env, name="worker" if args.workers == 1 else f"worker{i}")
         page = stack.start_web(settings.web_host, settings.web_port, env=env)
         token = join_token(env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"], args.room, "caller", ttl_s=6 * 3600)
         print(

@@ -10,17 +10,31 @@ gets a new dispatch through the AgentDispatch API. Rooms dispatched to other
 agent names are left alone (two agents on one server must not fill each
 other's rooms).
 
-Several workers may run it at once; before dispatching each checks that no
-dispatch for the room is younger than ``cooldown`` seconds. That narrows
-double dispatches to a race of a few milliseconds, and :func:`senior_agent`
-settles the rest: an agent that joins a room where an agent of the same name
-joined first leaves before it says a word, so a room keeps exactly one.
+Several workers run it at once (a fleet: every worker of every node sees
+every room through the API), and one of them must act per room, not all:
+
+- each waits ``grace`` plus a stagger of its own for the room (a hash of its
+  worker id and the room name, up to ``spread`` seconds), so the workers come
+  to an orphaned room one after the other rather than together;
+- before dispatching, each checks that no dispatch of the room is younger
+  than ``cooldown`` seconds (the first worker's dispatch stops the others);
+- after dispatching, each lists the room's re-dispatches of the last
+  ``cooldown`` seconds, and all but the first created withdraw theirs
+  (livekit-server's DeleteDispatch also ends a job it already launched).
+  The room's node orders the dispatches, so the workers agree on the first.
+
+:func:`senior_agent` settles what is left: an agent that joins a room where
+an agent of the same name joined first leaves before it says a word, so a
+room keeps exactly one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,7 +90,9 @@ class Redispatcher:
     agent_name: str = ""
     interval: float = 2.0
     grace: float = 3.0
+    spread: float = 4.0
     cooldown: float = 10.0
+    worker_id: str = field(default_factory=lambda: secrets.token_hex(4))  # names our dispatches in their metadata
     dispatched: list[tuple[float, str]] = field(default_factory=list)  # (time, room) of our dispatches
     _orphaned_since: dict[str, float] = field(default_factory=dict)
     _urgent: asyncio.Queue[tuple[str, str]] = field(default_factory=asyncio.Queue)
@@ -118,13 +134,8 @@ class Redispatcher:
         people = (await lk.room.list_participants(api.ListParticipantsRequest(room=room))).participants
         if not any(p.kind in CALLER_KINDS for p in people):
             return  # the caller is gone too: nobody to serve
-        await lk.agent_dispatch.create_dispatch(
-            api.CreateAgentDispatchRequest(room=room, agent_name=self.agent_name, metadata='{"redispatched": true}')
-        )
-        self._orphaned_since[room] = time.monotonic()
-        self.dispatched.append((time.time(), room))
-        JOBS_REDISPATCHED.inc()
-        log.warning("the agent of room %s died with its job process: dispatched a new one", room)
+        if await self._dispatch(lk, room):
+            log.warning("the agent of room %s died with its job process: dispatched a new one", room)
 
     async def check_once(self, lk: api.LiveKitAPI) -> list[str]:
         now = time.monotonic()
@@ -144,7 +155,7 @@ class Redispatcher:
                 self._orphaned_since.pop(room.name, None)
                 continue
             since = self._orphaned_since.setdefault(room.name, now)
-            if now - since >= self.grace:
+            if now - since >= self.grace + self.stagger(room.name):
                 orphaned.append(room.name)
         for name in list(self._orphaned_since):
             if name not in {r.name for r in rooms}:
@@ -153,15 +164,38 @@ class Redispatcher:
         for name in orphaned:
             if not await self._wants_us(lk, name):
                 continue
-            await lk.agent_dispatch.create_dispatch(
-                api.CreateAgentDispatchRequest(room=name, agent_name=self.agent_name, metadata='{"redispatched": true}')
-            )
-            self._orphaned_since[name] = time.monotonic()  # give the new agent its grace period
-            self.dispatched.append((time.time(), name))
-            JOBS_REDISPATCHED.inc()
-            log.warning("room %s had a caller and no agent for %.0fs: dispatched an agent again", name, self.grace)
-            done.append(name)
+            if await self._dispatch(lk, name):
+                log.warning("room %s had a caller and no agent for %.0fs: dispatched an agent again", name, self.grace)
+                done.append(name)
         return done
+
+    def stagger(self, room: str) -> float:
+        """This worker's extra wait for ``room``: in [0, spread), fixed per (worker, room)."""
+        digest = hashlib.sha256(f"{self.worker_id}/{room}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32 * self.spread
+
+    async def _dispatch(self, lk: api.LiveKitAPI, room: str) -> bool:
+        """Dispatch an agent to ``room``; withdraw it if another worker's
+        re-dispatch was created first (see the module docstring). True if ours stays."""
+        self._orphaned_since[room] = time.monotonic()  # give the new agent its grace period
+        metadata = json.dumps({"redispatched": True, "by": self.worker_id})
+        mine = await lk.agent_dispatch.create_dispatch(
+            api.CreateAgentDispatchRequest(room=room, agent_name=self.agent_name, metadata=metadata)
+        )
+        rivals = [d for d in await lk.agent_dispatch.list_dispatch(room_name=room) if self._recent_redispatch(d)]
+        first = min(rivals, key=lambda d: (_created_s(d) or float("inf"), d.id), default=mine)
+        if first.id != mine.id:
+            log.info("room %s: worker %s re-dispatched first; withdrawing ours", room, _dispatcher(first))
+            await lk.agent_dispatch.delete_dispatch(mine.id, room)
+            return False
+        self.dispatched.append((time.time(), room))
+        JOBS_REDISPATCHED.inc()
+        return True
+
+    def _recent_redispatch(self, d: Any) -> bool:
+        created = _created_s(d)
+        recent = created is None or time.time() - created < self.cooldown
+        return d.agent_name == self.agent_name and recent and _dispatcher(d) is not None
 
     async def _wants_us(self, lk: api.LiveKitAPI, room: str) -> bool:
         """Whether ``room`` was dispatched to our agent name, and not within ``cooldown``.
@@ -173,8 +207,23 @@ class Redispatcher:
         ours = [d for d in await lk.agent_dispatch.list_dispatch(room_name=room) if d.agent_name == self.agent_name]
         if not ours:
             return False
-        newest = max(d.state.created_at for d in ours)
-        if newest <= 0:
-            return True
-        created = newest / 1e9 if newest > 1e14 else float(newest)  # nanoseconds, or seconds
-        return time.time() - created >= self.cooldown
+        created = [t for d in ours if (t := _created_s(d)) is not None]
+        return not created or time.time() - max(created) >= self.cooldown
+
+
+def _created_s(d: Any) -> float | None:
+    """A dispatch's creation time in seconds, None when the server gave none."""
+    raw = d.state.created_at
+    if raw <= 0:
+        return None
+    return raw / 1e9 if raw > 1e14 else float(raw)  # nanoseconds, or seconds
+
+
+def _dispatcher(d: Any) -> str | None:
+    """The worker id in a re-dispatch's metadata; None for any other dispatch."""
+    try:
+        meta = json.loads(d.metadata or "{}")
+    except ValueError:
+        return None
+    by = meta.get("by") if isinstance(meta, dict) and meta.get("redispatched") else None
+    return str(by) if by is not None else None

@@ -112,6 +112,32 @@ def write_server_config(path: Path, raw: dict[str, Any]) -> ServerConfig:
     return load_server_config(path)
 
 
+def cluster_node_config(base: dict[str, Any], *, index: int, redis_address: str, address: str | None = None) -> dict[str, Any]:
+    """livekit.yaml of node ``index`` of a cluster, made from one node's ``base``.
+
+    LiveKit's multi-node mode: every node is given the same Redis (rooms are
+    placed on nodes and participants routed to them through it). Node
+    ``index`` takes the base ports plus ``10 * index`` (signal, RTC TCP,
+    Prometheus at signal + 2) and the ``index``-th UDP range after the base
+    one: livekit-server binds its RTC ports on every address, so nodes on one
+    machine need ports of their own even with addresses of their own
+    (``address``: the node's bind address and ``node_ip``).
+    """
+    raw = yaml.safe_load(yaml.safe_dump(base))  # a deep copy
+    rtc = raw.setdefault("rtc", {})
+    raw["port"] = int(raw.get("port", 7880)) + 10 * index
+    rtc["tcp_port"] = int(rtc.get("tcp_port", 7881)) + 10 * index
+    start, end = int(rtc.get("port_range_start", 50000)), int(rtc.get("port_range_end", 50100))
+    width = end - start + 1
+    rtc["port_range_start"], rtc["port_range_end"] = start + index * width, end + index * width
+    if address is not None:
+        raw["bind_addresses"] = [address]
+        rtc["node_ip"] = address
+    raw["redis"] = {"address": redis_address}
+    raw["prometheus"] = {"port": raw["port"] + 2}  # livekit-server's own metrics
+    return dict(raw)
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -234,6 +260,23 @@ class Stack:
         proc = ManagedProcess(name, [str(binary), "--config", str(config.path)], env=env, log_path=self.log_dir / f"{name}.log", cwd=self.cwd)
         self.processes.append(proc)
         proc.wait_for_port(host, config.port, timeout)
+        return proc
+
+    def start_redis(self, host: str, port: int, *, workdir: Path, timeout: float = 10.0, name: str = "redis") -> ManagedProcess:
+        """Debian's redis-server for a LiveKit cluster: nothing saved to disk."""
+        if port_open(host, port, 0.2):
+            raise SetupError(f"port {port} on {host} is already taken", hint="stop the other redis-server or pick another port")
+        argv = [
+            "redis-server", "--bind", host, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(workdir),
+            # Protected mode (no password set) refuses clients from other addresses,
+            # and the nodes of a cluster are on other addresses.
+            "--protected-mode", "no",
+        ]  # fmt: skip
+        try:
+            proc = self.spawn(name, argv)
+        except FileNotFoundError:
+            raise SetupError("redis-server not found", hint="run scripts/setup.sh (it installs Debian's redis-server)") from None
+        proc.wait_for_port(host, port, timeout)
         return proc
 
     def start_realtime(self, host: str, port: int, *, env: dict[str, str] | None = None, timeout: float = 20.0, name: str = "realtime") -> ManagedProcess:

@@ -17,6 +17,7 @@ import pytest
 from agent.stack import livekit_server_binary
 from agent.testing.caller import Caller
 from agent.testing.harness import SLOTS, free_port, room_name, shipped_config_on_slot
+from agent.testing.netns import SERVER_IP
 
 pytestmark = [pytest.mark.room]
 
@@ -63,6 +64,47 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         assert "[up] stopping" in out_path.read_text()
         children = subprocess.run(["pgrep", "-f", str(env["AGENT_LIVEKIT_CONFIG"])], capture_output=True, text=True)
         assert children.stdout.strip() == "", "livekit-server survived Ctrl-C"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+async def test_up_runs_a_two_node_cluster_with_three_workers(tmp_path: Path) -> None:
+    """`up --nodes 2 --workers 3`: Redis, two livekit-server nodes sharing it,
+    three workers spread over the nodes; a caller of the second node is greeted."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AGENT_", "OPENAI_"))}
+    env.update(
+        AGENT_LIVEKIT_CONFIG=str(shipped_config_on_slot(tmp_path / "livekit.yaml", SLOTS["fleet-up"])),
+        AGENT_LOCAL_REALTIME_PORT=str(free_port()),
+        AGENT_HTTP_PORT=str(free_port()),  # the workers take it and the next two
+        AGENT_WEB_PORT=str(free_port()),
+        AGENT_CACHE_DIR=str(tmp_path / "cache"),
+        LIVEKIT_SERVER_BIN=str(livekit_server_binary()),
+    )
+    room = room_name("fleet")
+    argv = ["up", "--room", room, "--nodes", "2", "--workers", "3", "--redis-port", str(free_port())]
+    out_path = tmp_path / "up.out"
+    with out_path.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "agent", *argv], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while "ready." not in out_path.read_text():
+            assert proc.poll() is None, f"`up` exited early:\n{out_path.read_text()}"
+            assert time.monotonic() < deadline, f"`up` not ready:\n{out_path.read_text()}"
+            time.sleep(0.2)
+        text = out_path.read_text()
+        ports = [int(p) for p in re.findall(r"livekit-server with \S+ on port (\d+)", text)]
+        assert len(ports) == 2 and "cluster of 2 nodes" in text, text
+        workers = re.findall(r"starting worker \d+ \(registers with (\S+),", text)
+        assert sorted(workers) == sorted([f"ws://{SERVER_IP}:{ports[0]}"] * 2 + [f"ws://{SERVER_IP}:{ports[1]}"]), text
+        token = re.search(r"token:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
+        async with Caller(f"ws://{SERVER_IP}:{ports[1]}", token) as caller:
+            await caller.wait_for_speech(timeout=30, min_duration=0.3)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, out_path.read_text()
+        left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+        assert left.stdout.strip() == "", "a process of the cluster survived Ctrl-C"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

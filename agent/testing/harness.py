@@ -45,6 +45,7 @@ __all__ = [
     "NAME_ANSWER",
     "NAME_QUESTION",
     "Conversing",
+    "Deployment",
     "ask_name",
     "running_testbed",
     "shipped_config_on_slot",
@@ -60,6 +61,8 @@ __all__ = [
     "greeted",
     "introduce",
     "room_name",
+    "wait_active_jobs",
+    "worker_status",
 ]
 
 LIVEKIT_PORT = 7880
@@ -70,9 +73,10 @@ LIVEKIT_PORT = 7880
 # gets one of its own (tests/conftest.py).
 SLOTS = {
     "harness": 1, "frontend": 2, "process-faults": 3, "rollover": 4,
-    "main-job": 5, "process-leaks": 6, "agent-dispatch": 7, "metrics": 14,
+    # A cluster of two nodes takes its slot and the next.
+    "main-job": 5, "process-leaks": 6, "agent-dispatch": 7, "cluster": 8, "fleet-up": 11, "metrics": 14,
 }  # fmt: skip
-FIRST_FREE_SLOT = 10
+FIRST_FREE_SLOT = 20
 
 
 def slot_ports(slot: int) -> tuple[int, int, tuple[int, int]]:
@@ -112,7 +116,81 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-class Testbed:
+class Deployment:
+    """What every local deployment for tests has: one API key pair, a process
+    stack with logs in ``workdir``, the realtime backend, and workers and
+    callers pointed at a livekit-server URL. :class:`Testbed` (one server) and
+    :class:`~agent.testing.cluster.Cluster` (several nodes) build on it."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        realtime: bool = True,
+        worker_env: dict[str, str] | None = None,
+        realtime_env: dict[str, str] | None = None,
+    ) -> None:
+        if not inside_namespace():
+            raise NotInNamespace()
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.api_key = "APItest" + secrets.token_hex(4)
+        self.api_secret = secrets.token_urlsafe(32)
+        self.realtime_port = free_port()
+        self.db_path = self.workdir / "agent.db"  # the workers' demo store and tool ledger
+        self._want_realtime = realtime
+        self._worker_env = worker_env or {}
+        self._realtime_env = realtime_env or {}
+        base_env = dict(os.environ)
+        # Tests always use the local backend, whatever the developer's shell holds.
+        base_env.pop("OPENAI_API_KEY", None)
+        self.stack = Stack(self.workdir / "logs", env=base_env)
+        self.realtime: ManagedProcess | None = None
+
+    def _start_realtime(self) -> None:
+        if self._want_realtime:
+            self.realtime = self.stack.start_realtime("127.0.0.1", self.realtime_port, env=self._realtime_env)
+
+    def _worker_environment(self, url: str, http_port: int, extra: dict[str, str]) -> dict[str, str]:
+        return {
+            "LIVEKIT_URL": url,
+            "LIVEKIT_API_KEY": self.api_key,
+            "LIVEKIT_API_SECRET": self.api_secret,
+            "AGENT_REALTIME_BASE_URL": f"http://127.0.0.1:{self.realtime_port}/v1",
+            "AGENT_HTTP_PORT": str(http_port),
+            "AGENT_NUM_IDLE_PROCESSES": "2",
+            # The CPU figure is about production hosts; on a 2-core test box that
+            # also runs the server, the backend and the callers it crosses both the
+            # worker's threshold and livekit-server's target load (0.7), and rooms
+            # would get no agent at random. Test workers report their jobs only.
+            "AGENT_LOAD_FROM_CPU": "false",
+            "AGENT_PREFLIGHT_TIMEOUT": "10",
+            "AGENT_DB_PATH": str(self.db_path),
+            "AGENT_METRICS_HOST": "127.0.0.1",
+            **self._worker_env,
+            **extra,
+        }
+
+    def stop(self) -> None:
+        self.stack.stop()
+
+    def token(self, room: str, identity: str, *, agent_name: str | None = None) -> str:
+        return join_token(self.api_key, self.api_secret, room, identity, name=identity, agent_name=agent_name)
+
+    def _caller(self, url: str, room: str, identity: str, agent_name: str | None, **options: Any) -> Caller:
+        return Caller(url, self.token(room, identity, agent_name=agent_name), identity=identity, **options)
+
+    def _server_api(self, url: str) -> api.LiveKitAPI:
+        return api.LiveKitAPI(url.replace("ws://", "http://", 1), self.api_key, self.api_secret)
+
+    def logs(self, lines: int = 40) -> str:
+        """The last lines of every process log, for failure messages."""
+        return "\n".join(f"--- {p.name} ({p.log_path}) ---\n{p.tail(lines)}" for p in self.stack.processes)
+
+
+class Testbed(Deployment):
     """livekit-server + realtime backend + worker, started for tests.
 
     ``worker_env`` and ``realtime_env`` add or override environment variables
@@ -121,8 +199,6 @@ class Testbed:
     testbeds can run side by side (:func:`slot_ports`; slot 0 = 7880,
     7881/tcp, 50000-50099/udp).
     """
-
-    __test__ = False  # not a pytest test class, whatever its name
 
     def __init__(
         self,
@@ -134,28 +210,13 @@ class Testbed:
         realtime_env: dict[str, str] | None = None,
         slot: int = 0,
     ) -> None:
-        if not inside_namespace():
-            raise NotInNamespace()
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.api_key = "APItest" + secrets.token_hex(4)
-        self.api_secret = secrets.token_urlsafe(32)
+        super().__init__(workdir, realtime=realtime, worker_env=worker_env, realtime_env=realtime_env)
         self.livekit_port, self._tcp_port, self._udp_ports = slot_ports(slot)
         self.url = f"ws://{SERVER_IP}:{self.livekit_port}"
-        self.realtime_port = free_port()
-        self.db_path = self.workdir / "agent.db"  # the worker's demo store and tool ledger
         self.http_port = free_port()
         self.metrics_ports: dict[str, int] = {}  # each started worker's AGENT_METRICS_PORT, by name
         self._want_worker = worker
-        self._want_realtime = realtime
-        self._worker_env = worker_env or {}
-        self._realtime_env = realtime_env or {}
-        base_env = dict(os.environ)
-        # Tests always use the local backend, whatever the developer's shell holds.
-        base_env.pop("OPENAI_API_KEY", None)
-        self.stack = Stack(self.workdir / "logs", env=base_env)
         self.livekit: ManagedProcess | None = None
-        self.realtime: ManagedProcess | None = None
         self.worker: ManagedProcess | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -182,8 +243,7 @@ class Testbed:
                 },
             )
             self.livekit = self.stack.start_livekit(config)
-            if self._want_realtime:
-                self.realtime = self.stack.start_realtime("127.0.0.1", self.realtime_port, env=self._realtime_env)
+            self._start_realtime()
             if self._want_worker:
                 self.worker = self.start_worker()
         except BaseException:
@@ -200,24 +260,7 @@ class Testbed:
         return self.livekit
 
     def worker_environment(self, **extra: str) -> dict[str, str]:
-        return {
-            "LIVEKIT_URL": self.url,
-            "LIVEKIT_API_KEY": self.api_key,
-            "LIVEKIT_API_SECRET": self.api_secret,
-            "AGENT_REALTIME_BASE_URL": f"http://127.0.0.1:{self.realtime_port}/v1",
-            "AGENT_HTTP_PORT": str(self.http_port),
-            "AGENT_NUM_IDLE_PROCESSES": "2",
-            # The CPU figure is about production hosts; on a 2-core test box that
-            # also runs the server, the backend and the callers it crosses both the
-            # worker's threshold and livekit-server's target load (0.7), and rooms
-            # would get no agent at random. Test workers report their jobs only.
-            "AGENT_LOAD_FROM_CPU": "false",
-            "AGENT_PREFLIGHT_TIMEOUT": "10",
-            "AGENT_DB_PATH": str(self.db_path),
-            "AGENT_METRICS_HOST": "127.0.0.1",
-            **self._worker_env,
-            **extra,
-        }
+        return self._worker_environment(self.url, self.http_port, extra)
 
     def start_worker(self, *, name: str = "worker", wait_registered: bool = True, **extra: str) -> ManagedProcess:
         """Start a worker; each gets a metrics port of its own (``metrics_ports[name]``) unless ``extra`` sets one."""
@@ -226,9 +269,6 @@ class Testbed:
         return self.stack.start_worker(
             env=self.worker_environment(**extra), name=name, wait_registered=wait_registered
         )
-
-    def stop(self) -> None:
-        self.stack.stop()
 
     def __enter__(self) -> Testbed:
         return self.start()
@@ -240,10 +280,7 @@ class Testbed:
 
     def server_api(self) -> api.LiveKitAPI:
         """A server API client (rooms, dispatch); the caller closes it (``async with``)."""
-        return api.LiveKitAPI(self.url.replace("ws://", "http://", 1), self.api_key, self.api_secret)
-
-    def token(self, room: str, identity: str, *, agent_name: str | None = None) -> str:
-        return join_token(self.api_key, self.api_secret, room, identity, name=identity, agent_name=agent_name)
+        return self._server_api(self.url)
 
     def caller(
         self,
@@ -256,35 +293,20 @@ class Testbed:
         mic_rate: int = 48_000,
         mic_channels: int = 1,
     ) -> Caller:
-        return Caller(
-            self.url, self.token(room, identity, agent_name=agent_name), identity=identity,
-            speakerphone=speakerphone, background_noise_dbfs=background_noise_dbfs,
-            mic_rate=mic_rate, mic_channels=mic_channels,
+        return self._caller(
+            self.url, room, identity, agent_name, speakerphone=speakerphone,
+            background_noise_dbfs=background_noise_dbfs, mic_rate=mic_rate, mic_channels=mic_channels,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ worker state
 
     def worker_status(self) -> dict[str, Any]:
-        """The worker's ``GET /worker`` (livekit-agents): ``active_jobs``, ``worker_load``...
-
-        Protobuf JSON leaves out zero values, so a missing count means 0.
-        """
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/worker", timeout=2) as r:
-            data: dict[str, Any] = json.load(r)
-        data.setdefault("active_jobs", 0)
-        data.setdefault("worker_load", 0.0)
-        return data
+        """The worker's ``GET /worker`` (see :func:`worker_status`)."""
+        return worker_status(self.http_port)
 
     async def wait_active_jobs(self, count: int, timeout: float) -> float:
         """Wait until the worker runs exactly ``count`` jobs; seconds it took."""
-        t0 = time.monotonic()
-        last: dict[str, Any] = {}
-        while time.monotonic() - t0 < timeout:
-            last = await asyncio.to_thread(self.worker_status)
-            if last["active_jobs"] == count:
-                return time.monotonic() - t0
-            await asyncio.sleep(0.1)
-        raise TimeoutError(f"worker still reports {last} after {timeout}s (wanted active_jobs={count})")
+        return await wait_active_jobs(self.http_port, count, timeout)
 
     def metrics(self, worker: str = "worker") -> dict[str, float]:
         """One scrape of a worker's Prometheus endpoint: ``{'name{label="v",...}': value}``
@@ -308,9 +330,28 @@ class Testbed:
                 return int(json.loads(line)["pid"])
         raise AssertionError(f"no job process found for room {room}")
 
-    def logs(self, lines: int = 40) -> str:
-        """The last lines of every process log, for failure messages."""
-        return "\n".join(f"--- {p.name} ({p.log_path}) ---\n{p.tail(lines)}" for p in self.stack.processes)
+def worker_status(http_port: int) -> dict[str, Any]:
+    """A worker's ``GET /worker`` (livekit-agents) on its HTTP port: ``active_jobs``, ``worker_load``...
+
+    Protobuf JSON leaves out zero values, so a missing count means 0.
+    """
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/worker", timeout=2) as r:
+        data: dict[str, Any] = json.load(r)
+    data.setdefault("active_jobs", 0)
+    data.setdefault("worker_load", 0.0)
+    return data
+
+
+async def wait_active_jobs(http_port: int, count: int, timeout: float) -> float:
+    """Wait until the worker on ``http_port`` runs exactly ``count`` jobs; seconds it took."""
+    t0 = time.monotonic()
+    last: dict[str, Any] = {}
+    while time.monotonic() - t0 < timeout:
+        last = await asyncio.to_thread(worker_status, http_port)
+        if last["active_jobs"] == count:
+            return time.monotonic() - t0
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"worker on port {http_port} still reports {last} after {timeout}s (wanted active_jobs={count})")
 
 
 @contextlib.contextmanager
