@@ -92,10 +92,7 @@ class DispatchClient:
             yield lk.agent_dispatch
         except api.TwirpError as e:
             if e.status in (401, 403):
-                raise LiveKitAuthError(
-                    f"livekit-server at {self.url} refused API key {self._api_key!r}: {e.message}",
-                    hint="LIVEKIT_API_KEY/LIVEKIT_API_SECRET must match a pair under `keys:` in the server's livekit.yaml",
-                ) from None
+                raise LiveKitAuthError.refused(self.url, self._api_key, e.message) from None
             if missing and e.code == "unavailable" and "no response from servers" in e.message:
                 # A room's dispatches live with the room: when no node hosts the
                 # room, or the room's node has no such dispatch, livekit-server

@@ -88,6 +88,14 @@ class LiveKitUnavailable(BackendError):
 class LiveKitAuthError(BackendError):
     retryable = False
 
+    @classmethod
+    def refused(cls, url: str, api_key: str, message: str) -> LiveKitAuthError:
+        """livekit-server at ``url`` answered 401/403 to ``api_key``."""
+        return cls(
+            f"livekit-server at {url} refused API key {api_key!r}: {message}",
+            hint="LIVEKIT_API_KEY/LIVEKIT_API_SECRET must match a pair under `keys:` in the server's livekit.yaml",
+        )
+
 
 class RealtimeUnavailable(BackendError):
     retryable = True

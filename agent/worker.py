@@ -142,10 +142,7 @@ async def check_livekit(settings: Settings) -> None:
         await lk.room.list_rooms(api.ListRoomsRequest())
     except api.TwirpError as e:
         if e.status in (401, 403):
-            raise LiveKitAuthError(
-                f"livekit-server at {settings.livekit_url} refused API key {key!r}: {e.message}",
-                hint="LIVEKIT_API_KEY/LIVEKIT_API_SECRET must match a pair under `keys:` in the server's livekit.yaml",
-            ) from None
+            raise LiveKitAuthError.refused(settings.livekit_url, key, e.message) from None
         raise LiveKitUnavailable(f"livekit-server at {settings.livekit_url} answered {e.status}: {e.message}") from None
     except Exception as e:  # aiohttp raises several unrelated types for "cannot connect"
         raise LiveKitUnavailable(

@@ -24,30 +24,44 @@ pytestmark = [pytest.mark.room]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+def _up_env(tmp_path: Path, slot: int) -> dict[str, str]:
+    """A clean environment for `up`: the shipped livekit.yaml on ``slot``'s ports, free ports for the rest."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AGENT_", "OPENAI_"))}
     env.update(
-        AGENT_LIVEKIT_CONFIG=str(shipped_config_on_slot(tmp_path / "livekit.yaml", SLOTS["main-job"])),
+        AGENT_LIVEKIT_CONFIG=str(shipped_config_on_slot(tmp_path / "livekit.yaml", slot)),
         AGENT_LOCAL_REALTIME_PORT=str(free_port()),
-        AGENT_HTTP_PORT=str(free_port()),
+        AGENT_HTTP_PORT=str(free_port()),  # a fleet's workers take it and the next ones
         AGENT_WEB_PORT=str(free_port()),
         AGENT_CACHE_DIR=str(tmp_path / "cache"),
         LIVEKIT_SERVER_BIN=str(livekit_server_binary()),
     )
+    return env
+
+
+def _start_up(env: dict[str, str], argv: list[str], out_path: Path) -> subprocess.Popen[bytes]:
+    with out_path.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "agent", "up", *argv], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _ready(proc: subprocess.Popen[bytes], out_path: Path, timeout: float) -> str:
+    """`up`'s output once it printed its ready line."""
+    deadline = time.monotonic() + timeout
+    while "ready." not in out_path.read_text():
+        assert proc.poll() is None, f"`up` exited early:\n{out_path.read_text()}"
+        assert time.monotonic() < deadline, f"`up` not ready:\n{out_path.read_text()}"
+        time.sleep(0.2)
+    return out_path.read_text()
+
+
+async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    env = _up_env(tmp_path, SLOTS["main-job"])
     room = room_name("up")
     out_path = tmp_path / "up.out"
-    with out_path.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "up", "--room", room], env=env, cwd=ROOT,
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    proc = _start_up(env, ["--room", room], out_path)
     try:
-        deadline = time.monotonic() + 90
-        while "ready." not in out_path.read_text():
-            assert proc.poll() is None, f"`up` exited early:\n{out_path.read_text()}"
-            assert time.monotonic() < deadline, f"`up` not ready:\n{out_path.read_text()}"
-            time.sleep(0.2)
-        text = out_path.read_text()
+        text = _ready(proc, out_path, timeout=90)
         url = re.search(r"server URL: (\S+)", text).group(1)  # type: ignore[union-attr]
         token = re.search(r"token:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
         async with Caller(url, token) as caller:
@@ -73,27 +87,12 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
 async def test_up_runs_a_two_node_cluster_with_three_workers(tmp_path: Path) -> None:
     """`up --nodes 2 --workers 3`: Redis, two livekit-server nodes sharing it,
     three workers spread over the nodes; a caller of the second node is greeted."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AGENT_", "OPENAI_"))}
-    env.update(
-        AGENT_LIVEKIT_CONFIG=str(shipped_config_on_slot(tmp_path / "livekit.yaml", SLOTS["fleet-up"])),
-        AGENT_LOCAL_REALTIME_PORT=str(free_port()),
-        AGENT_HTTP_PORT=str(free_port()),  # the workers take it and the next two
-        AGENT_WEB_PORT=str(free_port()),
-        AGENT_CACHE_DIR=str(tmp_path / "cache"),
-        LIVEKIT_SERVER_BIN=str(livekit_server_binary()),
-    )
+    env = _up_env(tmp_path, SLOTS["fleet-up"])
     room = room_name("fleet")
-    argv = ["up", "--room", room, "--nodes", "2", "--workers", "3", "--redis-port", str(free_port())]
     out_path = tmp_path / "up.out"
-    with out_path.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "agent", *argv], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = _start_up(env, ["--room", room, "--nodes", "2", "--workers", "3", "--redis-port", str(free_port())], out_path)
     try:
-        deadline = time.monotonic() + 120
-        while "ready." not in out_path.read_text():
-            assert proc.poll() is None, f"`up` exited early:\n{out_path.read_text()}"
-            assert time.monotonic() < deadline, f"`up` not ready:\n{out_path.read_text()}"
-            time.sleep(0.2)
-        text = out_path.read_text()
+        text = _ready(proc, out_path, timeout=120)
         ports = [int(p) for p in re.findall(r"livekit-server with \S+ on port (\d+)", text)]
         assert len(ports) == 2 and "cluster of 2 nodes" in text, text
         workers = re.findall(r"starting worker \d+ \(registers with (\S+),", text)
