@@ -88,7 +88,7 @@ class Worker(AgentServer):
 
 class WorkerLoad:
     """The load the worker reports: the larger of the host's CPU load (unless
-    ``AGENT_LOAD_FROM_CPU=false``) and active jobs over ``AGENT_MAX_JOBS``.
+    ``AGENT_LOAD_FROM_CPU=false``) and its jobs over ``AGENT_MAX_JOBS``.
 
     livekit-server sends a job only to a worker whose reported load is under
     its ``agents.target_load`` (0.7 by default), and the worker itself takes
@@ -96,21 +96,41 @@ class WorkerLoad:
     figure alone crosses 0.7 and the server then sends no job at all, with no
     error anywhere but its own log ("no servers available"): room tests count
     jobs instead.
+
+    The jobs counted are the running ones and those accepted but not running
+    yet (:meth:`accepted`): livekit-agents releases a job's reserved slot when
+    it is accepted, before the job shows in ``active_jobs``, and three offers
+    within 170 ms all found a worker of ``AGENT_MAX_JOBS=2`` with room (seen in
+    the six-room cluster test). An accepted job that never starts stops
+    counting after ``PENDING_S``.
     """
+
+    PENDING_S = 15.0
 
     def __init__(self, *, max_jobs: int, from_cpu: bool) -> None:
         self.max_jobs = max_jobs
         self.from_cpu = from_cpu
+        self._pending: dict[str, float] = {}  # job id -> when accepted (monotonic)
+
+    def accepted(self, job_id: str) -> None:
+        self._pending[job_id] = time.monotonic()
+
+    def jobs(self, server: AgentServer) -> int:
+        running = {info.job.id for info in server.active_jobs}
+        now = time.monotonic()
+        self._pending = {j: t for j, t in self._pending.items() if j not in running and now - t < self.PENDING_S}
+        return len(running) + len(self._pending)
 
     def __call__(self, server: AgentServer) -> float:
         cpu = host_cpu_load(server) if self.from_cpu else 0.0
-        jobs = len(server.active_jobs) / self.max_jobs if self.max_jobs else 0.0
+        jobs = self.jobs(server) / self.max_jobs if self.max_jobs else 0.0
         return min(1.0, max(cpu, jobs))
 
 
 def build_server(settings: Settings) -> Worker:
+    load = WorkerLoad(max_jobs=settings.max_jobs, from_cpu=settings.load_from_cpu)
     server = Worker(
-        load_fnc=WorkerLoad(max_jobs=settings.max_jobs, from_cpu=settings.load_from_cpu),
+        load_fnc=load,
         num_idle_processes=settings.num_idle_processes,
         port=settings.http_port,
         drain_timeout=settings.drain_timeout,
@@ -121,6 +141,7 @@ def build_server(settings: Settings) -> Worker:
     )
     async def accept(request: JobRequest) -> None:
         await request.accept(attributes={AGENT_NAME_ATTRIBUTE: settings.agent_name})
+        load.accepted(request.id)
         JOBS_ACCEPTED.inc()
 
     server.rtc_session(entrypoint, agent_name=settings.agent_name, on_request=accept)

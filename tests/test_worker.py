@@ -52,3 +52,34 @@ async def test_preflight_retries_until_its_deadline_when_a_retry_can_help(serve_
     assert info.value.retryable
     assert len(calls) >= 3, calls  # 0.25 s, 0.5 s, ... between tries
     assert time.monotonic() - start < 1.5 + 1  # and no try starts after the deadline
+
+
+# --- the load the worker reports (agent.worker.WorkerLoad) ---------------------
+
+from types import SimpleNamespace  # noqa: E402
+
+from agent.worker import WorkerLoad  # noqa: E402
+
+
+def _server(*running: str) -> SimpleNamespace:
+    return SimpleNamespace(active_jobs=[SimpleNamespace(job=SimpleNamespace(id=j)) for j in running])
+
+
+def test_jobs_accepted_but_not_running_yet_count_toward_the_load() -> None:
+    """Three offers within 170 ms: the third must find the worker (at most 2 jobs) full,
+    though neither accepted job is in livekit-agents' active_jobs yet."""
+    load = WorkerLoad(max_jobs=2, from_cpu=False)
+    load.accepted("AJ_1")
+    assert load(_server()) == 0.5
+    load.accepted("AJ_2")
+    assert load(_server()) == 1.0
+    assert load(_server("AJ_1", "AJ_2")) == 1.0, "a job counts once, accepted and then running"
+    assert load(_server("AJ_2")) == 0.5, "a job that ended stops counting"
+
+
+def test_an_accepted_job_that_never_starts_stops_counting(monkeypatch: pytest.MonkeyPatch) -> None:
+    load = WorkerLoad(max_jobs=2, from_cpu=False)
+    load.accepted("AJ_1")
+    later = time.monotonic() + WorkerLoad.PENDING_S + 1
+    monkeypatch.setattr("agent.worker.time.monotonic", lambda: later)
+    assert load(_server()) == 0.0
