@@ -28,7 +28,7 @@ from livekit import api
 
 from ..stack import ManagedProcess, cluster_node_config, write_server_config
 from .caller import Caller
-from .harness import Deployment, free_port, slot_ports, wait_active_jobs, worker_status
+from .harness import Deployment, free_port, wait_active_jobs, worker_status
 from .netns import SERVER_IP, ip
 
 __all__ = ["Cluster", "Node"]
@@ -84,24 +84,11 @@ class Cluster(Deployment):
             raise ValueError("a cluster needs at least one node")
         self.redis_address = _address(9)
         self.redis_port = REDIS_PORT + slot  # clusters of different slots share the addresses, never a port
-        port, tcp_port, (udp_start, udp_end) = slot_ports(slot)
-        one_node = {
-            "port": port,
-            "rtc": {
-                "tcp_port": tcp_port,
-                "port_range_start": udp_start,
-                "port_range_end": udp_end,
-                "use_external_ip": False,
-            },
-            "keys": {self.api_key: self.api_secret},
-            "room": {"auto_create": True, "empty_timeout": 5, "departure_timeout": 2},
-            "logging": {"level": "info"},
-        }
         self.nodes = []
         for i in range(nodes):
             address = _address(10 + i)
+            one_node = self._server_config(slot, address)
             config = cluster_node_config(one_node, index=i, redis_address=f"{self.redis_address}:{self.redis_port}", address=address)
-            config["rtc"]["stun_servers"] = [f"{address}:3478"]  # else the server hands clients public STUN servers
             self.nodes.append(Node(i, address, config))
         self.redis: ManagedProcess | None = None
         self.workers: dict[str, ManagedProcess] = {}

@@ -149,6 +149,26 @@ class Deployment:
         self.stack = Stack(self.workdir / "logs", env=base_env)
         self.realtime: ManagedProcess | None = None
 
+    def _server_config(self, slot: int, address: str) -> dict[str, Any]:
+        """livekit.yaml of a test server on ``slot``'s ports, bound to ``address`` in the namespace."""
+        port, tcp_port, (udp_start, udp_end) = slot_ports(slot)
+        return {
+            "port": port,
+            "bind_addresses": [address],
+            "rtc": {
+                "tcp_port": tcp_port,
+                "port_range_start": udp_start,
+                "port_range_end": udp_end,
+                "use_external_ip": False,
+                "node_ip": address,
+                # Without this the server hands clients public STUN servers.
+                "stun_servers": [f"{address}:3478"],
+            },
+            "keys": {self.api_key: self.api_secret},
+            "room": {"auto_create": True, "empty_timeout": 5, "departure_timeout": 2},
+            "logging": {"level": "info"},
+        }
+
     def _start_realtime(self) -> None:
         if self._want_realtime:
             self.realtime = self.stack.start_realtime("127.0.0.1", self.realtime_port, env=self._realtime_env)
@@ -211,7 +231,8 @@ class Testbed(Deployment):
         slot: int = 0,
     ) -> None:
         super().__init__(workdir, realtime=realtime, worker_env=worker_env, realtime_env=realtime_env)
-        self.livekit_port, self._tcp_port, self._udp_ports = slot_ports(slot)
+        self._slot = slot
+        self.livekit_port = slot_ports(slot)[0]
         self.url = f"ws://{SERVER_IP}:{self.livekit_port}"
         self.http_port = free_port()
         self.metrics_ports: dict[str, int] = {}  # each started worker's AGENT_METRICS_PORT, by name
@@ -223,25 +244,7 @@ class Testbed(Deployment):
 
     def start(self) -> Testbed:
         try:
-            config = write_server_config(
-                self.workdir / "livekit.yaml",
-                {
-                    "port": self.livekit_port,
-                    "bind_addresses": [SERVER_IP],
-                    "rtc": {
-                        "tcp_port": self._tcp_port,
-                        "port_range_start": self._udp_ports[0],
-                        "port_range_end": self._udp_ports[1],
-                        "use_external_ip": False,
-                        "node_ip": SERVER_IP,
-                        # Without this the server hands clients public STUN servers.
-                        "stun_servers": [f"{SERVER_IP}:3478"],
-                    },
-                    "keys": {self.api_key: self.api_secret},
-                    "room": {"auto_create": True, "empty_timeout": 5, "departure_timeout": 2},
-                    "logging": {"level": "info"},
-                },
-            )
+            config = write_server_config(self.workdir / "livekit.yaml", self._server_config(self._slot, SERVER_IP))
             self.livekit = self.stack.start_livekit(config)
             self._start_realtime()
             if self._want_worker:
