@@ -12,18 +12,26 @@ Two kernel rules shape the callers:
 - the signal comes when the parent *thread* that forked the child ends, not
   the process: start such children from a thread that lives as long as the
   process (the main thread, or the one running the event loop);
-- the setting survives ``exec`` (so a ``preexec_fn`` covers a Go binary too)
-  but not a fork: each child has to ask for itself.
+- the setting survives ``exec`` but not a fork: each child has to ask for
+  itself.
+
+A command the project starts asks through util-linux's ``setpriv
+--pdeathsig`` (:func:`dying_with_parent`), which sets it and then execs the
+command, rather than through a ``preexec_fn``: Python code between fork and
+exec in a process with threads can deadlock in the child (seen: CPython
+3.11's after-fork clean-up waited forever on a lock another thread held at
+the fork, and a test run hung restarting livekit-server).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import sys
 
-__all__ = ["die_with_parent"]
+__all__ = ["die_with_parent", "dying_with_parent"]
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -39,6 +47,7 @@ def die_with_parent(parent: int | None = None, sig: int = signal.SIGKILL) -> Non
     pool initializer's argument); if that parent is already gone by now, the
     signal would never come, so the child takes it at once. As a ``preexec_fn``
     leave it out: the parent waits for the exec there, so it cannot be gone.
+    (For a command, use :func:`dying_with_parent` instead of a ``preexec_fn``.)
     """
     if _prctl is None:
         return
@@ -47,3 +56,13 @@ def die_with_parent(parent: int | None = None, sig: int = signal.SIGKILL) -> Non
         raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
     if parent is not None and os.getppid() != parent:
         os.kill(os.getpid(), sig)
+
+
+def dying_with_parent(argv: list[str], sig: str = "KILL") -> list[str]:
+    """``argv`` run through ``setpriv --pdeathsig``, so that the kernel sends the
+    command ``sig`` when the thread that started it ends; ``argv`` unchanged
+    where that is not available (not Linux, no util-linux)."""
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    if setpriv is None:
+        return argv
+    return [setpriv, "--pdeathsig", sig, "--", *argv]

@@ -25,7 +25,7 @@ import yaml
 
 from .config import Settings
 from .errors import ServerConfigError, SetupError
-from .parent_death import die_with_parent
+from .parent_death import dying_with_parent
 
 LIVEKIT_VERSION = "v1.13.5"
 MIN_SECRET_LEN = 32
@@ -154,17 +154,17 @@ class ManagedProcess:
         self.argv = argv
         self.log_path = log_path
         self._log_file = open(log_path, "ab") if log_path else None
+        # The kernel's parent-death signal follows the thread that started the
+        # child: from a short-lived thread it would kill the child with it.
+        main_thread = threading.current_thread() is threading.main_thread()
         self.proc = subprocess.Popen(
-            argv,
+            dying_with_parent(argv) if main_thread else argv,
             env=env,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=self._log_file if self._log_file else None,
             stderr=subprocess.STDOUT if self._log_file else None,
             start_new_session=True,
-            # The kernel's parent-death signal follows the thread that started the
-            # child: from a short-lived thread it would kill the child with it.
-            preexec_fn=die_with_parent if threading.current_thread() is threading.main_thread() else None,
         )
 
     @property

@@ -26,6 +26,8 @@ import pytest
 from agent.stack import livekit_server_binary, port_open
 from agent.testing.harness import SLOTS, Testbed, free_port, shipped_config_on_slot
 
+pytestmark = [pytest.mark.background]  # the room tests here mostly wait for processes
+
 ROOT = Path(__file__).resolve().parents[1]
 SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGKILL]
 GONE_WITHIN_S = 5.0
@@ -216,3 +218,49 @@ def test_up_leaves_no_process_behind(sig: signal.Signals, tmp_path: Path, starte
     assert any(p.cmdline.startswith(env["LIVEKIT_SERVER_BIN"]) for p in tree)
     assert any("agent web" in p.cmdline for p in tree)
     up.assert_all_gone_after(sig, exit_within=60)
+
+
+# ----------------------------------------------------------------- how children are started
+
+
+def test_children_ask_for_the_parent_death_signal_without_python_between_fork_and_exec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A preexec_fn runs Python in the forked child, which can deadlock when the
+    parent has threads (a run hung in CPython's after-fork clean-up while
+    restarting livekit-server); the signal is asked for by setpriv instead, and
+    the kernel really sends it when the parent dies."""
+    from agent.stack import ManagedProcess
+
+    seen: dict[str, object] = {}
+    real_popen = subprocess.Popen
+
+    class Recording(real_popen):  # type: ignore[misc, valid-type]
+        def __init__(self, argv: list[str], **kwargs: object) -> None:
+            seen.update(kwargs, argv=argv)
+            super().__init__(argv, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(subprocess, "Popen", Recording)
+    child = ManagedProcess("sleeper", ["sleep", "30"], env=dict(os.environ), log_path=None)
+    monkeypatch.undo()
+    child.stop()
+    assert seen.get("preexec_fn") is None
+    assert seen["argv"][:3] == [seen["argv"][0], "--pdeathsig", "KILL"] and str(seen["argv"][0]).endswith("setpriv")  # type: ignore[index]
+
+    # The kernel's side: a parent that starts a child this way and is then killed takes the child with it.
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen([
+        sys.executable, "-c",
+        "import sys, time; from agent.stack import ManagedProcess; import os\n"
+        f"c = ManagedProcess('s', ['sleep', '60'], env=dict(os.environ), log_path=None); open({str(pid_file)!r}, 'w').write(str(c.pid)); time.sleep(60)",
+    ], cwd=ROOT)  # fmt: skip
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and parent.poll() is None, "the parent never started its child"
+        time.sleep(0.05)
+    child_proc = Proc.read(int(pid_file.read_text()))
+    assert child_proc is not None and "sleep 60" in child_proc.cmdline
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + GONE_WITHIN_S
+    while child_proc.alive():
+        assert time.monotonic() < deadline, f"the child {child_proc.pid} outlived its killed parent"
+        time.sleep(0.05)
