@@ -98,6 +98,7 @@ class Settings:
     # Worker
     agent_name: str = field(default="", metadata={"env": "AGENT_NAME"})
     num_idle_processes: int = field(default=2, metadata={"env": "AGENT_NUM_IDLE_PROCESSES"})
+    prewarm: bool = field(default=True, metadata={"env": "AGENT_PREWARM"})  # agent/prewarm.py
     load_threshold: float = field(default=0.7, metadata={"env": "AGENT_LOAD_THRESHOLD"})
     max_jobs: int = field(default=0, metadata={"env": "AGENT_MAX_JOBS"})
     load_from_cpu: bool = field(default=True, metadata={"env": "AGENT_LOAD_FROM_CPU"})

@@ -20,21 +20,21 @@ from livekit.plugins import openai
 from openai.types.realtime import AudioTranscription
 from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
 
-from .audio.frontend import AudioFrontend, FrontendConfig, FrontendProcessor
+from .audio.frontend import FrontendProcessor
 from .audio.tap import FarEndTap
 from .caller_link import CallerLink
 from .config import Settings
 from .internals import claim_user_turn
 from .link import HeartbeatSession, ReconnectNotice
 from .metrics import SessionMeter
+from .prewarm import INPUT_RATE, take_prepared
 from .records import SessionRecorder, open_records
-from .tools import CallContext, Services, Store, open_registry, tool_names_for_room
+from .timing import Stopwatch
+from .tools import CallContext, Services, open_registry, tool_names_for_room
 from .tools.builtin import ESCALATION_TOPIC
-from .transcript import TranscriptStore
 
 log = logging.getLogger("agent.session")
 
-INPUT_RATE = 24_000  # the caller's audio, as RoomIO hands it over (and as the model wants it)
 
 
 def greeting_instructions(greeting: str) -> str:
@@ -88,8 +88,10 @@ class VoiceAgent(Agent):
         history: llm.ChatContext | None = None,
         notice: ReconnectNotice | None = None,
         meter: SessionMeter | None = None,
+        clock: Stopwatch | None = None,
     ) -> None:
         super().__init__(instructions=settings.instructions, tools=tools, chat_ctx=history)
+        self._clock = clock
         self._greeting = settings.greeting
         self._resumed = history is not None
         self._notice = notice
@@ -109,6 +111,9 @@ class VoiceAgent(Agent):
             self.session.generate_reply(instructions=f'Say exactly: "{RESUME_LINE}"')
         else:
             self.session.generate_reply(instructions=greeting_instructions(self._greeting))
+        if self._clock is not None:
+            self._clock.lap("agent started")
+            log.info("job set-up until the greeting is asked for: %s", self._clock.summary())
 
     def _on_reconnected(self, _ev: object) -> None:
         # The realtime connection was replaced and the context replayed onto it
@@ -222,15 +227,15 @@ async def _bounded_chat(sess: AgentSession[Any], ev: Any) -> None:
         sess.generate_reply(user_input=text)
 
 
-async def run_session(ctx: JobContext, settings: Settings) -> AgentSession[Any]:
-    """Start the agent in ``ctx.room``; returns once the session is running."""
-    frontend_config = FrontendConfig(
-        echo_cancellation=settings.echo_cancellation,
-        noise_suppression=settings.noise_suppression,
-        high_pass_filter=settings.high_pass_filter,
-        auto_gain_control=settings.auto_gain_control,
-    )
-    frontend = AudioFrontend(frontend_config, rate=INPUT_RATE)
+async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | None = None) -> AgentSession[Any]:
+    """Start the agent in ``ctx.room``; returns once the session is running.
+
+    ``clock`` gets a lap per step of the set-up, logged when the greeting is asked for."""
+    clock = clock or Stopwatch()
+    # Built in the idle job process when it could be (agent.prewarm), else now.
+    prepared = take_prepared(ctx.proc, settings, clock)
+    frontend = prepared.frontend
+    frontend_config = frontend.config
     trace_dir = settings.frontend_trace_dir
     if trace_dir:
         frontend.trace = []
@@ -242,8 +247,9 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession[Any]:
         # (ignoring the caller for 3 s of agent speech) would only hide echo.
         aec_warmup_duration=None if frontend_config.echo_cancellation else NOT_GIVEN,
     )
+    clock.lap("model")
 
-    transcript = TranscriptStore(settings.db_path)
+    transcript = prepared.transcript
 
     @session.on("close")
     def _on_close(ev: object) -> None:
@@ -257,6 +263,7 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession[Any]:
     history = transcript.chat_context(ctx.room.name)
     if history is not None:
         log.info("room %s: resuming a conversation of %d items from the persisted transcript", ctx.room.name, len(history.items))
+    clock.lap("transcript")
 
     @session.on("conversation_item_added")
     def _persist_message(ev: Any) -> None:
@@ -267,14 +274,15 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession[Any]:
     def _persist_calls(ev: Any) -> None:
         transcript.record_tool_calls(ctx.room.name, ev.function_calls, ev.function_call_outputs)
 
-    registry, mcp = await open_registry(settings)
+    registry, mcp = await open_registry(settings, prepared.registry)
     ctx.add_shutdown_callback(mcp.aclose)
+    clock.lap("tools")
     hooks = RoomHooks(ctx, session)
     ctx.add_shutdown_callback(hooks.aclose)
     names = tool_names_for_room(settings, [ctx.job.metadata, ctx.room.metadata])
     tools = registry.select(names)
     services = Services(
-        store=Store(settings.db_path),
+        store=prepared.store,
         room_name=ctx.room.name,
         escalation_webhook=settings.escalation_webhook,
         mark_escalated=hooks.mark_escalated,
@@ -290,8 +298,9 @@ async def run_session(ctx: JobContext, settings: Settings) -> AgentSession[Any]:
     meter = SessionMeter.for_session(settings, tools.names())
     meter.attach(session)
     SessionRecorder(open_records(settings), transcript, meter, room=ctx.room.name, worker=ctx.worker_id, job_id=ctx.job.id).attach(session)
-    agent = VoiceAgent(settings, tools.function_tools(make_call), history, notice, meter)
+    agent = VoiceAgent(settings, tools.function_tools(make_call), history, notice, meter, clock)
     ctx.add_shutdown_callback(agent.aclose)
+    clock.lap("services")
     await session.start(
         room=ctx.room,
         agent=agent,

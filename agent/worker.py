@@ -22,29 +22,33 @@ from .dispatch import AGENT_NAME_ATTRIBUTE, Redispatcher, senior_agent
 from .errors import AgentError, LiveKitAuthError, LiveKitUnavailable, RealtimeUnavailable
 from .internals import DeadJob, host_cpu_load, on_job_process_died, process_pool
 from .metrics import JOBS_ACCEPTED, count_job_ends
+from .prewarm import prewarm
 
 # Imported here, not in the entrypoint: job processes import this module while
 # they warm up, so the openai/plugin imports (about 1 s of CPU) are paid before
 # a caller is waiting rather than after.
 from .session import run_session
+from .timing import Stopwatch
 
 log = logging.getLogger("agent.worker")
 
 
 async def entrypoint(ctx: JobContext) -> None:
     """One job = one room = one realtime session. Runs in a job process."""
+    clock = Stopwatch()
     settings = Settings.from_env()
     # On every record of this job process (livekit-agents' filter copies them),
     # so JSON lines carry them; the session adds the participant it links to.
     ctx.log_context_fields.update(room=ctx.room.name, job_id=ctx.job.id)
     log.info("job %s: joining room %s", ctx.job.id, ctx.room.name)
     await ctx.connect()
+    clock.lap("connect")
     senior = senior_agent(ctx.room, settings.agent_name)
     if senior is not None:  # a double dispatch (see agent.dispatch): the first agent keeps the room
         log.warning("room %s already has agent %s: job %s leaves so the room keeps one agent", ctx.room.name, senior.identity, ctx.job.id)
         ctx.shutdown(reason="another agent serves this room")
         return
-    await run_session(ctx, settings)
+    await run_session(ctx, settings, clock)
 
 
 class Worker(AgentServer):
@@ -130,6 +134,7 @@ class WorkerLoad:
 def build_server(settings: Settings) -> Worker:
     load = WorkerLoad(max_jobs=settings.max_jobs, from_cpu=settings.load_from_cpu)
     server = Worker(
+        setup_fnc=prewarm,
         load_fnc=load,
         num_idle_processes=settings.num_idle_processes,
         port=settings.http_port,

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from ..config import Settings
 from .builtin import Services, register_builtins
-from .declarative import load_tools_file
+from .declarative import McpServerConfig, load_tools_file
 from .ledger import Ledger
 from .mcp_tools import McpConnections
 from .registry import CallContext, Outcome, ToolDef, ToolRegistry, current_call
@@ -33,6 +33,7 @@ __all__ = [
     "Store",
     "ToolDef",
     "ToolRegistry",
+    "build_registry",
     "current_call",
     "open_registry",
     "tool_names_for_room",
@@ -41,24 +42,36 @@ __all__ = [
 log = logging.getLogger("agent.tools")
 
 
-async def open_registry(settings: Settings) -> tuple[ToolRegistry, McpConnections]:
-    """Every configured tool: built-ins, the tools file's HTTP tools, its MCP servers' tools.
+def build_registry(settings: Settings) -> tuple[ToolRegistry, list[McpServerConfig]]:
+    """The tools that need no connection: built-ins and the tools file's HTTP
+    tools; and the MCP servers the file names, to be opened by :func:`open_registry`.
+    A job process builds this while it waits for a job (agent.prewarm)."""
+    registry = ToolRegistry(ledger=Ledger(settings.db_path))
+    register_builtins(registry)
+    if not settings.tools_file:
+        return registry, []
+    loaded = load_tools_file(settings.tools_file)
+    for tool in loaded.tools:
+        registry.add(tool)
+    return registry, loaded.mcp_servers
+
+
+async def open_registry(
+    settings: Settings, built: tuple[ToolRegistry, list[McpServerConfig]] | None = None
+) -> tuple[ToolRegistry, McpConnections]:
+    """Every configured tool: built-ins, the tools file's HTTP tools, its MCP
+    servers' tools. ``built`` is :func:`build_registry`'s result when made
+    ahead (it is used up: the MCP tools are added to it).
 
     The caller owns the returned MCP connections (``await mcp.aclose()``).
     """
-    registry = ToolRegistry(ledger=Ledger(settings.db_path))
-    register_builtins(registry)
-    mcp = McpConnections([])
-    if settings.tools_file:
-        loaded = load_tools_file(settings.tools_file)
-        for tool in loaded.tools:
-            registry.add(tool)
-        mcp = McpConnections(loaded.mcp_servers)
-        for tool in await mcp.open():
-            if registry.get(tool.name) is not None:
-                log.error("MCP tool %r (%s) clashes with a tool of that name; left out", tool.name, tool.source)
-                continue
-            registry.add(tool)
+    registry, servers = built if built is not None else build_registry(settings)
+    mcp = McpConnections(servers)
+    for tool in await mcp.open():
+        if registry.get(tool.name) is not None:
+            log.error("MCP tool %r (%s) clashes with a tool of that name; left out", tool.name, tool.source)
+            continue
+        registry.add(tool)
     return registry, mcp
 
 
