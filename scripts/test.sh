@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Command 2: set up, then check the code (ruff, mypy --strict on agent/) and
 # run the whole test suite inside a private network namespace (room tests
-# need one: libwebrtc ignores loopback). Extra arguments
-# go to pytest, e.g. scripts/test.sh -k greets -x
+# need one: libwebrtc ignores loopback).
+#
+# The suite runs as two pytest processes side by side (scripts/lanes.sh): the
+# room tests that carry audio and time it, and beside them, at low CPU
+# priority, the rest (unit tests, and room tests marked `background`, which
+# mostly wait for processes). Extra arguments run one pytest with them instead,
+# e.g. scripts/test.sh -k greets -x
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup.sh" --browser
@@ -13,7 +18,11 @@ start=$(date +%s)
 "$ROOT/.venv/bin/ruff" check agent tests bench || { echo "[test] ruff found problems (above)"; exit 1; }
 "$ROOT/.venv/bin/mypy" agent || { echo "[test] mypy --strict found problems (above)"; exit 1; }
 set +e
-"$PY" -m agent.testing.netns -- "$PY" -m pytest --durations=10 "$@"
+if (($#)); then
+  "$PY" -m agent.testing.netns -- "$PY" -m pytest --durations=10 "$@"
+else
+  "$PY" -m agent.testing.netns -- "$ROOT/scripts/lanes.sh"
+fi
 rc=$?
 set -e
 echo "[test] suite finished in $(( $(date +%s) - start ))s with exit code $rc"

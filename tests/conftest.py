@@ -3,20 +3,26 @@ for the room tests of a test session, started lazily by the first test that asks
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from agent.testing.harness import Testbed, running_testbed
+from agent.testing.harness import SLOTS, Testbed, running_testbed
 
 BRAIN_SCRIPT = Path(__file__).parent / "data" / "brain.yaml"
 
 
 @pytest.fixture(scope="session")
 def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    with running_testbed(tmp_path_factory.mktemp("testbed"), realtime_env={"AGENT_BRAIN_SCRIPT": str(BRAIN_SCRIPT)}) as bed:
+    # scripts/test.sh runs a second pytest beside this one (the background lane),
+    # whose session testbed takes a slot of its own.
+    slot = SLOTS["background-testbed"] if os.environ.get("AGENT_TEST_LANE") == "background" else 0
+    with running_testbed(
+        tmp_path_factory.mktemp("testbed"), slot=slot, realtime_env={"AGENT_BRAIN_SCRIPT": str(BRAIN_SCRIPT)}
+    ) as bed:
         yield bed
 
 

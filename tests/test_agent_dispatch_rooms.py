@@ -21,7 +21,7 @@ from livekit import api
 
 from agent.testing.harness import SLOTS, Testbed, greeted, room_name, running_testbed
 
-pytestmark = [pytest.mark.room]
+pytestmark = [pytest.mark.room, pytest.mark.background]
 
 AGENT_NAME = "concierge"
 DISPATCH_ID = re.compile(r"^(AD_\w+)  room=(\S+)  agent=(\S+)  jobs=(\d+)  metadata=(.*)$")

@@ -17,6 +17,8 @@ import pytest
 from agent.__main__ import COMMANDS
 from agent.testing.harness import Testbed, free_port
 
+pytestmark = [pytest.mark.background]  # the room tests here mostly wait for processes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -111,6 +111,7 @@ def _rss_mb(pid: int) -> float:
     raise AssertionError(f"no VmRSS for pid {pid}")
 
 
+@pytest.mark.background  # a minute of waiting: beside the other room tests (scripts/lanes.sh)
 async def test_a_long_silence_starts_no_turn_and_the_call_goes_on(testbed: Testbed, speech_dir: Path) -> None:
     """The caller says nothing for SILENCE_S seconds (a quiet room's noise floor, which
     gain control must not pump up into speech): no turn starts, the realtime link is not

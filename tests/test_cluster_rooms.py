@@ -24,7 +24,7 @@ from agent.testing.caller import Caller
 from agent.testing.cluster import Cluster
 from agent.testing.harness import INTRODUCTION, SLOTS, NotInNamespace, greeted, room_name
 
-pytestmark = [pytest.mark.room]
+pytestmark = [pytest.mark.room]  # not background: six calls at once leave no CPU for room tests beside them
 
 MAX_JOBS = 2
 WORKERS = {"w0": 0, "w1": 1, "w2": 1}  # worker name -> the node it registers with
@@ -35,15 +35,21 @@ KILL = "kill"  # an agent name served by one worker of node 0 alone, until the n
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
-        c = Cluster(tmp_path_factory.mktemp("cluster"), nodes=2, slot=SLOTS["cluster"], worker_env={"AGENT_MAX_JOBS": str(MAX_JOBS)})
+        c = Cluster(
+            tmp_path_factory.mktemp("cluster"), nodes=2, slot=SLOTS["cluster"],
+            # Seven workers with two idle job processes each would be 21 processes importing at once on two cores.
+            worker_env={"AGENT_MAX_JOBS": str(MAX_JOBS), "AGENT_NUM_IDLE_PROCESSES": "1"},
+        )  # fmt: skip
     except NotInNamespace as e:
         pytest.fail(str(e), pytrace=False)
     with c:
+        # Started together, then waited for: each start is seconds of imports.
         for name, node in WORKERS.items():
-            c.start_worker(node=node, name=name)
-        c.start_worker(node=1, name="w-only-b", AGENT_NAME=ONLY_B)
-        c.start_worker(node=0, name="k0", AGENT_NAME=KILL, AGENT_MAX_JOBS="10")  # 4 rooms stay under the 0.7 threshold
+            c.start_worker(node=node, name=name, wait_registered=False)
+        c.start_worker(node=1, name="w-only-b", wait_registered=False, AGENT_NAME=ONLY_B)
+        c.start_worker(node=0, name="k0", wait_registered=False, AGENT_NAME=KILL, AGENT_MAX_JOBS="10")  # 4 rooms stay under 0.7
         for proc in c.workers.values():
+            proc.wait_for_log("registered worker", timeout=90)
             # A job starts only in a ready job process (the first takes seconds under load).
             proc.wait_for_log("process initialized", timeout=90)
         yield c

@@ -19,7 +19,7 @@ from agent.testing.caller import Caller
 from agent.testing.harness import SLOTS, free_port, room_name, shipped_config_on_slot
 from agent.testing.netns import SERVER_IP
 
-pytestmark = [pytest.mark.room]
+pytestmark = [pytest.mark.room]  # not background: `up` of a cluster starts many processes at once
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -54,7 +54,6 @@ __all__ = [
     "SLOTS",
     "FIRST_FREE_SLOT",
     "NotInNamespace",
-    "SLOTS",
     "Testbed",
     "TurnCounter",
     "free_port",
@@ -68,13 +67,14 @@ __all__ = [
 LIVEKIT_PORT = 7880
 
 # Slots of livekit-server ports in the test namespace, so that servers run side
-# by side (test modules on several pytest-xdist workers): each module that
-# starts its own server owns a slot, and every xdist worker's session testbed
-# gets one of its own (tests/conftest.py).
+# by side (the two pytest lanes of scripts/test.sh): each module that starts
+# its own server owns a slot, and the background lane's session testbed has
+# one of its own (tests/conftest.py; the main lane's is slot 0).
 SLOTS = {
     "harness": 1, "frontend": 2, "process-faults": 3, "rollover": 4,
     # A cluster of two nodes takes its slot and the next.
     "main-job": 5, "process-leaks": 6, "agent-dispatch": 7, "cluster": 8, "fleet-up": 11, "metrics": 14,
+    "background-testbed": 16,
 }  # fmt: skip
 FIRST_FREE_SLOT = 20
 
