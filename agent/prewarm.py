@@ -3,8 +3,7 @@
 livekit-agents keeps ``AGENT_NUM_IDLE_PROCESSES`` job processes ready; each
 serves one job. Whatever a job builds before it can ask for its greeting and
 needs no room is built here instead, before a caller waits: the tool
-registry (built-ins and the tools file's HTTP tools, with the function-tool
-schemas livekit-agents builds from them), the demo store and the transcript
+registry (built-ins and the tools file's HTTP tools), the demo store and the transcript
 store (their SQLite schemas), and the audio front-end. MCP servers are not
 connected here: a connection held for minutes by an idle process could be
 dropped by the server; the job opens them.
@@ -17,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from livekit.agents import JobProcess
 
@@ -72,18 +70,13 @@ def prewarm(proc: JobProcess) -> None:
     if not settings.prewarm:
         return
     clock = Stopwatch()
-    prepared = Prepared.make(settings, clock)
-    # The function-tool schemas livekit-agents builds (pydantic models) cost
-    # tens of ms the first time in a process; build them once now.
-    prepared.registry[0].function_tools(lambda _ctx: None)  # type: ignore[arg-type, return-value]
-    clock.lap("tool schemas")
-    proc.userdata[_KEY] = prepared
+    proc.userdata[_KEY] = Prepared.make(settings, clock)
     log.info("job process prewarmed: %s", clock.summary())
 
 
-def take_prepared(proc: JobProcess | Any, settings: Settings, clock: Stopwatch) -> Prepared:
+def take_prepared(proc: JobProcess, settings: Settings, clock: Stopwatch) -> Prepared:
     """The process's prepared objects (then gone from it), or new ones if it has none."""
-    prepared = proc.userdata.pop(_KEY, None) if proc is not None else None
+    prepared = proc.userdata.pop(_KEY, None)
     if isinstance(prepared, Prepared):
         clock.lap("prewarmed")
         return prepared

@@ -36,7 +36,6 @@ from .tools.builtin import ESCALATION_TOPIC
 log = logging.getLogger("agent.session")
 
 
-
 def greeting_instructions(greeting: str) -> str:
     """Response instructions for the greeting.
 

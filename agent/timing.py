@@ -1,6 +1,7 @@
 """Where a job's time goes before its greeting: a stopwatch of named laps.
 
-The job logs one line of laps (``job set-up in room R: connect 110 ms, ...``)
+The job logs one line of laps (``job set-up until the greeting is asked for:
+connect 110 ms, ...; total 350 ms``)
 so that the latency benchmark and an operator read the same figures.
 """
 

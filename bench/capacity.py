@@ -139,7 +139,7 @@ class Bench:
                 on_join(p)
             caller.room.on("participant_connected", on_join)
             try:
-                greeting = await caller.wait_for_speech(timeout=30)
+                await caller.wait_for_speech(timeout=30)
             except TimeoutError:
                 step.failures.append(f"{room}: no greeting in 30 s")
                 return
@@ -147,7 +147,6 @@ class Bench:
             if agent_joined.done():
                 step.dispatch_s.append(agent_joined.result() - joined)
             await caller.wait_for_quiet(1.0, timeout=30)
-            del greeting
             for turn in range(self.turns):
                 pcm, rate = self.speech[turn % len(self.speech)]
                 await caller.say(pcm, rate)  # type: ignore[arg-type]

@@ -59,7 +59,7 @@ async def measure(bed: Testbed, prewarm: bool, calls: int) -> tuple[list[float],
         for match in SETUP_LINE.finditer(worker.log_text()):
             totals.append(int(match.group(2)) / 1000)
             for part in match.group(1).split(", "):
-                lap, ms = part.rsplit(" ", 2)[0], part.rsplit(" ", 2)[1]
+                lap, ms, _unit = part.rsplit(" ", 2)
                 laps.setdefault(lap, []).append(int(ms) / 1000)
         return totals[1:], greet_s[1:], {k: v[1:] for k, v in laps.items()}
     finally:

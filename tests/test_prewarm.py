@@ -28,10 +28,10 @@ def test_an_idle_process_prepares_once_and_the_job_takes_it(env: Path) -> None:
     assert "get_customer" in prepared.registry[0].names() and (env / "agent.db").exists()
 
     clock = Stopwatch()
-    assert take_prepared(proc, Settings.from_env(), clock) is prepared
+    assert take_prepared(proc, Settings.from_env(), clock) is prepared  # type: ignore[arg-type]
     assert list(clock.laps) == ["prewarmed"]
     # Used up: one process serves one job, and nothing is shared by two.
-    again = take_prepared(proc, Settings.from_env(), Stopwatch())
+    again = take_prepared(proc, Settings.from_env(), Stopwatch())  # type: ignore[arg-type]
     assert again is not prepared and isinstance(again, Prepared)
 
 
@@ -41,7 +41,7 @@ def test_without_prewarm_the_job_builds_everything_itself(env: Path, monkeypatch
     prewarm(proc)  # type: ignore[arg-type]
     assert proc.userdata == {}
     clock = Stopwatch()
-    take_prepared(proc, Settings.from_env(), clock)
+    take_prepared(proc, Settings.from_env(), clock)  # type: ignore[arg-type]
     assert list(clock.laps) == ["front-end", "transcript", "tools", "services"]
 
 
