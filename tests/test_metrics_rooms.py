@@ -112,12 +112,15 @@ async def test_a_scripted_conversation_shows_in_the_metrics_and_the_session_reco
         await caller.say(*load_wav(interruption))
         barge_start, barge_end = caller.spoken[-1]
         onset = barge_start + onset2_in_wav
-        # the story as the caller heard it: its last speech that began before the caller spoke over it
-        segments = caller.heard().filter(after=story_at - 0.1).speech_segments(SPEECH_DBFS)
-        story = [(s, e) for s, e in segments if s < onset]
-        assert story, f"no story heard before the caller's onset at {onset:.2f}: story at {story_at:.2f}, segments {segments}"
-        heard_barge_in = story[-1][1] - onset
+        # the story as the caller heard it: its speech that began before the caller stopped
+        # speaking over it (the answer cannot start earlier). Not only what began before the
+        # onset: an onset in a pause between the story's words would then measure the
+        # segment before the pause, and a barge-in that ended before it began (-0.13 s, seen).
         spoke2_until = barge_start + end2_in_wav
+        segments = caller.heard().filter(after=story_at - 0.1).speech_segments(SPEECH_DBFS)
+        story = [(s, e) for s, e in segments if s < spoke2_until]
+        assert story and story[0][0] < onset, f"no story heard before the caller's onset at {onset:.2f}: story at {story_at:.2f}, segments {segments}"
+        heard_barge_in = story[-1][1] - onset
         answer2_at = await caller.wait_for_speech(after=spoke2_until, timeout=30, threshold_dbfs=SPEECH_DBFS)
         heard_latency_2 = answer2_at - spoke2_until
         await caller.wait_for_quiet(1.0, timeout=20)
