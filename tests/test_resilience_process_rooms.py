@@ -17,7 +17,9 @@ from agent.testing.caller import Caller
 from agent.testing.harness import SLOTS, Testbed, ask_name, greeted, introduce, room_name, running_testbed
 from agent.tools import Store
 
-pytestmark = [pytest.mark.room]
+# Background lane (scripts/lanes.sh): these tests mostly wait for processes to die,
+# restart and re-register, with generous bounds, and carry one call at a time.
+pytestmark = [pytest.mark.room, pytest.mark.background]
 
 
 @pytest.fixture(scope="module")
