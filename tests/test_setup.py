@@ -45,11 +45,13 @@ class Clone:
             self.fake(self.bin / name, f'echo "{name} $*" >>"{self.calls}"; echo "{name}: not in this test" >&2; exit 1')
         self.fake(self.root / ".venv" / "bin" / "python", f'echo "pip $*" >>"{self.calls}"; exit 1')
         self.write(self.root / "pyproject.toml", "[project]\nname = 'x'\n")
-        self.write(self.root / "web" / "package-lock.json", "{}\n")
+        for js in ("web", "deploy/validate"):  # the two npm ci steps
+            self.write(self.root / js / "package-lock.json", "{}\n")
         self.server = self.cache / f"livekit-server-{LIVEKIT_VERSION}" / "server"
         self.fake(self.server, "exit 0")
         self.write(self.root / ".venv" / ".installed", "", later=True)
-        self.write(self.root / "web" / "node_modules" / ".package-lock.json", "{}\n", later=True)
+        for js in ("web", "deploy/validate"):
+            self.write(self.root / js / "node_modules" / ".package-lock.json", "{}\n", later=True)
 
     @staticmethod
     def write(path: Path, text: str, *, later: bool = False) -> None:
