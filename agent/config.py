@@ -88,6 +88,9 @@ class Settings:
     reconnect_notice_after_s: float = field(default=1.0, metadata={"env": "AGENT_RECONNECT_NOTICE_AFTER_S"})
     vad_threshold: float = field(default=0.5, metadata={"env": "AGENT_VAD_THRESHOLD"})
     silence_duration_ms: int = field(default=500, metadata={"env": "AGENT_SILENCE_DURATION_MS"})
+    # The model that transcribes the caller's audio: "" for the backend's default
+    # (OpenAI: the plugin's; local: pocketsphinx), "off" for none (agent/session.py).
+    input_transcription: str = field(default="", metadata={"env": "AGENT_INPUT_TRANSCRIPTION"})
     # Local realtime server
     local_realtime_host: str = field(default=DEFAULT_LOCAL_HOST, metadata={"env": "AGENT_LOCAL_REALTIME_HOST"})
     local_realtime_port: int = field(default=DEFAULT_LOCAL_PORT, metadata={"env": "AGENT_LOCAL_REALTIME_PORT"})

@@ -15,7 +15,7 @@ from typing import Any
 
 from livekit import api
 from livekit.agents import Agent, AgentSession, JobContext, RunContext, llm, room_io
-from livekit.agents.types import NOT_GIVEN, APIConnectOptions
+from livekit.agents.types import NOT_GIVEN, APIConnectOptions, NotGiven
 from livekit.plugins import openai
 from openai.types.realtime import AudioTranscription
 from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
@@ -45,6 +45,21 @@ def greeting_instructions(greeting: str) -> str:
     return f'Greet the caller and tell them you are an AI assistant. Say exactly: "{greeting}"'
 
 
+def input_transcription(settings: Settings) -> AudioTranscription | None | NotGiven:
+    """What transcribes the caller's audio (``AGENT_INPUT_TRANSCRIPTION``).
+
+    By default, OpenAI: the plugin's default transcription model; the local
+    backend: PocketSphinx, offline (its scripted brain reads the words).
+    "off": none, so no transcription is paid for or waited on (the model
+    still hears the audio; transcripts of the caller are then missing)."""
+    model = settings.input_transcription.strip()
+    if model == "off":
+        return None
+    if model:
+        return AudioTranscription(model=model)
+    return NOT_GIVEN if settings.uses_openai else AudioTranscription(model="pocketsphinx")
+
+
 def build_model(settings: Settings, http_session: HeartbeatSession | None = None) -> openai.realtime.RealtimeModel:
     """The realtime model, pointed at OpenAI or at the local backend by ``base_url``.
 
@@ -64,9 +79,7 @@ def build_model(settings: Settings, http_session: HeartbeatSession | None = None
             create_response=True,
             interrupt_response=True,
         ),
-        # OpenAI: the plugin's default transcription model. The local backend
-        # transcribes offline (PocketSphinx) and its scripted brain reads the words.
-        input_audio_transcription=NOT_GIVEN if settings.uses_openai else AudioTranscription(model="pocketsphinx"),
+        input_audio_transcription=input_transcription(settings),
         conn_options=APIConnectOptions(
             max_retry=settings.realtime_max_retries, retry_interval=2.0, timeout=settings.realtime_connect_timeout_s
         ),

@@ -15,8 +15,19 @@ share pages). Then the capacity (the largest M that passed), sessions per
 core, memory per session, and the ratios ours/stock.
 
 Everything runs on this machine: the callers, livekit-server and the backend
-share its cores with the worker, so the figures compare the two workers
-under one load, not absolute production capacity.
+share its cores with the worker, so the capacity compares the two workers
+under one load, not absolute production capacity. On the 2-core machine the
+callers (one Python process, real-time audio in and out for every room) are
+the first to run out of CPU, at 5-6 rooms, whichever worker serves them; so
+the bench also measures the worker's own CPU (its processes' CPU time over
+the step, including the job processes that ended) per session, and from it
+the sessions one core of a worker host carries.
+
+By default both workers ask for no input transcription
+(``--transcription off``): the local backend then answers at once and the
+turn latency is the workers' own (plus the 500 ms VAD hangover). With
+``--transcription pocketsphinx`` it is the whole local system's, whose one
+transcription process takes over a second a turn even with one room.
 
     python -m agent.testing.netns -- .venv/bin/python bench/capacity.py
     python -m agent.testing.netns -- .venv/bin/python bench/capacity.py --rooms 1,2,4,6 --turns 2 --json out.json
@@ -62,6 +73,11 @@ class Step:
     dispatch_s: list[float] = field(default_factory=list)
     pss_mb: float = 0.0  # the worker's processes with the calls on
     idle_pss_mb: float = 0.0  # the same before the calls
+    worker_cores: float = 0.0  # the worker's processes' CPU over the step's wall time, in cores
+
+    @property
+    def cores_per_session(self) -> float:
+        return self.worker_cores / self.rooms
 
     @property
     def p95(self) -> float:
@@ -80,30 +96,54 @@ def _pct(values: list[float], pct: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
 
 
-def _pss_mb(pid: int) -> float:
-    """PSS of ``pid`` and all its descendants, in MB."""
-    total, todo, seen = 0, [pid], set()
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its live descendants."""
+    found, todo = [], [pid]
     while todo:
         p = todo.pop()
-        if p in seen:
+        if p in found:
             continue
-        seen.add(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+        found.append(p)
+    return found
+
+
+def _pss_mb(pid: int) -> float:
+    """PSS of ``pid`` and all its descendants, in MB."""
+    total = 0
+    for p in _tree(pid):
         try:
             for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
                     total += int(line.split()[1])
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo.extend(int(c) for c in (task / "children").read_text().split())
         except OSError:
             continue
     return total / 1024
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds used by ``pid``'s tree: the live processes' own time plus
+    what their reaped children used (so a job process that ended still counts)."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 class Bench:
-    def __init__(self, workdir: Path, turns: int, p95_limit: float) -> None:
+    def __init__(self, workdir: Path, turns: int, p95_limit: float, transcription: str) -> None:
         self.workdir = workdir
         self.turns = turns
         self.p95_limit = p95_limit
+        self.transcription = transcription
         self.bed = Testbed(workdir, worker=False)
         self.speech: list[tuple[object, int]] = []
 
@@ -115,7 +155,8 @@ class Bench:
 
     def start_worker(self, kind: str, max_jobs: int) -> ManagedProcess:
         env = self.bed.worker_environment(
-            AGENT_HTTP_PORT=str(free_port()), AGENT_MAX_JOBS=str(max_jobs), AGENT_METRICS_PORT=str(free_port()), AGENT_REDISPATCH="0"
+            AGENT_HTTP_PORT=str(free_port()), AGENT_MAX_JOBS=str(max_jobs), AGENT_METRICS_PORT=str(free_port()), AGENT_REDISPATCH="0",
+            AGENT_INPUT_TRANSCRIPTION=self.transcription,
         )
         if kind == "ours":
             return self.bed.stack.start_worker(env=env, name="ours", timeout=90)
@@ -167,12 +208,16 @@ class Bench:
         step = Step(kind, rooms)
         await asyncio.sleep(3.0)  # the previous step's job processes end, idle ones are made
         step.idle_pss_mb = _pss_mb(worker.pid)
+        cpu_before, started = _cpu_s(worker.pid), time.monotonic()
         names = [room_name(f"cap-{kind}") for _ in range(rooms)]
         calls = [asyncio.create_task(self.call(room, step, stagger=0.5 * i)) for i, room in enumerate(names)]
         # PSS while every call is on: sampled during the calls, the peak kept.
         while not all(c.done() for c in calls):
             step.pss_mb = max(step.pss_mb, _pss_mb(worker.pid))
             await asyncio.wait(calls, timeout=1.0)
+        ended = time.monotonic()
+        await asyncio.sleep(3.0)  # the jobs end and are reaped: their CPU moves to their parents' counts
+        step.worker_cores = (_cpu_s(worker.pid) - cpu_before) / (ended - started)
         return step
 
     async def measure(self, kind: str, counts: list[int]) -> list[Step]:
@@ -197,7 +242,10 @@ def _line(s: Step) -> str:
     turns = f"turn p50 {_pct(s.turn_s, 50):.2f} s p95 {s.p95:.2f} s" if s.turn_s else "no turns"
     dispatch = f"dispatch p50 {_pct(s.dispatch_s, 50):.2f} s" if s.dispatch_s else "dispatch -"
     fails = f"; failures: {'; '.join(s.failures)}" if s.failures else ""
-    return f"{s.worker:5} {s.rooms:2} rooms: greeted {s.greeted}, {turns}, {dispatch}, PSS {s.pss_per_session_mb:.0f} MB/session{fails}"
+    return (
+        f"{s.worker:5} {s.rooms:2} rooms: greeted {s.greeted}, {turns}, {dispatch}, PSS {s.pss_per_session_mb:.0f} MB/session, "
+        f"worker CPU {100 * s.cores_per_session:.1f} % of a core per session{fails}"
+    )
 
 
 def _capacity(steps: list[Step], p95_limit: float) -> Step | None:
@@ -211,13 +259,19 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=3, help="sentences each caller says")
     parser.add_argument("--p95-limit", type=float, default=1.0, help="the p95 turn latency (s) a count must stay under")
     parser.add_argument("--workers", default="stock,ours", help="which workers, in order")
+    parser.add_argument(
+        "--transcription", default="off",
+        help="what the backend transcribes the callers with (AGENT_INPUT_TRANSCRIPTION of both workers): 'off' (the default) "
+             "measures the workers, the backend answering at once; 'pocketsphinx' the whole local system, whose one "
+             "transcription process then sets the pace (over 1 s a turn with one room)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the steps here")
     args = parser.parse_args()
     counts = [int(x) for x in args.rooms.split(",")]
     cores = os.cpu_count() or 1
 
     with tempfile.TemporaryDirectory(prefix="capacity-") as tmp:
-        bench = Bench(Path(tmp), args.turns, args.p95_limit)
+        bench = Bench(Path(tmp), args.turns, args.p95_limit, args.transcription)
         bench.start()
         async def measure_all() -> dict[str, list[Step]]:
             return {kind: await bench.measure(kind, counts) for kind in args.workers.split(",")}
@@ -227,7 +281,7 @@ def main() -> int:
         finally:
             bench.bed.stop()
 
-    print(f"\ncapacity on {cores} cores (p95 turn latency <= {args.p95_limit:.1f} s, no failed call):")
+    print(f"\ncapacity on {cores} cores (p95 turn latency <= {args.p95_limit:.1f} s, no failed call; input transcription {args.transcription}):")
     best: dict[str, Step | None] = {}
     for kind, steps in results.items():
         best[kind] = cap = _capacity(steps, args.p95_limit)
@@ -235,13 +289,16 @@ def main() -> int:
             print(f"  {kind}: not even {counts[0]} room(s)")
             continue
         print(
-            f"  {kind}: {cap.rooms} sessions = {cap.rooms / cores:.2f} per core; PSS {cap.pss_per_session_mb:.0f} MB per session; "
-            f"turn p95 {cap.p95:.2f} s; dispatch p50 {_pct(cap.dispatch_s, 50):.2f} s"
+            f"  {kind}: {cap.rooms} sessions = {cap.rooms / cores:.2f} per core of this machine; PSS {cap.pss_per_session_mb:.0f} MB per session; "
+            f"turn p95 {cap.p95:.2f} s; dispatch p50 {_pct(cap.dispatch_s, 50):.2f} s; the worker's own CPU "
+            f"{100 * cap.cores_per_session:.1f} % of a core per session = {1 / cap.cores_per_session:.1f} sessions per worker core"
         )
     ours, stock = best.get("ours"), best.get("stock")
     if ours is not None and stock is not None:
         print(
-            f"  ours/stock: sessions per core x{ours.rooms / stock.rooms:.2f}, memory per session x{ours.pss_per_session_mb / stock.pss_per_session_mb:.2f}"
+            f"  ours/stock: sessions per core of this machine x{ours.rooms / stock.rooms:.2f}, "
+            f"sessions per worker core x{stock.cores_per_session / ours.cores_per_session:.2f}, "
+            f"memory per session x{ours.pss_per_session_mb / stock.pss_per_session_mb:.2f}"
         )
     if args.json:
         args.json.write_text(json.dumps({k: [asdict(s) for s in v] for k, v in results.items()}, indent=1))

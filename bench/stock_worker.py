@@ -28,6 +28,8 @@ from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
 GREETING = "Hello! I'm an AI assistant. How can I help you today?"
 
 MAX_JOBS = int(os.environ.get("AGENT_MAX_JOBS", "10"))
+# As ours reads it (agent/session.py): "off" asks for no input transcription.
+TRANSCRIPTION = os.environ.get("AGENT_INPUT_TRANSCRIPTION") or "pocketsphinx"
 server = AgentServer(
     port=int(os.environ.get("AGENT_HTTP_PORT", "8081")),
     num_idle_processes=int(os.environ.get("AGENT_NUM_IDLE_PROCESSES", "2")),
@@ -41,7 +43,7 @@ async def entrypoint(ctx: JobContext) -> None:
         base_url=os.environ.get("AGENT_REALTIME_BASE_URL"),
         api_key=os.environ.get("OPENAI_API_KEY", "local"),
         turn_detection=ServerVad(type="server_vad", threshold=0.5, prefix_padding_ms=300, silence_duration_ms=500),
-        input_audio_transcription=AudioTranscription(model="pocketsphinx"),
+        input_audio_transcription=None if TRANSCRIPTION == "off" else AudioTranscription(model=TRANSCRIPTION),
     )
     session = AgentSession(llm=model)
     await session.start(room=ctx.room, agent=Agent(instructions="You are a helpful voice assistant. Tell callers you are an AI."))

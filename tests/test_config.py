@@ -68,3 +68,31 @@ def test_realtime_package_never_imports_livekit() -> None:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])  # fmt: skip
             assert not any(n.split(".")[0] == "livekit" for n in names), f"{path.name} imports {names}"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "pocketsphinx"),  # the local backend transcribes offline
+        ({"OPENAI_API_KEY": "sk-test"}, "not given"),  # OpenAI: the plugin's default model
+        ({"AGENT_INPUT_TRANSCRIPTION": "off"}, None),
+        ({"OPENAI_API_KEY": "sk-test", "AGENT_INPUT_TRANSCRIPTION": "off"}, None),
+        ({"OPENAI_API_KEY": "sk-test", "AGENT_INPUT_TRANSCRIPTION": "gpt-4o-transcribe"}, "gpt-4o-transcribe"),
+    ],
+)
+def test_input_transcription_follows_the_backend_unless_set(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str | None
+) -> None:
+    from livekit.agents.types import NotGiven
+
+    from agent.session import build_model, input_transcription
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_env()
+    chosen = input_transcription(settings)
+    got = "not given" if isinstance(chosen, NotGiven) else (chosen.model if chosen is not None else None)
+    assert got == expected
+    # And the model is built with it: no transcription asked for when "off".
+    model = build_model(settings)
+    assert model.capabilities.user_transcription == (expected is not None)
