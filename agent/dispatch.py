@@ -74,12 +74,20 @@ def senior_agent(room: rtc.Room, agent_name: str) -> rtc.RemoteParticipant | Non
 
     Called right after joining: livekit-server sends each joiner the
     participants already in, so of two agents dispatched at once the later one
-    finds the earlier (as the double-dispatch room test shows; we have not
-    proved the server can never list two simultaneous joiners to neither).
+    usually finds the earlier. Not always: two agents that joined 7 ms apart
+    were each listed to neither (a fresh-clone run, 2026-12-02), so the job
+    also asks :func:`outranks` of every agent that joins after it.
     Ties on the join time go to the identity.
     """
     me = _seniority(room.local_participant)
     return next((p for p in agents_of(room, agent_name) if _seniority(p) < me), None)
+
+
+def outranks(room: rtc.Room, newcomer: rtc.RemoteParticipant, agent_name: str) -> bool:
+    """True if ``newcomer``, who just joined ``room``, is an agent of ours that
+    joined before us (same agent name, earlier join time or the tie): then we
+    are the one to leave."""
+    return newcomer in agents_of(room, agent_name) and _seniority(newcomer) < _seniority(room.local_participant)
 
 
 @dataclass
@@ -183,7 +191,7 @@ class Redispatcher:
             api.CreateAgentDispatchRequest(room=room, agent_name=self.agent_name, metadata=metadata)
         )
         rivals = [d for d in await lk.agent_dispatch.list_dispatch(room_name=room) if self._recent_redispatch(d)]
-        first = min(rivals, key=lambda d: (_created_s(d) or float("inf"), d.id), default=mine)
+        first = min(rivals, key=lambda d: (created_s(d) or float("inf"), d.id), default=mine)
         if first.id != mine.id:
             log.info("room %s: worker %s re-dispatched first; withdrawing ours", room, _dispatcher(first))
             await lk.agent_dispatch.delete_dispatch(mine.id, room)
@@ -193,7 +201,7 @@ class Redispatcher:
         return True
 
     def _recent_redispatch(self, d: Any) -> bool:
-        created = _created_s(d)
+        created = created_s(d)
         recent = created is None or time.time() - created < self.cooldown
         return d.agent_name == self.agent_name and recent and _dispatcher(d) is not None
 
@@ -207,11 +215,11 @@ class Redispatcher:
         ours = [d for d in await lk.agent_dispatch.list_dispatch(room_name=room) if d.agent_name == self.agent_name]
         if not ours:
             return False
-        created = [t for d in ours if (t := _created_s(d)) is not None]
+        created = [t for d in ours if (t := created_s(d)) is not None]
         return not created or time.time() - max(created) >= self.cooldown
 
 
-def _created_s(d: Any) -> float | None:
+def created_s(d: Any) -> float | None:
     """A dispatch's creation time in seconds, None when the server gave none."""
     raw = d.state.created_at
     if raw <= 0:

@@ -14,11 +14,11 @@ import time
 from urllib.parse import urlparse
 
 import aiohttp
-from livekit import api
+from livekit import api, rtc
 from livekit.agents import AgentServer, JobContext, JobRequest
 
 from .config import Settings
-from .dispatch import AGENT_NAME_ATTRIBUTE, Redispatcher, senior_agent
+from .dispatch import AGENT_NAME_ATTRIBUTE, Redispatcher, outranks, senior_agent
 from .errors import AgentError, LiveKitAuthError, LiveKitUnavailable, RealtimeUnavailable
 from .internals import DeadJob, host_cpu_load, on_job_process_died, process_pool
 from .metrics import JOBS_ACCEPTED, count_job_ends
@@ -48,6 +48,17 @@ async def entrypoint(ctx: JobContext) -> None:
         log.warning("room %s already has agent %s: job %s leaves so the room keeps one agent", ctx.room.name, senior.identity, ctx.job.id)
         ctx.shutdown(reason="another agent serves this room")
         return
+
+    def on_joined(p: rtc.RemoteParticipant) -> None:
+        # An agent that joined at the same moment, listed to us only now.
+        if outranks(ctx.room, p, settings.agent_name):
+            log.warning(
+                "room %s already has agent %s: job %s leaves so the room keeps one agent (it joined at the same moment, listed to us only now)",
+                ctx.room.name, p.identity, ctx.job.id,
+            )  # fmt: skip
+            ctx.shutdown(reason="another agent serves this room")
+
+    ctx.room.on("participant_connected", on_joined)
     await run_session(ctx, settings, clock)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from livekit import rtc
 
-from agent.dispatch import AGENT_NAME_ATTRIBUTE, senior_agent
+from agent.dispatch import AGENT_NAME_ATTRIBUTE, outranks, senior_agent
 
 AGENT = rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
 STANDARD = rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD
@@ -61,6 +61,16 @@ def test_callers_and_other_agents_do_not_count() -> None:
     other_name = FakeParticipant("agent-x", 1000, attributes={AGENT_NAME_ATTRIBUTE: "billing"})
     assert _senior(me, caller, avatar, other_name) is None
     assert _senior(me, other_name, name="billing") == "agent-x"
+
+
+def test_an_agent_listed_only_after_we_joined_still_outranks_us_if_it_joined_first() -> None:
+    # Two agents that joined 7 ms apart, each listed to neither at its join.
+    me, first = FakeParticipant("agent-b", 1007), FakeParticipant("agent-a", 1000)
+    room = FakeRoom(me, [first])  # `first` has just been announced to us
+    assert outranks(room, first, "")  # type: ignore[arg-type]
+    assert not outranks(FakeRoom(first, [me]), me, "")  # type: ignore[arg-type]  # and it stays
+    caller = FakeParticipant("caller", 900, kind=STANDARD)
+    assert not outranks(FakeRoom(me, [first, caller]), caller, "")  # type: ignore[arg-type]
 
 
 def test_an_agent_whose_join_time_is_unknown_is_not_senior() -> None:
