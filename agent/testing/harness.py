@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import re
 import secrets
 import signal
@@ -110,10 +111,35 @@ class NotInNamespace(RuntimeError):
         )
 
 
+# Where free_port() draws from: below the kernel's ephemeral range (32768 up
+# on Linux), from which outgoing connections take local ports at any moment;
+# each pytest lane of scripts/lanes.sh has a range of its own.
+_PORT_RANGES = {"background": (26000, 32000)}
+_DEFAULT_PORT_RANGE = (20000, 26000)
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port free on ``host`` now, and not handed out before by this process.
+
+    Not the kernel's pick (bind to port 0): that comes from the ephemeral
+    range, and in a fresh-clone run (2026-12-02) an outgoing connection took
+    such a port in the moment between the pick and the bind of the worker it
+    was for ("address already in use")."""
+    low, high = _PORT_RANGES.get(os.environ.get("AGENT_TEST_LANE", ""), _DEFAULT_PORT_RANGE)
+    start = random.randrange(low, high)
+    for i in range(high - low):
+        port = low + (start - low + i) % (high - low)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free TCP port in {low}-{high - 1} on {host}")
 
 
 class Deployment:
