@@ -22,7 +22,7 @@ from livekit import api, rtc
 from agent.dispatch import AGENT_NAME_ATTRIBUTE, created_s
 from agent.testing.caller import Caller
 from agent.testing.cluster import Cluster
-from agent.testing.harness import INTRODUCTION, SLOTS, NotInNamespace, greeted, room_name
+from agent.testing.harness import INTRODUCTION, SLOTS, NotInNamespace, greeted, room_name, wait_workers_ready
 
 pytestmark = [pytest.mark.room]  # not background: six calls at once leave no CPU for room tests beside them
 
@@ -43,15 +43,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     except NotInNamespace as e:
         pytest.fail(str(e), pytrace=False)
     with c:
-        # Started together, then waited for: each start is seconds of imports.
         for name, node in WORKERS.items():
             c.start_worker(node=node, name=name, wait_registered=False)
         c.start_worker(node=1, name="w-only-b", wait_registered=False, AGENT_NAME=ONLY_B)
         c.start_worker(node=0, name="k0", wait_registered=False, AGENT_NAME=KILL, AGENT_MAX_JOBS="10")  # 4 rooms stay under 0.7
-        for proc in c.workers.values():
-            proc.wait_for_log("registered worker", timeout=90)
-            # A job starts only in a ready job process (the first takes seconds under load).
-            proc.wait_for_log("process initialized", timeout=90)
+        wait_workers_ready(c.workers.values())
         yield c
 
 
@@ -176,11 +172,7 @@ async def test_a_node_killed_mid_call_leaves_every_connected_caller_one_agent(cl
         joined = time.time()
         await asyncio.gather(*(c.join() for c in callers))
         await asyncio.gather(*(_greeting_delay(c, joined) for c in callers))
-        # Started together, then waited for: each start is seconds of imports.
-        started = [cluster.start_worker(node=1, name=name, wait_registered=False, AGENT_NAME=KILL) for name in ("k1", "k2")]
-        for proc in started:
-            proc.wait_for_log("registered worker", timeout=90)
-            proc.wait_for_log("process initialized", timeout=90)
+        wait_workers_ready([cluster.start_worker(node=1, name=name, wait_registered=False, AGENT_NAME=KILL) for name in ("k1", "k2")])
         before = {c.room.name: _worker_of(cluster, c.room.name) for c in callers}
         killed_at = time.time()
         cluster.kill_node(0)

@@ -31,9 +31,8 @@ from livekit import rtc
 
 from agent.audio.trace_report import TraceReport, report_file
 from agent.dispatch import AGENT_NAME_ATTRIBUTE
-from agent.stack import ManagedProcess
 from agent.testing.caller import Caller, Speakerphone, load_wav, speech_wav
-from agent.testing.harness import SLOTS, NotInNamespace, Testbed, TurnCounter, free_port, greeted
+from agent.testing.harness import SLOTS, NotInNamespace, Testbed, TurnCounter, free_port, greeted, wait_workers_ready
 
 pytestmark = [pytest.mark.room]
 
@@ -52,12 +51,6 @@ def trace_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("traces")
 
 
-def _ready(worker: ManagedProcess) -> None:
-    # A job starts only in a ready job process: under CPU load the first one took
-    # 29 s after the worker registered, longer than a test waits for the greeting.
-    worker.wait_for_log("process initialized", timeout=90)
-
-
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory, trace_dir: Path) -> Iterator[Testbed]:
     try:
@@ -65,17 +58,13 @@ def bed(tmp_path_factory: pytest.TempPathFactory, trace_dir: Path) -> Iterator[T
     except NotInNamespace as e:
         pytest.fail(str(e), pytrace=False)
     with testbed:
-        # Started together, then waited for: each start is seconds of imports.
-        workers = [
+        wait_workers_ready([
             testbed.start_worker(name="worker-frontend", wait_registered=False, AGENT_NAME="frontend", AGENT_FRONTEND_TRACE_DIR=str(trace_dir)),
             testbed.start_worker(
                 name="worker-bare", wait_registered=False, AGENT_NAME="bare", AGENT_HTTP_PORT=str(free_port()),
                 AGENT_ECHO_CANCELLATION="false", AGENT_NOISE_SUPPRESSION="false",
             ),
-        ]  # fmt: skip
-        for worker in workers:
-            worker.wait_for_log("registered worker", timeout=90)
-            _ready(worker)
+        ])  # fmt: skip
         yield testbed
 
 

@@ -28,7 +28,7 @@ import socket
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -62,6 +62,7 @@ __all__ = [
     "introduce",
     "room_name",
     "wait_active_jobs",
+    "wait_workers_ready",
     "worker_status",
 ]
 
@@ -358,6 +359,19 @@ class Testbed(Deployment):
             if line.startswith("{") and f"joining room {room}" in line:
                 return int(json.loads(line)["pid"])
         raise AssertionError(f"no job process found for room {room}")
+
+def wait_workers_ready(workers: Iterable[ManagedProcess], timeout: float = 90.0) -> None:
+    """Wait until each worker registered and has a job process ready.
+
+    Start workers with ``wait_registered=False`` and then wait here: each start
+    is seconds of imports, so started together they are ready sooner. A job
+    starts only in a ready job process; under CPU load the first one took 29 s
+    after the worker registered, longer than a test waits for a greeting.
+    """
+    for proc in workers:
+        proc.wait_for_log("registered worker", timeout=timeout)
+        proc.wait_for_log("process initialized", timeout=timeout)
+
 
 def worker_status(http_port: int) -> dict[str, Any]:
     """A worker's ``GET /worker`` (livekit-agents) on its HTTP port: ``active_jobs``, ``worker_load``...
