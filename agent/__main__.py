@@ -24,7 +24,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 from .errors import AgentError
@@ -296,6 +296,24 @@ def _run_livekit_cli(server: Any, argv: list[str]) -> None:
     cli.run_app(server)
 
 
+def up_worker_env(
+    env: dict[str, str], url: str, index: int, http_port: int, metrics_port: int | None, environ: Mapping[str, str]
+) -> dict[str, str]:
+    """What `up` sets for its worker ``index``: its node's URL, the HTTP and
+    metrics ports from the configured ones up, and, unless the caller's
+    environment says otherwise, a load from jobs alone: everything `up` starts
+    shares this machine's CPU, so the CPU figure is mostly livekit-server's,
+    the backend's and the other workers', and on a busy 2-core box it alone
+    crossed livekit-server's target load (0.7) and the room got no agent
+    (a fresh-clone run, 2026-12-02: "worker is at full capacity")."""
+    worker_env = {**env, "LIVEKIT_URL": url, "AGENT_HTTP_PORT": str(http_port + index)}
+    if metrics_port:  # one metrics port each, like the HTTP ports
+        worker_env["AGENT_METRICS_PORT"] = str(metrics_port + index)
+    if "AGENT_LOAD_FROM_CPU" not in environ:
+        worker_env["AGENT_LOAD_FROM_CPU"] = "false"
+    return worker_env
+
+
 def cmd_up(argv: list[str]) -> None:
     """The main job: everything on this machine, until Ctrl-C."""
     from .config import Settings
@@ -359,9 +377,7 @@ def cmd_up(argv: list[str]) -> None:
             stack.start_realtime(host, port)
         for i in range(args.workers):
             node = nodes[i % len(nodes)]
-            worker_env = {**env, "LIVEKIT_URL": node.url(), "AGENT_HTTP_PORT": str(settings.http_port + i)}
-            if settings.metrics_port:  # one metrics port each, like the HTTP ports
-                worker_env["AGENT_METRICS_PORT"] = str(settings.metrics_port + i)
+            worker_env = up_worker_env(env, node.url(), i, settings.http_port, settings.metrics_port, os.environ)
             print(f"[up] starting worker {i} (registers with {node.url()}, HTTP port {settings.http_port + i})", flush=True)
             stack.start_worker(env=worker_env, name="worker" if args.workers == 1 else f"worker{i}")
         page = stack.start_web(settings.web_host, settings.web_port, env=env)

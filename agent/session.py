@@ -29,7 +29,7 @@ from .link import HeartbeatSession, ReconnectNotice
 from .metrics import SessionMeter
 from .prewarm import INPUT_RATE, take_prepared
 from .records import SessionRecorder, open_records
-from .timing import Stopwatch
+from .timing import Stopwatch, Timeline
 from .tools import CallContext, Services, open_registry, tool_names_for_room
 from .tools.builtin import ESCALATION_TOPIC
 
@@ -101,9 +101,11 @@ class VoiceAgent(Agent):
         notice: ReconnectNotice | None = None,
         meter: SessionMeter | None = None,
         clock: Stopwatch | None = None,
+        timeline: Timeline | None = None,
     ) -> None:
         super().__init__(instructions=settings.instructions, tools=tools, chat_ctx=history)
         self._clock = clock
+        self._timeline = timeline
         self._greeting = settings.greeting
         self._resumed = history is not None
         self._notice = notice
@@ -118,6 +120,8 @@ class VoiceAgent(Agent):
         rt.on("session_reconnected", self._on_reconnected)
         if self._meter is not None:
             self._meter.watch_realtime(rt)  # before the greeting, so its usage counts
+        if self._timeline is not None:
+            rt.on("openai_server_event_received", self._timeline.on_server_event)
         if self._resumed:
             # A new job for a room whose agent died: the conversation goes on.
             self.session.generate_reply(instructions=f'Say exactly: "{RESUME_LINE}"')
@@ -310,7 +314,8 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
     meter = SessionMeter.for_session(settings, tools.names())
     meter.attach(session)
     SessionRecorder(open_records(settings), transcript, meter, room=ctx.room.name, worker=ctx.worker_id, job_id=ctx.job.id).attach(session)
-    agent = VoiceAgent(settings, tools.function_tools(make_call), history, notice, meter, clock)
+    timeline = Timeline(ctx.room.name, clock)
+    agent = VoiceAgent(settings, tools.function_tools(make_call), history, notice, meter, clock, timeline)
     ctx.add_shutdown_callback(agent.aclose)
     clock.lap("services")
     await session.start(
@@ -329,6 +334,8 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
     )
     if frontend_config.echo_cancellation and session.output.audio is not None:
         session.output.audio = FarEndTap(frontend, session.output.audio)
+    if session.output.audio is not None:
+        session.output.audio.on("playback_started", timeline.on_playback_started)
 
     def relink(identity: str) -> None:
         ctx.log_context_fields["participant"] = identity  # on this job's log records from now on

@@ -157,6 +157,7 @@ def build_server(settings: Settings) -> Worker:
     )
     async def accept(request: JobRequest) -> None:
         await request.accept(attributes={AGENT_NAME_ATTRIBUTE: settings.agent_name})
+        log.info("job %s accepted for room %s", request.id, request.room.name)
         load.accepted(request.id)
         JOBS_ACCEPTED.inc()
 

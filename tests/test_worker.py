@@ -83,3 +83,17 @@ def test_an_accepted_job_that_never_starts_stops_counting(monkeypatch: pytest.Mo
     later = time.monotonic() + WorkerLoad.PENDING_S + 1
     monkeypatch.setattr("agent.worker.time.monotonic", lambda: later)
     assert load(_server()) == 0.0
+
+
+def test_up_workers_report_load_from_jobs_unless_the_environment_says_otherwise() -> None:
+    from agent.__main__ import up_worker_env
+
+    base = {"LIVEKIT_API_KEY": "k"}
+    env = up_worker_env(base, "ws://n1:7880", 1, 8081, 9100, environ={})
+    assert env == {
+        "LIVEKIT_API_KEY": "k", "LIVEKIT_URL": "ws://n1:7880", "AGENT_HTTP_PORT": "8082", "AGENT_METRICS_PORT": "9101",
+        # everything `up` starts shares the CPU: its figure would refuse the only worker
+        "AGENT_LOAD_FROM_CPU": "false",
+    }  # fmt: skip
+    chosen = up_worker_env(base, "ws://n1:7880", 0, 8081, None, environ={"AGENT_LOAD_FROM_CPU": "true"})
+    assert "AGENT_LOAD_FROM_CPU" not in chosen and "AGENT_METRICS_PORT" not in chosen  # inherited as the operator set it

@@ -222,6 +222,7 @@ class _Connection:
         self._proto = proto
         self._faults = faults
         self._dropped = False  # fault injection cut the connection: nothing more is sent
+        self._voiced: str | None = None  # the last response whose first audio was logged
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None  # owns every task of this connection while it runs
@@ -242,7 +243,11 @@ class _Connection:
                 self._dropped = True
                 self._outbox.put_nowait(_DROP)
             kind = getattr(event, "type", "")
-            if kind != "response.output_audio.delta" and log.isEnabledFor(logging.DEBUG):
+            if kind == "response.output_audio.delta" and event.response_id != self._voiced:  # type: ignore[attr-defined]
+                # one line per response: with speech stopped's line, the backend's own share of a reply's latency
+                self._voiced = event.response_id  # type: ignore[attr-defined]
+                log.info("session %s: response %s first audio", self._proto.session_id, self._voiced)
+            elif kind != "response.output_audio.delta" and log.isEnabledFor(logging.DEBUG):
                 log.debug("session %s -> %s", self._proto.session_id, _describe(event))
             if kind in _LOGGED:
                 # one line per turn event: what operators (and the echo tests) count
