@@ -57,8 +57,7 @@ class Timeline:
     and the audio output's ``playback_started``; one log line per response.
 
     The greeting's line starts with the set-up marks of ``setup`` (as they
-    are when it plays); a reply's
-    with ``speech stopped`` (the server's turn detection ended the caller's
+    are when it plays); a reply's with ``speech stopped`` (the server's turn detection ended the caller's
     turn; a typed turn or a tool result has none). Then ``response created``,
     ``first audio delta`` (received) and ``first frame played`` (the first
     frame handed to the room's audio source). A response cancelled before it
@@ -71,15 +70,14 @@ class Timeline:
         self._setup = setup
         self._kind = GREETING_TIMELINE
         self._marks: dict[str, float] = {}
-        self.logged: list[tuple[str, dict[str, float]]] = []  # what was logged, for tests
 
     def on_server_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "input_audio_buffer.speech_stopped":
             self._start(REPLY_TIMELINE, "speech stopped")
         elif kind == "response.created":
-            if "response created" in self._marks or (not self._marks and self._kind != GREETING_TIMELINE):
-                self._start(REPLY_TIMELINE, None)  # a second response, or one no speech started
+            if "response created" in self._marks:
+                self._start(REPLY_TIMELINE, None)  # a second response, none of the caller's speech between
             self._marks.setdefault("response created", self._clock())
         elif kind == "response.output_audio.delta":
             self._marks.setdefault("first audio delta", self._clock())
@@ -94,7 +92,6 @@ class Timeline:
         setup = self._setup.marks if self._kind == GREETING_TIMELINE and self._setup is not None else {}
         marks = {**setup, **self._marks, "first frame played": float(ev.created_at)}
         log.info("%s in room %s: %s", self._kind, self.room, json.dumps({k: round(v, 4) for k, v in marks.items()}))
-        self.logged.append((self._kind, marks))
         self._kind = REPLY_TIMELINE
         self._marks = {}
 
