@@ -221,11 +221,13 @@ def cmd_dispatch(argv: list[str]) -> None:
 def cmd_worker(argv: list[str]) -> None:
     """Preflight, then hand over to the livekit-agents CLI."""
     from .config import Settings
-    from .worker import Worker, build_server, preflight
+    from .preflight import preflight
 
     if "--help" in argv or "-h" in argv:
         # Help needs no settings, credentials or servers: the CLI prints it from
         # its own option table.
+        from .worker import Worker
+
         _run_livekit_cli(Worker(), argv)
         return
     try:
@@ -244,6 +246,8 @@ def cmd_worker(argv: list[str]) -> None:
         _fail(e, code=1)
     # The livekit-agents CLI installs its own log handlers; ours only served the preflight.
     logging.getLogger().handlers.clear()
+    from .worker import build_server  # livekit-agents: imported once the preflight has passed
+
     server = build_server(settings)
     if settings.redispatch and argv[:1] in (["start"], ["dev"]):
         from .dispatch import Redispatcher

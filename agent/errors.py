@@ -18,7 +18,7 @@
                                     (retryable when busy or crashed, not when not installed)
 
 ``retryable`` is read where retries are decided: the worker's preflight
-(``agent.worker.preflight``) retries an error that says it can help, and
+(``agent.preflight.preflight``) retries an error that says it can help, and
 gives up at once on one that says it cannot.
 
 Protocol errors inside the local realtime server are not exceptions that

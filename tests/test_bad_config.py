@@ -22,7 +22,9 @@ pytestmark = [pytest.mark.background]  # the room tests here mostly wait for pro
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_agent(*args: str, env: dict[str, str], timeout: float = 60, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+# A guard against a hang, not a speed limit: this file runs in the background lane
+# (SCHED_IDLE), which gets no CPU while the room lane's cluster tests take both cores.
+def run_agent(*args: str, env: dict[str, str], timeout: float = 180, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AGENT_", "OPENAI_"))}
     full_env.update(env)
     return subprocess.run(

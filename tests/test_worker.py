@@ -12,7 +12,7 @@ from aiohttp import web
 
 from agent.config import Settings
 from agent.errors import LiveKitAuthError, LiveKitUnavailable
-from agent.worker import preflight
+from agent.preflight import preflight
 
 ServeApp = Callable[[web.Application], Awaitable[str]]
 
@@ -52,6 +52,17 @@ async def test_preflight_retries_until_its_deadline_when_a_retry_can_help(serve_
     assert info.value.retryable
     assert len(calls) >= 3, calls  # 0.25 s, 0.5 s, ... between tries
     assert time.monotonic() - start < 1.5 + 1  # and no try starts after the deadline
+
+
+def test_preflight_says_what_is_wrong_before_livekit_agents_is_imported() -> None:
+    # `start` runs the preflight first; livekit-agents (about 4 s of CPU to import,
+    # minutes on a starved CPU) comes only once it has passed.
+    import subprocess
+    import sys
+
+    probe = "import sys, agent.__main__, agent.preflight; print(sorted(m for m in sys.modules if m.startswith('livekit.agents')))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
 
 
 # --- the load the worker reports (agent.worker.WorkerLoad) ---------------------
