@@ -37,7 +37,9 @@ server = AgentServer(
 )
 
 
-@server.rtc_session()
+# A name (AGENT_NAME) makes it join only rooms dispatched to it by name, as ours does:
+# bench/latency.py runs both workers at once and picks one per call with the token.
+@server.rtc_session(agent_name=os.environ.get("AGENT_NAME", ""))
 async def entrypoint(ctx: JobContext) -> None:
     model = openai.realtime.RealtimeModel(
         base_url=os.environ.get("AGENT_REALTIME_BASE_URL"),
