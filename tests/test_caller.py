@@ -52,6 +52,40 @@ def test_a_speaker_that_runs_dry_mid_stream_counts_an_underrun() -> None:
     assert mic.speaker_underruns == 1
 
 
+def _echo_of_a_marker(stall: str | None) -> tuple[int, int]:
+    """Where a loud frame the caller received at slot 50 comes back in its
+    microphone (the slot), after a 10-slot stall of the caller at slots 30-39:
+    "late" (frames pile up and arrive together, the microphone ran on), or
+    "dropped" (the microphone skipped those slots), or none; and the underruns."""
+    mic = MicAcoustics(Speakerphone(delay_s=0.15, gain_db=-6.0))
+    pending: list[np.ndarray] = []
+    echoed = []
+    for slot in range(100):
+        pending.append(_tone(-10) if slot == 50 else _tone(-60))
+        if stall is not None and 30 <= slot < 40:
+            if stall == "late":
+                echoed.append(mic.pick_up(SILENCE))  # the microphone's clock runs on; nothing arrives
+            continue
+        if stall == "dropped" and slot == 40:
+            mic.skip(10)
+        for frame in pending:
+            mic.heard("agent-1", frame)
+        pending.clear()
+        echoed.append(mic.pick_up(SILENCE))
+    levels = [dbfs(sum_squares(f), FRAME_SAMPLES) for f in echoed]
+    at = [i for i, level in enumerate(levels) if level > -30]
+    assert len(at) == 1, levels
+    return at[0] + (10 if stall == "dropped" else 0), mic.speaker_underruns
+
+
+def test_the_echo_path_holds_through_a_stall_of_the_caller() -> None:
+    # A real speakerphone's path is fixed; the worker's echo canceller must not
+    # be handed a path that jumps because the test process stalled.
+    assert _echo_of_a_marker(None) == (70, 0)
+    assert _echo_of_a_marker("late") == (70, 1)  # 5 buffered slots, then 5 of silence; the late frames dropped
+    assert _echo_of_a_marker("dropped") == (70, 1)  # the same, with the slots never sent
+
+
 def test_background_noise_sits_at_its_level() -> None:
     noise = BackgroundNoise(-50.0)
     frames = np.concatenate([noise.next_frame() for _ in range(500)])

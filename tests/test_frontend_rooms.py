@@ -136,7 +136,7 @@ async def test_speakerphone_caller_does_not_make_the_agent_answer_itself(
         await caller.leave()
     assert agents.served_by() == ["frontend"], f"the room was served by {agents.names}"
     replies = len(delays) + 1  # and the greeting
-    print(f"\n[speakerphone] speaker underruns (echo path slips): {caller.speaker_underruns}")
+    print(f"\n[speakerphone] speaker underruns (dry spells played as silence; the path holds): {caller.speaker_underruns}")
     print(f"\n[figure] speakerphone caller, front-end on: {counter.turns()} turns for {len(sentences)} sentences "
           f"over {replies} agent replies; {counter.cancelled()} replies cut by a turn; reply delay p50 {np.median(delays):.2f}s")  # fmt: skip
     # Every real sentence was heard (one turn each), and no echo started a turn.

@@ -19,6 +19,7 @@ __all__ = ["BackgroundNoise", "EchoPath", "MicAcoustics", "Speakerphone"]
 
 _SPEAKER_CUSHION = 6  # frames the speakerphone buffers before it starts playing
 _SPEAKER_MAX_FRAMES = 20  # beyond this the loop stalled: drop rather than fall behind for good
+_SPEAKER_GIVE_UP = 50  # frames owed with nothing arriving: the stream stopped, re-cushion when it resumes
 
 
 @dataclass(frozen=True)
@@ -34,21 +35,33 @@ class Speakerphone:
 
 class EchoPath:
     """The speakerphone's sound path: a speaker FIFO fed by the received stream
-    and played at the microphone's own 10 ms clock, then a fixed delay line. A
-    real device's echo path is fixed; it must not slip with arrival jitter."""
+    and played at the microphone's own 10 ms clock, then a fixed delay line.
+
+    A real device's echo path is fixed; it must not slip with arrival jitter or
+    with a stall of the test process. The speaker's clock is the microphone's:
+    a frame not there when its turn comes is played as silence and, when it
+    does arrive, dropped as late (as a jitter buffer conceals and discards),
+    so the path stays where it was. Only a stream that stops for
+    ``_SPEAKER_GIVE_UP`` frames starts over with a new cushion.
+    """
 
     def __init__(self, phone: Speakerphone) -> None:
         self.phone = phone
-        self.underruns = 0  # the speaker ran dry mid-stream (the echo path slipped)
+        self.underruns = 0  # dry spells mid-stream (each played as silence; the path holds)
         self._speaker: collections.deque[np.ndarray] = collections.deque()
         self._playing = False
+        self._owed = 0  # frames played as silence whose audio has not arrived yet
         frames = max(1, round(phone.delay_s * 1000 / FRAME_MS))
         self._delay_line = collections.deque(np.zeros(FRAME_SAMPLES, np.int16) for _ in range(frames))
 
     def play(self, identity: str, pcm: np.ndarray) -> None:
         """A received frame: on the speaker if it comes from someone the phone echoes."""
-        if identity.startswith(self.phone.from_prefix) and len(pcm) == FRAME_SAMPLES:
-            self._speaker.append(pcm)
+        if not identity.startswith(self.phone.from_prefix) or len(pcm) != FRAME_SAMPLES:
+            return
+        if self._owed:
+            self._owed -= 1  # its slot was played as silence: too late to play now
+            return
+        self._speaker.append(pcm)
 
     def next_frame(self) -> np.ndarray:
         """The echo in the next 10 ms of microphone signal (int32, before clipping)."""
@@ -56,16 +69,24 @@ class EchoPath:
             self._speaker.popleft()
         if not self._playing and len(self._speaker) >= _SPEAKER_CUSHION:
             self._playing = True  # a jitter cushion, as a real player keeps
+        played = np.zeros(FRAME_SAMPLES, np.int16)
         if self._playing and self._speaker:
             played = self._speaker.popleft()
-        else:
-            if self._playing:
+        elif self._playing:
+            if not self._owed:
                 self.underruns += 1
-                self._playing = False
-            played = np.zeros(FRAME_SAMPLES, np.int16)
+            self._owed += 1
+            if self._owed > _SPEAKER_GIVE_UP:
+                self._playing, self._owed = False, 0
         self._delay_line.append(played)
         echo = self._delay_line.popleft()
         return (echo.astype(np.float64) * 10 ** (self.phone.gain_db / 20)).astype(np.int32)
+
+    def skip(self, frames: int) -> None:
+        """The microphone dropped ``frames`` of its clock (a stall it did not burst):
+        the speaker and the delay line move on with it, so the path holds."""
+        for _ in range(frames):
+            self.next_frame()
 
 
 class BackgroundNoise:
@@ -102,6 +123,11 @@ class MicAcoustics:
         """A frame the caller received (it plays on the speakerphone, if there is one)."""
         if self.echo is not None:
             self.echo.play(identity, pcm)
+
+    def skip(self, frames: int) -> None:
+        """``frames`` of microphone signal the caller never sent (it stalled)."""
+        if self.echo is not None:
+            self.echo.skip(frames)
 
     def pick_up(self, voice: np.ndarray) -> np.ndarray:
         """10 ms of microphone signal: ``voice`` (int16), then the echo, then the noise,

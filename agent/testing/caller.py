@@ -437,7 +437,9 @@ class Caller:
                 now = time.monotonic()
                 behind = (now - t0) - sent * frame_s
                 if behind > _MIC_MAX_BEHIND_S:  # stalled: drop the gap rather than burst it
-                    sent += int(behind / frame_s)
+                    gap = int(behind / frame_s)
+                    self._acoustics.skip(gap)  # the room's sound went on meanwhile
+                    sent += gap
                 while sent * frame_s < (now - t0) + _MIC_LEAD_S:
                     due_wall = time.time() + (t0 + sent * frame_s - now)
                     chunk = self._next_frame(due_wall)
