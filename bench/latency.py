@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -86,12 +87,13 @@ class Bench:
         self.bed = Testbed(workdir, worker=False, realtime_env={"AGENT_BRAIN_SCRIPT": str(script)})
         self.workers: dict[str, ManagedProcess] = {}
         self.figures = {kind: Figures() for kind in KINDS}
-        self.speech: list[tuple[object, int]] = []
+        self.speech: list[tuple[object, int, float]] = []  # (pcm, rate, seconds to the last voiced sample)
 
     def start(self) -> None:
         self.bed.start()
         for i, text in enumerate(SENTENCES):
-            self.speech.append(load_wav(speech_wav(text, str(self.workdir / f"s{i}.wav"))))
+            pcm, rate = load_wav(speech_wav(text, str(self.workdir / f"s{i}.wav")))
+            self.speech.append((pcm, rate, voiced_end(pcm, rate)))
         for kind in KINDS:
             env = self.bed.worker_environment(
                 AGENT_HTTP_PORT=str(free_port()), AGENT_METRICS_PORT=str(free_port()), AGENT_REDISPATCH="0",
@@ -183,20 +185,21 @@ class Bench:
             for turn in range(turns):
                 if reply is not None:
                     await asyncio.sleep(max(0.0, reply + BARGE_AFTER_S - time.time()))
-                pcm, rate = self.speech[turn % len(self.speech)]
+                pcm, rate, voiced = self.speech[turn % len(self.speech)]
                 await caller.say(pcm, rate)  # type: ignore[arg-type]
-                start, end = caller.spoken[-1]
+                start, played = caller.spoken[-1]
+                end = start + voiced  # espeak-ng ends a sentence with 0.2-0.3 s of silence: not speech
                 sample()
                 if reply is not None:  # the agent must have fallen silent before the sentence ended
                     segments = [s for s in caller.heard().speech_segments() if s[0] < end and s[1] > reply]
-                    if not segments or segments[-1][1] > end - 0.1:
+                    if not segments or segments[-1][1] > played - 0.1:
                         figures.failures.append(f"turn {turn + 1}: the agent did not stop for the caller")
                         await caller.wait_for_quiet(1.0, timeout=30)
                         reply = None
                         continue
                     figures.barge_s.append(segments[-1][1] - start)
                 try:
-                    reply = await caller.wait_for_speech(after=end, timeout=20)
+                    reply = await caller.wait_for_speech(after=played, timeout=20)
                 except TimeoutError as e:
                     figures.failures.append(f"turn {turn + 1}: {e}")
                     reply = None
@@ -227,16 +230,30 @@ class Bench:
                     await asyncio.sleep(4.0)
 
 
+def voiced_end(pcm: object, rate: int, threshold: int = 500) -> float:
+    """Seconds from the start of int16 ``pcm`` to its last sample louder than ``threshold``."""
+    import numpy as np
+
+    loud = np.nonzero(np.abs(np.asarray(pcm, dtype=np.int32)) > threshold)[0]
+    return float(loud[-1] + 1) / rate if len(loud) else 0.0
+
+
 # ---------------------------------------------------------------------- our log
 
 
 def timelines(log_path: Path) -> list[tuple[str, str, dict[str, float]]]:
-    """Every timeline line of our worker's log: (kind, room, marks)."""
+    """Every timeline line of our worker's log (text or JSON lines): (kind, room, marks)."""
     found = []
     for line in log_path.read_text(errors="replace").splitlines():
+        message = line
+        if line.startswith("{"):
+            try:
+                message = str(json.loads(line).get("message", ""))
+            except ValueError:
+                continue
         for kind in (GREETING_TIMELINE, REPLY_TIMELINE):
-            at = line.find(f"{kind} in room ")
-            if at >= 0 and (parsed := parse_timeline(line[at:])) is not None:
+            at = message.find(f"{kind} in room ")
+            if at >= 0 and (parsed := parse_timeline(message[at:])) is not None:
                 found.append(parsed)
     return found
 
@@ -315,6 +332,7 @@ def main() -> int:
     parser.add_argument("--bursts", type=int, default=3, help="times each worker takes 2 and 5 rooms at once")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--plot", type=Path, help="write a PNG of the distributions here (needs matplotlib)")
+    parser.add_argument("--logs", type=Path, help="copy both workers' logs into this folder")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="latency-") as tmp:
@@ -324,8 +342,11 @@ def main() -> int:
             asyncio.run(bench.run(args.joins, args.turns, args.bursts))
         finally:
             bench.stop()
-        ours_log = bench.workers["ours"].log_path
-        lines = timelines(Path(ours_log))
+        lines = timelines(Path(bench.workers["ours"].log_path))
+        if args.logs:
+            args.logs.mkdir(parents=True, exist_ok=True)
+            for kind, worker in bench.workers.items():
+                shutil.copy(worker.log_path, args.logs / f"{kind}.log")
 
     table, rows = report(bench)
     print("\n" + table)
