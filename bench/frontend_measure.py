@@ -58,6 +58,12 @@ at time ``p`` arrives at ``p + delay``.
   transparent front-end scores 1. ``DT mic>out`` is the correlation over the caller's
   speech in the double-talk part: the microphone against the clean near
   end, the output against ``ref``.
+- *Barge-in* (ms): where the local server's turn detector
+  (``agent.sound.vad.EnergyVad``, no prefix padding) first hears the
+  caller in the double-talk part, after the point where it hears the same
+  speech alone; "-" when it never does. The headset scene (``-infdB``:
+  no echo comes back, as from a browser or a headset) is the common case;
+  a front-end that suppresses the caller there costs every barge-in.
 - *Noise reduction* (dB): ``10 log10(P_mic / P_out)`` over the noise-only
   part after its first 0.2 s (echo tails).
 - *CPU*: ``frontend.cpu_s / frontend.frames`` (thread time spent in
@@ -86,6 +92,7 @@ from livekit import rtc
 from agent.audio.frontend import DEFAULT_LAG_S, FRAME_MS, LAG_TOLERANCE_S, AudioFrontend, FrontendConfig
 from agent.sound.espeak import OPENAI_VOICES, speak
 from agent.sound.resample import resample
+from agent.sound.vad import EnergyVad, SpeechStarted, VadConfig
 
 RATE = 24000
 SEED = 1729
@@ -361,6 +368,7 @@ class Figures:
     dt_corr_in: float
     dt_corr_out: float
     noise_reduction_db: float | None
+    barge_ms: float | None
     cpu_ms: float
 
     @property
@@ -372,10 +380,29 @@ class Figures:
         return max(0, len(self.lag_path_ms) - 1)
 
 
+def vad_onsets(pcm: np.ndarray) -> list[int]:
+    """Sample offsets at which the local server's turn detector hears speech begin."""
+    events = EnergyVad(VadConfig(prefix_padding_ms=0)).process(pcm)
+    return [e.audio_start_ms * RATE // 1000 for e in events if isinstance(e, SpeechStarted)]
+
+
+def barge_in_ms(layout: Layout, out: np.ndarray) -> float | None:
+    """How much later than the caller's speech alone the detector hears it over the agent."""
+    alone = vad_onsets(layout.near)
+    heard = [s for s in vad_onsets(out) if layout.near_dt <= s < layout.near_dt + len(layout.near)]
+    if not alone or not heard:
+        return None
+    return (heard[0] - layout.near_dt - alone[0]) / RATE * 1000
+
+
+def _median(x: np.ndarray) -> float:
+    return float(np.median(x)) if len(x) else float("nan")
+
+
 def measure(scene: Scene, layout: Layout, config_name: str, chunk_ms: int = FRAME_MS) -> Figures:
     p = run_frontend(layout, CONFIGS[config_name], chunk_ms)
     w1 = erle_windows(layout.mic, p.out, layout.echo1, ERLE_SKIP_S)
-    w2 = erle_windows(layout.mic, p.out, layout.onset2, 0.0)
+    w2 = erle_windows(layout.mic, p.out, layout.onset2, 0.0)  # both empty without echo
     near_out, shift = aligned(layout.near_ref, p.out, layout.near_only)
     near_raw, _ = aligned(layout.near, p.out, layout.near_only)
     dt_in, _ = aligned(layout.near, layout.mic, layout.near_dt)
@@ -390,9 +417,9 @@ def measure(scene: Scene, layout: Layout, config_name: str, chunk_ms: int = FRAM
         scene=scene,
         config=config_name,
         lag_path_ms=tuple(lag * 1000 for lag in p.lag_path_s),
-        erle_p50=float(np.median(w1)),
-        erle_p10=float(np.percentile(w1, 10)),
-        erle_t2=float(np.median(w2)),
+        erle_p50=_median(w1),
+        erle_p10=float(np.percentile(w1, 10)) if len(w1) else float("nan"),
+        erle_t2=_median(w2),
         near_corr=correlation(layout.near_ref, near_out),
         near_raw_corr=correlation(layout.near, near_raw),
         near_segsnr=segmental_snr(layout.near_ref, near_out),
@@ -400,6 +427,7 @@ def measure(scene: Scene, layout: Layout, config_name: str, chunk_ms: int = FRAM
         dt_corr_in=correlation(layout.near, dt_in),
         dt_corr_out=correlation(layout.near_ref, dt_out),
         noise_reduction_db=nr,
+        barge_ms=barge_in_ms(layout, p.out),
         cpu_ms=p.cpu_ms_per_frame,
     )
 
@@ -407,31 +435,33 @@ def measure(scene: Scene, layout: Layout, config_name: str, chunk_ms: int = FRAM
 # ---------------------------------------------------------------- report
 
 REFERENCE = Scene(0.15, -6.0, False, None)  # the issue's ERLE target is stated for this path
+HEADSET = Scene(0.15, -np.inf, False, None)  # no echo comes back
 
 
 def scenes(quick: bool) -> list[Scene]:
     if quick:
-        return [REFERENCE, Scene(0.15, -6.0, False, 10.0)]
+        return [HEADSET, REFERENCE, Scene(0.15, -6.0, False, 10.0)]
     grid = [Scene(d, a, r, None) for r in (False, True) for a in (-6.0, -20.0) for d in (0.05, 0.15, 0.30)]
     noisy = [Scene(0.15, -6.0, False, snr) for snr in (5.0, 10.0, 20.0)]
-    return grid + noisy
+    return [HEADSET, *grid, *noisy]
 
 
 HEADER = (
     f"{'scene':<26} {'config':<8} {'ERLE p50':>8} {'p10':>6} {'t2':>6} "
-    f"{'corr':>6} {'raw':>5} {'segSNR':>6} {'shift':>5} {'DT mic>out':>10} {'NR':>5} {'ms/fr':>6} {'core%':>5} "
+    f"{'corr':>6} {'raw':>5} {'segSNR':>6} {'shift':>5} {'DT mic>out':>10} {'barge':>5} {'NR':>5} {'ms/fr':>6} {'core%':>5} "
     f"{'moves':>5}  lag path (ms)"
 )
 
 
 def row(f: Figures) -> str:
     nr = "-" if f.noise_reduction_db is None else f"{f.noise_reduction_db:.1f}"
+    barge = "-" if f.barge_ms is None else f"{f.barge_ms:.0f}"
     path = ">".join(f"{lag:.0f}" for lag in f.lag_path_ms) or "-"
     moves = str(f.lag_moves) if f.lag_path_ms else "-"
     return (
         f"{f.scene.name:<26} {f.config:<8} {f.erle_p50:>8.1f} {f.erle_p10:>6.1f} {f.erle_t2:>6.1f} "
         f"{f.near_corr:>6.3f} {f.near_raw_corr:>5.2f} {f.near_segsnr:>6.1f} {f.near_shift_ms:>5.1f} "
-        f"{f.dt_corr_in:>5.2f}>{f.dt_corr_out:<4.2f} {nr:>5} {f.cpu_ms:>6.3f} {f.core_pct:>5.2f} {moves:>5}  {path}"
+        f"{f.dt_corr_in:>5.2f}>{f.dt_corr_out:<4.2f} {barge:>5} {nr:>5} {f.cpu_ms:>6.3f} {f.core_pct:>5.2f} {moves:>5}  {path}"
     )
 
 
@@ -445,7 +475,7 @@ def erle_figures(results: list[Figures]) -> list[str]:
         if f.scene == REFERENCE:
             note = f"target >= {TARGET_ERLE_DB:g} dB, {verdict(f.erle_p50 >= TARGET_ERLE_DB)}" if f.config == "full" else "for comparison"
             lines.append(f"[figure] erle_median_db {f.scene.name} {f.config}: {f.erle_p50:.1f} ({note})")
-    quiet_full = [f for f in results if f.config == "full" and f.scene.snr_db is None]
+    quiet_full = [f for f in results if f.config == "full" and f.scene.snr_db is None and f.scene != HEADSET]
     if quiet_full:
         worst = min(quiet_full, key=lambda f: f.erle_p50)
         lines.append(
@@ -456,7 +486,7 @@ def erle_figures(results: list[Figures]) -> list[str]:
         lines.append(f"[figure] erle_p10_db worst echo path, full: {worst.erle_p10:.1f} at {worst.scene.name}")
         worst = min(quiet_full, key=lambda f: f.erle_t2)
         lines.append(f"[figure] erle_turn2_onset_db worst echo path, full: {worst.erle_t2:.1f} at {worst.scene.name}")
-    off = [f for f in results if f.config == "aec-off" and f.scene.snr_db is None]
+    off = [f for f in results if f.config == "aec-off" and f.scene.snr_db is None and f.scene != HEADSET]
     if off:
         lines.append(f"[figure] erle_median_db aec-off, max over echo paths: {max(f.erle_p50 for f in off):.1f}")
     return lines
@@ -494,6 +524,24 @@ def near_figures(results: list[Figures]) -> list[str]:
     return lines
 
 
+def barge_figures(results: list[Figures]) -> list[str]:
+    lines: list[str] = []
+    for name in CONFIGS:
+        runs = [f for f in results if f.config == name]
+        headset = [f for f in runs if f.scene == HEADSET]
+        for f in headset:
+            shown = "never heard" if f.barge_ms is None else f"{f.barge_ms:.0f} ms"
+            lines.append(f"[figure] barge_in_late_ms headset (no echo), {name}: {shown}")
+        echo = [f for f in runs if f.scene != HEADSET]
+        if echo:
+            late = [f.barge_ms for f in echo if f.barge_ms is not None]
+            missed = len(echo) - len(late)
+            worst = f"{max(late):.0f} ms" if late else "-"
+            median = f"{float(np.median(late)):.0f} ms" if late else "-"
+            lines.append(f"[figure] barge_in_late_ms with echo, {name}: median {median}, max {worst}, no onset within the caller's speech in {missed} of {len(echo)} (aec-off: the echo already holds a turn open)")
+    return lines
+
+
 def noise_and_cpu_figures(results: list[Figures]) -> list[str]:
     lines: list[str] = []
     for f in results:
@@ -513,7 +561,7 @@ def noise_and_cpu_figures(results: list[Figures]) -> list[str]:
 
 
 def summary(results: list[Figures]) -> list[str]:
-    return erle_figures(results) + lag_figures(results) + near_figures(results) + noise_and_cpu_figures(results)
+    return erle_figures(results) + lag_figures(results) + near_figures(results) + barge_figures(results) + noise_and_cpu_figures(results)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -549,3 +549,52 @@ def test_a_dropout_is_counted_once() -> None:
     fe = AudioFrontend(FrontendConfig(), rate=RATE, clock=lambda: 0.0)
     run(fe, with_dropout(noisy_line(2.0), 1.0))
     assert fe.dropouts.count == 1
+
+
+# ---------------------------------------------------------------- a line without echo
+
+
+def two_turns(mic_turn2: np.ndarray, turn_s: float = 3.5) -> tuple[AudioFrontend, np.ndarray]:
+    """Agent turn 1 (3 s, a greeting) plays from 0 to a silent microphone (a headset: no
+    echo comes back); agent turn 2 plays from ``turn_s`` over ``mic_turn2`` (from ``turn_s``)."""
+    fe = AudioFrontend(FrontendConfig(), rate=RATE, clock=lambda: 0.0)
+    mic = np.concatenate([np.zeros(int(turn_s * RATE), np.int16), mic_turn2])
+    far = FAR[: 3 * RATE]
+    pushes = [(k * 0.1, far[k * 2400 : (k + 1) * 2400]) for k in range(30)]
+    pushes += [(turn_s + k * 0.1, FAR[k * 2400 : (k + 1) * 2400]) for k in range(len(FAR) // 2400)]
+    outs = []
+    for i in range(0, len(mic) // FRAME * FRAME, FRAME):
+        now = (i + FRAME) / RATE
+        while pushes and pushes[0][0] <= now:
+            at, pcm = pushes.pop(0)
+            fe.push_far(pcm, at=at)
+        outs.append(fe.process_near(mic[i : i + FRAME], at=now))
+    return fe, np.concatenate(outs)
+
+
+def test_a_caller_without_echo_is_heard_at_once_over_the_agent() -> None:
+    # A fresh WebRTC canceller fed a loud reference suppresses the near end for its
+    # first seconds even when no echo comes back: the turn detector heard this
+    # caller 0.8 s late (a 1 s barge-in into a fresh agent turn), so the agent
+    # talked over them; stock livekit-agents, with no canceller, hears them at once.
+    barge_s = 1.0
+    fe, out = two_turns(np.concatenate([np.zeros(int(barge_s * RATE), np.int16), NEAR]))
+    assert fe.echo_free
+    onsets = vad_onsets_ms(out)
+    alone = vad_onsets_ms(NEAR)[0]  # where the detector finds the caller's speech with no agent at all
+    expected = int((3.5 + barge_s) * 1000) + alone
+    assert onsets, "the caller talking over the agent was never heard"
+    assert expected <= onsets[0] <= expected + 60, f"heard at {onsets[0]} ms, spoke at {expected} ms"
+    assert fe.turns == 2
+
+
+def test_an_echo_that_appears_mid_call_is_cancelled_again() -> None:
+    # The caller puts the headset down and talks on the speaker: the echo of agent
+    # turn 2 comes back at -6 dB, 150 ms late. Until the lag estimator finds it
+    # (its first window, about 0.5 s) the echo passes: one turn may start there,
+    # none after. Without the estimator's exit the echo started turns for 2.5 s.
+    fe, out = two_turns(echo_scene(0.15, -6.0))
+    assert not fe.echo_free
+    assert db(fe.erl.value) == pytest.approx(-6.0, abs=1.5)
+    onsets = vad_onsets_ms(out)
+    assert len(onsets) <= 1 and all(o <= 3500 + 1000 for o in onsets), onsets

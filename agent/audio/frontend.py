@@ -32,6 +32,17 @@ What makes it work in a room (measured, see shared/DESIGN.md):
   for the line's noise floor and passes the noise for seconds afterwards,
   over the turn detector's threshold; a fresh one converges on the line in
   a few frames.
+- **No canceller where there is no echo** (:attr:`AudioFrontend.echo_free`).
+  Most callers' echo is cancelled before it reaches us (browsers, mobile
+  apps, headsets). A WebRTC canceller fed a loud reference and no echo
+  still suppresses the near end for its first seconds (measured: a caller
+  barging in 1 s into an agent turn passed in 1% of frames, and the turn
+  detector heard them 0.8 s late, against 0.25 s without the front-end).
+  Once the learned echo return loss says the loudest echo would stay under
+  ``INAUDIBLE_ECHO_DBFS``, the canceller is fed silence instead of the
+  reference and is no longer renewed per turn. Echo that appears later (the
+  caller puts the headset down) is found by the lag estimator's correlation
+  within about a second and brings the canceller back.
 """
 
 from __future__ import annotations
@@ -74,6 +85,8 @@ _CORR_RATE = 4000  # cross-correlation runs on 4 kHz copies
 _CORR_WINDOW_S = 1.0
 LAG_TOLERANCE_S = 0.02
 MIN_LAG_CORRELATION = 0.25
+# One window this well correlated is echo: a caller's voice over the agent's stays under 0.2.
+ECHO_FOUND_CORRELATION = 0.5
 RESIDUAL_WINDOW_FRAMES = 12  # 120 ms of reference energies the residual suppressor looks back over
 _FAR_ACTIVE_ENERGY = 300.0**2  # per sample: the far end is playing (about -41 dBFS)
 _DOUBLE_TALK_MARGIN = 4.0  # 6 dB over the loudest echo expected: the caller is talking (Geigel's rule)
@@ -84,6 +97,12 @@ ERL_BLOCKS_KEPT = 7  # its estimate is the median of the last 7 accepted blocks
 ERL_MIN_CORRELATION = 0.7  # log-energy envelopes of microphone and aligned far end: echo alone
 ERL_STEADY_STD_DB = 3.0  # a microphone this steady carries no speech (silence, stationary noise)
 ERL_PERCENTILE = 95
+# Echo this quiet cannot start a turn: a line whose loudest expected echo (the
+# loudest agent frame x the learned echo return loss) stays under it is served
+# without the canceller (see AudioFrontend.echo_free).
+INAUDIBLE_ECHO_DBFS = -50.0
+ECHO_FREE_BLOCKS = 3  # ... judged over at least 1.5 s of the agent playing
+_INAUDIBLE_ECHO_ENERGY = (32768 * 10 ** (INAUDIBLE_ECHO_DBFS / 20)) ** 2  # per sample
 
 
 @dataclass(frozen=True)
@@ -229,14 +248,14 @@ class EchoReturnLoss:
         self.value = 1.0
         self.blocks: collections.deque[float] = collections.deque(maxlen=ERL_BLOCKS_KEPT)
         self._active = _FAR_ACTIVE_ENERGY * frame
-        self._lead = lead_frames
+        self.lead = lead_frames
         self._frames: list[tuple[float, float, float]] = []
 
     def observe(self, near_energy: float, ref_energies: collections.deque[float]) -> None:
         """One frame: the microphone's energy and the reference energies fed so far (newest last)."""
         recent = list(ref_energies)
         # the echo of this frame was fed about `lead` frames ago, give or take 20 ms of jitter
-        aligned = recent[max(0, len(recent) - self._lead - 3) : max(1, len(recent) - self._lead + 2)]
+        aligned = recent[max(0, len(recent) - self.lead - 3) : max(1, len(recent) - self.lead + 2)]
         self._frames.append((near_energy, max(recent), max(aligned)))
         if len(self._frames) >= ERL_BLOCK_FRAMES:
             self._judge(np.array(self._frames))
@@ -334,6 +353,7 @@ class AudioFrontend:
         self._out_queue = np.zeros(self.frame, np.int16)
         self.erl = EchoReturnLoss(self.frame, round(LEAD_S * 1000 / FRAME_MS))
         self._gain = 1.0
+        self._far_peak = 0.0  # the loudest reference frame so far (energy)
         self._ref_energies: collections.deque[float] = collections.deque(maxlen=RESIDUAL_WINDOW_FRAMES)
         # Until the lag is first estimated, what played in the last MAX_LAG_S (energy per frame).
         self._unlocated: collections.deque[float] = collections.deque(maxlen=round(MAX_LAG_S * 1000 / FRAME_MS))
@@ -356,6 +376,22 @@ class AudioFrontend:
             apm.set_stream_delay_ms(int(LEAD_S * 1000))
         return apm
 
+    @property
+    def echo_free(self) -> bool:
+        """The line returns no echo that could start a turn: the echo return loss
+        has been learned over ``ECHO_FREE_BLOCKS`` blocks of the agent playing, the
+        lag estimator never located an echo, and the loudest agent frame times the
+        echo return loss stays under ``INAUDIBLE_ECHO_DBFS``.
+
+        One block is not enough: the first block of a call is judged before the
+        echo arrives (a room's lag is 250-450 ms) and reads as a silent line; with
+        a speakerphone caller in a room that let the echo through uncancelled."""
+        return (
+            len(self.erl.blocks) >= ECHO_FREE_BLOCKS
+            and not self.lag_estimates
+            and self.erl.value * self._far_peak < _INAUDIBLE_ECHO_ENERGY * self.frame
+        )
+
     # ------------------------------------------------------------------ far end
 
     def push_far(self, pcm: np.ndarray, *, at: float | None = None) -> None:
@@ -364,8 +400,10 @@ class AudioFrontend:
         if self.config.echo_cancellation and now - self._far.end > NEW_TURN_GAP_S:
             self.turns += 1
             # A new agent turn: start from a fresh canceller (see module docstring;
-            # replaying a room trace, keeping the converged one leaked 50% more).
-            self._apm = self._new_apm()
+            # replaying a room trace, keeping the converged one leaked 50% more),
+            # unless there is no echo to cancel: a fresh one would eat the caller.
+            if not self.echo_free:
+                self._apm = self._new_apm()
         self._far.push(np.asarray(pcm, np.int16), now)
 
     def clear_far(self, *, at: float | None = None) -> None:
@@ -420,7 +458,8 @@ class AudioFrontend:
             self._remember_near(chunk, t)
             self._maybe_estimate(t)
             ref = self._far.read(t - self.lag_s + LEAD_S, self.frame)
-            self._apm.process_reverse_stream(rtc.AudioFrame(ref.tobytes(), self.rate, 1, self.frame))
+            fed = np.zeros_like(ref) if self.echo_free else ref
+            self._apm.process_reverse_stream(rtc.AudioFrame(fed.tobytes(), self.rate, 1, self.frame))
         else:
             ref = None
         if self.config.noise_suppression and self.dropouts.ended(_dbfs(chunk)):
@@ -428,7 +467,7 @@ class AudioFrontend:
             # a fresh one learns the line from here on (and the canceller re-converges).
             self._apm = self._new_apm()
             if ref is not None:
-                self._apm.process_reverse_stream(rtc.AudioFrame(ref.tobytes(), self.rate, 1, self.frame))
+                self._apm.process_reverse_stream(rtc.AudioFrame(fed.tobytes(), self.rate, 1, self.frame))
         frame = rtc.AudioFrame(chunk.tobytes(), self.rate, 1, self.frame)
         self._apm.process_stream(frame)
         out = np.frombuffer(frame.data, dtype=np.int16).copy()
@@ -455,6 +494,7 @@ class AudioFrontend:
         passes untouched (double talk).
         """
         self._ref_energies.append(float(np.dot(ref.astype(np.float64), ref)))
+        self._far_peak = max(self._far_peak, self._ref_energies[-1])
         far = max(self._ref_energies)  # the echo trails its reference by up to the lead and some jitter
         if not self.lag_estimates and self._unlocated:
             # The echo is not located yet (the call's first second; the default lag
@@ -500,6 +540,12 @@ class AudioFrontend:
         lag, correlation = found
         if correlation < MIN_LAG_CORRELATION or not 0.0 <= lag <= MAX_LAG_S:
             return
+        if correlation >= ECHO_FOUND_CORRELATION and self.echo_free:
+            # Echo on a line that had none (the caller put the headset down): start
+            # learning its level from the cautious 0 dB, and cancel again. (Without
+            # this, two agreeing estimates below end the echo-free state too, later.)
+            self.erl = EchoReturnLoss(self.frame, self.erl.lead)
+            self._apm = self._new_apm()
         # Move only when two estimates in a row agree: one window of
         # caller speech over the agent can fake a peak.
         candidate, self._candidate = self._candidate, lag
