@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import shutil
 import statistics
@@ -271,10 +272,12 @@ def with_heard(marks: list[tuple[str, dict[str, float]]], heard: list[tuple[str,
 
 
 def decompose(marks: list[dict[str, float]]) -> list[tuple[str, float]]:
-    """The median time from each milestone to the next, over lines with the same milestones."""
+    """The median time from each milestone to the next, over the lines whose
+    milestones came in the most common order (each line is in time order)."""
     if not marks:
         return []
-    names = list(marks[0])
+    orders = collections.Counter(tuple(m) for m in marks)
+    names = list(orders.most_common(1)[0][0])
     same = [m for m in marks if list(m) == names]
     return [(b, statistics.median(m[b] - m[a] for m in same)) for a, b in zip(names, names[1:], strict=False)]
 
@@ -359,7 +362,7 @@ def main() -> int:
     replies = with_heard(
         [(room, m) for kind, room, m in lines if kind == REPLY_TIMELINE and rooms.get(room) == "turns" and "speech stopped" in m], heard
     )
-    print(f"\nours, the greeting from the job's start (median of {len(greetings)}):")
+    print(f"\nours, the greeting from the job's start (median of {len(greetings)}, in their most common order):")
     for name, took in decompose(greetings):
         print(f"  -> {name}: {took * 1000:.0f} ms")
     print(f"ours, a reply from the backend's end of turn (median of {len(replies)}):")
