@@ -232,7 +232,11 @@ class Bench:
 
 
 def voiced_end(pcm: object, rate: int, threshold: int = 500) -> float:
-    """Seconds from the start of int16 ``pcm`` to its last sample louder than ``threshold``."""
+    """Seconds from the start of int16 ``pcm`` to its last sample louder than ``threshold``.
+
+    Per sample, not per 10 ms window as ``agent.testing.recording.voiced_span``:
+    a window rule at -40 dBFS ends "What time do you open on Sunday?" 87 ms
+    sooner (its quiet last syllable), and README's turn figures rest on this one."""
     import numpy as np
 
     loud = np.nonzero(np.abs(np.asarray(pcm, dtype=np.int32)) > threshold)[0]

@@ -71,6 +71,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from agent.sound.espeak import speak
 from agent.sound.resample import resample
+from agent.testing.recording import voiced_span
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_RATE = 24000
@@ -90,11 +91,8 @@ def spoken_sentence(text: str = SENTENCE) -> bytes:
 
 def trim_silence(pcm: np.ndarray, level_dbfs: float = -50.0) -> np.ndarray:
     """Drop espeak-ng's leading and trailing silence, so that the last frame sent is speech."""
-    step = SAMPLE_RATE // 100  # 10 ms
-    frames = pcm[: pcm.size // step * step].reshape(-1, step).astype(np.float64)
-    db = 20 * np.log10(np.maximum(np.sqrt(np.mean(frames * frames, axis=1)) / 32768, 1e-10))
-    voiced = np.flatnonzero(db > level_dbfs)
-    return pcm[voiced[0] * step : (voiced[-1] + 1) * step] if voiced.size else pcm
+    span = voiced_span(pcm, SAMPLE_RATE, level_dbfs)
+    return pcm[span[0] : span[1]] if span is not None else pcm
 
 
 def append_event(pcm: bytes) -> str:

@@ -17,7 +17,7 @@ import pytest
 
 from agent.testing.acoustics import BackgroundNoise, MicAcoustics, Speakerphone
 from agent.testing.caller import Caller, Transcript
-from agent.testing.recording import FRAME_SAMPLES, Recording, dbfs, sum_squares
+from agent.testing.recording import FRAME_SAMPLES, Recording, dbfs, sum_squares, voiced_span
 
 SILENCE = np.zeros(FRAME_SAMPLES, np.int16)
 
@@ -158,3 +158,12 @@ async def test_wait_for_quiet_gives_up_at_its_timeout() -> None:
         await caller.wait_for_quiet(0.5, timeout=0.3)
     assert 0.3 <= time.monotonic() - began < 1.0
     await talking
+
+
+def test_voiced_span_finds_the_speech_between_the_padding() -> None:
+    rate = 24000
+    tone = (3000 * np.sin(np.arange(rate // 2) * 2 * np.pi * 220 / rate)).astype(np.int16)  # about -23 dBFS
+    pcm = np.concatenate([np.zeros(rate // 4, np.int16), tone, np.zeros(rate // 10, np.int16)])
+    assert voiced_span(pcm, rate, -40.0) == (rate // 4, rate // 4 + rate // 2)
+    assert voiced_span(pcm, rate, -10.0) is None  # nothing that loud
+    assert voiced_span(np.zeros(rate, np.int16), rate, -40.0) is None

@@ -26,10 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from agent.records import SqliteRecords
+from agent.testing import recording
 from agent.testing.caller import load_wav, speech_wav
 from agent.testing.harness import SLOTS, NotInNamespace, Testbed, greeted, room_name
 
@@ -66,11 +66,9 @@ def interruption(speech_dir: Path) -> Path:
 def voiced_span(path: Path) -> tuple[float, float]:
     """Seconds from the start of the WAV to its first and past its last 10 ms window above SPEECH_DBFS."""
     pcm, rate = load_wav(path)
-    n = rate // 100
-    windows = pcm[: len(pcm) // n * n].astype(np.float64).reshape(-1, n) / 32768.0
-    dbfs = 20 * np.log10(np.sqrt((windows**2).mean(axis=1)) + 1e-12)
-    voiced = np.flatnonzero(dbfs > SPEECH_DBFS)
-    return voiced[0] / 100, (voiced[-1] + 1) / 100
+    span = recording.voiced_span(pcm, rate, SPEECH_DBFS)
+    assert span is not None, f"{path} has no speech"
+    return span[0] / rate, span[1] / rate
 
 
 def backend_usage(bed: Testbed) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..sound.wav import write_wav
 
-__all__ = ["FRAME_MS", "SAMPLE_RATE", "ReceivedFrame", "Recording", "dbfs", "sum_squares"]
+__all__ = ["FRAME_MS", "SAMPLE_RATE", "ReceivedFrame", "Recording", "dbfs", "sum_squares", "voiced_span"]
 
 SAMPLE_RATE = 48_000  # what the caller publishes and records
 FRAME_MS = 10
@@ -35,6 +35,17 @@ def dbfs(sum_squares: float, n: int) -> float:
 def sum_squares(pcm: np.ndarray) -> float:
     x = pcm.astype(np.float64)
     return float(np.dot(x, x))
+
+
+def voiced_span(pcm: np.ndarray, rate: int, level_dbfs: float) -> tuple[int, int] | None:
+    """Samples from the start of int16 ``pcm`` to its first 10 ms window louder than
+    ``level_dbfs`` and past its last one; None if none is (espeak-ng pads its
+    sentences with silence: where the speech itself starts and ends)."""
+    n = rate * FRAME_MS // 1000
+    windows = pcm[: len(pcm) // n * n].astype(np.float64).reshape(-1, n)
+    levels = 10 * np.log10(np.maximum((windows * windows).mean(axis=1), 1e-12) / (32768.0 * 32768.0))
+    voiced = np.flatnonzero(levels > level_dbfs)
+    return (int(voiced[0]) * n, (int(voiced[-1]) + 1) * n) if voiced.size else None
 
 
 @dataclass(frozen=True)
