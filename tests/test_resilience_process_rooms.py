@@ -78,6 +78,20 @@ async def _agents_in(bed: Testbed, room: str) -> int:
     return sum(p.kind == api.ParticipantInfo.Kind.AGENT for p in people)
 
 
+async def _one_agent_throughout(bed: Testbed, room: str, seconds: float = 7.0) -> None:
+    """Exactly one agent in ``room`` for ``seconds``, counted while the caller is
+    still in it: once the caller hangs up, the agent leaves too (the session
+    closes), so a count taken after the call would race the agent's exit. The
+    window outlasts the re-dispatcher's grace and stagger (3 s + up to 4 s), so a
+    second agent sent late shows."""
+    end = time.monotonic() + seconds
+    while True:
+        assert (n := await _agents_in(bed, room)) == 1, f"{n} agents in {room}\n{bed.logs(30)}"
+        if time.monotonic() >= end:
+            return
+        await asyncio.sleep(0.5)
+
+
 async def _wait_agent_back(bed: Testbed, room: str, timeout: float) -> float:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
@@ -128,16 +142,16 @@ async def test_caller_calls_back_after_the_agent_is_back(bed: Testbed) -> None:
     back = await _wait_agent_back(bed, room, timeout=60)
     async with bed.caller(room, "caller-2") as again:
         took = await _answered(bed, again, crashed, timeout=30)
+        await _one_agent_throughout(bed, room)
     print(f"\n[figure] livekit-server crash mid-call, agent back after {back:.1f}s, caller calls back: answered {took:.1f}s after the crash")
-    assert await _agents_in(bed, room) == 1
 
 
 async def test_caller_calls_back_at_once(bed: Testbed) -> None:
     room, _, crashed = await _crash_mid_call(bed, "again")
     async with bed.caller(room, "caller-2") as again:
         took = await _answered(bed, again, crashed, timeout=30)
+        await _one_agent_throughout(bed, room)
     print(f"\n[figure] livekit-server crash mid-call, caller calls back at once: answered {took:.1f}s after the crash")
-    assert await _agents_in(bed, room) == 1
 
 
 async def test_caller_who_stays_is_answered_after_the_restart(bed: Testbed) -> None:
@@ -147,10 +161,10 @@ async def test_caller_who_stays_is_answered_after_the_restart(bed: Testbed) -> N
     try:
         bed.restart_livekit(kill=True)
         took = await _answered(bed, caller, time.time(), timeout=40)
+        await _one_agent_throughout(bed, room)
         print(f"\n[figure] livekit-server crash mid-call, the caller stays: answered {took:.1f}s after the crash")
     finally:
         await caller.leave()
-    assert await _agents_in(bed, room) == 1
 
 
 async def test_sigterm_drains_active_calls_then_exits_zero(bed: Testbed) -> None:
