@@ -123,6 +123,11 @@ class Settings:
     high_pass_filter: bool = field(default=True, metadata={"env": "AGENT_HIGH_PASS_FILTER"})
     auto_gain_control: bool = field(default=False, metadata={"env": "AGENT_AUTO_GAIN_CONTROL"})
     frontend_trace_dir: str | None = field(default=None, metadata={"env": "AGENT_FRONTEND_TRACE_DIR"})
+    # Barge-in in the worker (agent/audio/bargein.py): Silero VAD after the front-end
+    barge_in: bool = field(default=False, metadata={"env": "AGENT_BARGE_IN"})
+    barge_in_threshold: float = field(default=0.5, metadata={"env": "AGENT_BARGE_IN_THRESHOLD"})
+    barge_in_min_speech_ms: int = field(default=64, metadata={"env": "AGENT_BARGE_IN_MIN_SPEECH_MS"})
+    barge_in_resume_s: float = field(default=0.6, metadata={"env": "AGENT_BARGE_IN_RESUME_S"})
     # Tools
     tools: str = field(default="all", metadata={"env": "AGENT_TOOLS"})
     tools_file: str | None = field(default=None, metadata={"env": "AGENT_TOOLS_FILE"})
@@ -198,6 +203,12 @@ class Settings:
         log_format(self.log_format)  # raises ConfigError naming the variable
         if not (0.0 <= self.vad_threshold <= 1.0):
             raise ConfigError(f"AGENT_VAD_THRESHOLD={self.vad_threshold} must be between 0 and 1")
+        if not (0.0 < self.barge_in_threshold < 1.0):
+            raise ConfigError(f"AGENT_BARGE_IN_THRESHOLD={self.barge_in_threshold} must be between 0 and 1")
+        if self.barge_in_min_speech_ms < 0:
+            raise ConfigError(f"AGENT_BARGE_IN_MIN_SPEECH_MS={self.barge_in_min_speech_ms} must not be negative")
+        if self.barge_in_resume_s <= 0:
+            raise ConfigError(f"AGENT_BARGE_IN_RESUME_S={self.barge_in_resume_s} must be positive")
         if self.max_jobs < 0:
             raise ConfigError(f"AGENT_MAX_JOBS={self.max_jobs} must be 0 (no limit) or more")
         if not (0.0 < self.load_threshold <= 1.0):

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from livekit.agents import JobProcess
 
+from .audio.bargein import load_vad
 from .audio.frontend import AudioFrontend, FrontendConfig
 from .config import Settings
 from .timing import Stopwatch
@@ -49,19 +51,22 @@ class Prepared:
     store: Store
     transcript: TranscriptStore
     frontend: AudioFrontend
+    vad: Any  # Silero VAD for the worker's barge-in, or None (AGENT_BARGE_IN=0)
 
     @classmethod
     def make(cls, settings: Settings, clock: Stopwatch | None = None) -> Prepared:
         clock = clock or Stopwatch()
         frontend = AudioFrontend(frontend_config(settings), rate=INPUT_RATE)
         clock.lap("front-end")
+        vad = load_vad(settings.barge_in_threshold, settings.barge_in_min_speech_ms) if settings.barge_in else None
+        clock.lap("barge-in VAD")
         transcript = TranscriptStore(settings.db_path)
         clock.lap("transcript")
         registry = build_registry(settings)
         clock.lap("tools")
         store = Store(settings.db_path)
         clock.lap("services")
-        return cls(registry, store, transcript, frontend)
+        return cls(registry, store, transcript, frontend, vad)
 
 
 def prewarm(proc: JobProcess) -> None:

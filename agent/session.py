@@ -20,6 +20,7 @@ from livekit.plugins import openai
 from openai.types.realtime import AudioTranscription
 from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
 
+from .audio.bargein import BargeIn, Listener
 from .audio.frontend import FrontendProcessor
 from .audio.tap import FarEndTap
 from .caller_link import CallerLink
@@ -315,6 +316,13 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
     meter.attach(session)
     SessionRecorder(open_records(settings), transcript, meter, room=ctx.room.name, worker=ctx.worker_id, job_id=ctx.job.id).attach(session)
     timeline = Timeline(ctx.room.name, clock)
+    listener: Listener | None = None
+
+    def hear(frame: Any) -> None:  # the cleaned caller audio, to the barge-in VAD once it runs
+        if listener is not None:
+            listener.push(frame)
+
+    listens = prepared.vad is not None
     agent = VoiceAgent(settings, tools.function_tools(make_call), history, notice, meter, clock, timeline)
     ctx.add_shutdown_callback(agent.aclose)
     clock.lap("services")
@@ -326,14 +334,42 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
             text_input=room_io.TextInputOptions(text_input_cb=_bounded_chat),
             audio_input=room_io.AudioInputOptions(
                 sample_rate=INPUT_RATE,
-                noise_cancellation=FrontendProcessor(frontend) if frontend_config.enabled else None,
+                noise_cancellation=(
+                    FrontendProcessor(frontend, listener=hear if listens else None, process=frontend_config.enabled)
+                    if frontend_config.enabled or listens
+                    else None
+                ),
                 # gain control, if any, runs inside the front-end (after the canceller)
                 auto_gain_control=False if frontend_config.enabled else NOT_GIVEN,
             ),
         ),
     )
-    if frontend_config.echo_cancellation and session.output.audio is not None:
-        session.output.audio = FarEndTap(frontend, session.output.audio)
+    tap: FarEndTap | None = None
+    if (frontend_config.echo_cancellation or listens) and session.output.audio is not None:
+        session.output.audio = tap = FarEndTap(frontend, session.output.audio)
+    if listens and tap is not None:
+
+        def interruptible() -> bool:
+            speech = session.current_speech
+            return session.agent_state == "speaking" and speech is not None and speech.allow_interruptions
+
+        barge_in = BargeIn(tap, interruptible, resume_s=settings.barge_in_resume_s, loop=asyncio.get_running_loop())
+        listener = Listener(prepared.vad, barge_in)
+        ctx.add_shutdown_callback(listener.aclose)
+
+        @session.on("user_state_changed")
+        def _confirm(ev: Any) -> None:  # the backend's speech_started (the session has no VAD of its own)
+            if ev.new_state == "speaking":
+                barge_in.on_confirmed()
+
+        @session.on("close")
+        def _report_barge_in(_ev: object) -> None:
+            lead = sorted(barge_in.lead_s)
+            log.info(
+                "barge-in in room %s: %d pauses, %d confirmed by the backend (agent stopped %s ms before it, median), %d resumed",
+                ctx.room.name, barge_in.pauses, barge_in.confirmed,
+                round(lead[len(lead) // 2] * 1000) if lead else "-", barge_in.resumed,
+            )  # fmt: skip
     if session.output.audio is not None:
         session.output.audio.on("playback_started", timeline.on_playback_started)
 

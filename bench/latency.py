@@ -81,8 +81,9 @@ class Figures:
 
 
 class Bench:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, ours_env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
+        self.ours_env = ours_env or {}
         script = workdir / "brain.json"
         script.write_text(json.dumps({"heard_audio": REPLY}))
         self.bed = Testbed(workdir, worker=False, realtime_env={"AGENT_BRAIN_SCRIPT": str(script)})
@@ -101,7 +102,7 @@ class Bench:
                 AGENT_MAX_JOBS="12", AGENT_INPUT_TRANSCRIPTION="off", AGENT_NAME=NAMES[kind], AGENT_GREETING=GREETING,
             )  # fmt: skip
             if kind == "ours":
-                self.workers[kind] = self.bed.stack.start_worker(env=env, name="ours", timeout=90)
+                self.workers[kind] = self.bed.stack.start_worker(env={**env, **self.ours_env}, name="ours", timeout=90)
             else:
                 self.workers[kind] = self.bed.stack.spawn("stock", [sys.executable, str(ROOT / "bench" / "stock_worker.py"), "start"], env=env)
         self.workers["stock"].wait_for_log("registered worker", 90)
@@ -340,10 +341,17 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--plot", type=Path, help="write a PNG of the distributions here (needs matplotlib)")
     parser.add_argument("--logs", type=Path, help="copy both workers' logs into this folder")
+    parser.add_argument(
+        "--ours-env", action="append", default=[], metavar="NAME=VALUE",
+        help="a setting for our worker only (repeatable), e.g. AGENT_BARGE_IN=0 for a before/after",
+    )  # fmt: skip
     args = parser.parse_args()
+    ours_env = dict(item.split("=", 1) for item in args.ours_env if "=" in item)
+    if len(ours_env) != len(args.ours_env):
+        parser.error("--ours-env takes NAME=VALUE")
 
     with tempfile.TemporaryDirectory(prefix="latency-") as tmp:
-        bench = Bench(Path(tmp))
+        bench = Bench(Path(tmp), ours_env)
         try:
             bench.start()
             asyncio.run(bench.run(args.joins, args.turns, args.bursts))

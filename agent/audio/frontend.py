@@ -174,6 +174,29 @@ class _Timeline:
         self._chunks = kept
         self._end = min(self._end, now)
 
+    def hold(self, paused_at: float, resumed_at: float) -> None:
+        """Playback stood still from ``paused_at`` to ``resumed_at`` (a barge-in that
+        turned out false): what was due after the pause plays that much later."""
+        delay = resumed_at - paused_at
+        if delay <= 0:
+            return
+        moved: collections.deque[tuple[float, np.ndarray]] = collections.deque()
+        for start, pcm in self._chunks:
+            if start >= paused_at:
+                moved.append((start + delay, pcm))
+                continue
+            played = int((paused_at - start) * self.rate)
+            if played >= len(pcm):
+                moved.append((start, pcm))
+            else:
+                moved.append((start, pcm[:played]))
+                moved.append((resumed_at, pcm[played:]))
+        self._chunks = moved
+        if self._end > paused_at:
+            self._end += delay
+        if self._segment_start is not None and self._segment_start >= paused_at:
+            self._segment_start += delay
+
     def read(self, t0: float, n: int) -> np.ndarray:
         """``n`` samples of what played from ``t0`` on (zeros where nothing did)."""
         out = np.zeros(n, np.int16)
@@ -348,6 +371,7 @@ class AudioFrontend:
         self.frames = 0
         self.cpu_s = 0.0
         self._far = _Timeline(rate)
+        self._far_paused_at: float | None = None
         self._near_hist: collections.deque[tuple[float, np.ndarray]] = collections.deque()
         self._pending = np.zeros(0, np.int16)
         self._out_queue = np.zeros(self.frame, np.int16)
@@ -410,6 +434,16 @@ class AudioFrontend:
         """The agent was interrupted: queued far-end audio will not play."""
         self._far.clear(self.clock() if at is None else at)
         self._far.new_segment()
+
+    def pause_far(self, *, at: float | None = None) -> None:
+        """The agent's playout was paused (a barge-in in the worker, agent/audio/bargein.py)."""
+        self._far_paused_at = self.clock() if at is None else at
+
+    def resume_far(self, *, at: float | None = None) -> None:
+        """... and resumed: the rest of the far end plays that much later."""
+        if self._far_paused_at is not None:
+            self._far.hold(self._far_paused_at, self.clock() if at is None else at)
+            self._far_paused_at = None
 
     def end_far_segment(self) -> None:
         """The agent's current utterance is complete (flushed); the next push starts a new one."""
@@ -562,9 +596,11 @@ class FrontendProcessor(rtc.FrameProcessor[rtc.AudioFrame]):
     """The front-end as a livekit FrameProcessor: it sees every input frame of the
     caller's track (``room_io.AudioInputOptions(noise_cancellation=...)``)."""
 
-    def __init__(self, frontend: AudioFrontend) -> None:
+    def __init__(self, frontend: AudioFrontend, *, listener: Callable[[rtc.AudioFrame], None] | None = None, process: bool = True) -> None:
         self.frontend = frontend
         self._enabled = True
+        self._listener = listener  # sees each cleaned frame (the worker's barge-in VAD)
+        self._process_frames = process  # False: frames pass untouched to the listener (front-end off)
 
     @property
     def enabled(self) -> bool:
@@ -577,9 +613,12 @@ class FrontendProcessor(rtc.FrameProcessor[rtc.AudioFrame]):
     def _process(self, frame: rtc.AudioFrame) -> rtc.AudioFrame:
         if frame.num_channels != 1 or frame.sample_rate != self.frontend.rate:
             return frame  # RoomIO asks for mono at our rate; anything else passes untouched
-        pcm = np.frombuffer(frame.data, dtype=np.int16)
-        cleaned = self.frontend.process_near(pcm)
-        return rtc.AudioFrame(cleaned.tobytes(), frame.sample_rate, 1, frame.samples_per_channel)
+        if self._process_frames:
+            cleaned = self.frontend.process_near(np.frombuffer(frame.data, dtype=np.int16))
+            frame = rtc.AudioFrame(cleaned.tobytes(), frame.sample_rate, 1, frame.samples_per_channel)
+        if self._listener is not None:
+            self._listener(frame)
+        return frame
 
     def _close(self) -> None:
         pass

@@ -17,13 +17,15 @@ class FarEndTap(io.AudioOutput):
     def __init__(self, frontend: AudioFrontend, next_in_chain: io.AudioOutput) -> None:
         super().__init__(
             label="FarEndTap",
-            capabilities=io.AudioOutputCapabilities(pause=False),
+            capabilities=io.AudioOutputCapabilities(pause=True),
             next_in_chain=next_in_chain,
             sample_rate=next_in_chain.sample_rate,
         )
         self._frontend = frontend
         self._resampler: rtc.AudioResampler | None = None
         self._resampler_rate: int | None = None
+        self.paused = False
+        self.pause_generation = 0  # which pause this is (agent/audio/bargein.py resumes only its own)
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
         await super().capture_frame(frame)
@@ -59,3 +61,21 @@ class FarEndTap(io.AudioOutput):
         assert self.next_in_chain is not None
         self.next_in_chain.clear_buffer()
         self._frontend.clear_far()
+        if self.paused:
+            # A paused reply was interrupted (the backend confirmed the barge-in):
+            # the sink plays again for the next reply; what it held is dropped.
+            self.resume()
+
+    def pause(self) -> None:
+        """Stop playout now (the worker's barge-in); :meth:`resume` or an interruption ends it."""
+        if not self.paused:
+            self.paused = True
+            self.pause_generation += 1
+            self._frontend.pause_far()
+            super().pause()
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            self._frontend.resume_far()
+            super().resume()

@@ -75,7 +75,7 @@ LIVEKIT_PORT = 7880
 SLOTS = {
     "harness": 1, "frontend": 2, "process-faults": 3, "rollover": 4,
     # A cluster of two nodes takes its slot and the next.
-    "main-job": 5, "process-leaks": 6, "agent-dispatch": 7, "cluster": 8, "fleet-up": 11, "metrics": 14,
+    "main-job": 5, "process-leaks": 6, "agent-dispatch": 7, "cluster": 8, "fleet-up": 11, "metrics": 14, "barge-in": 18,
     "background-testbed": 16,
 }  # fmt: skip
 FIRST_FREE_SLOT = 20
