@@ -58,8 +58,10 @@ class Prepared:
         clock = clock or Stopwatch()
         frontend = AudioFrontend(frontend_config(settings), rate=INPUT_RATE)
         clock.lap("front-end")
-        vad = load_vad(settings.barge_in_threshold, settings.barge_in_min_speech_ms) if settings.barge_in else None
-        clock.lap("barge-in VAD")
+        vad = None
+        if settings.barge_in:
+            vad = load_vad(settings.barge_in_threshold, settings.barge_in_min_speech_ms)
+            clock.lap("barge-in VAD")
         transcript = TranscriptStore(settings.db_path)
         clock.lap("transcript")
         registry = build_registry(settings)

@@ -48,3 +48,12 @@ def test_without_prewarm_the_job_builds_everything_itself(env: Path, monkeypatch
 def test_the_worker_runs_prewarm_in_its_job_processes(env: Path) -> None:
     server = build_server(Settings.from_env())
     assert server.setup_fnc is prewarm
+
+
+def test_with_barge_in_the_worker_vad_is_loaded_in_prewarm(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_BARGE_IN", "true")
+    clock = Stopwatch()
+    prepared = Prepared.make(Settings.from_env(), clock)
+    assert prepared.vad is not None and "barge-in VAD" in clock.laps
+    monkeypatch.setenv("AGENT_BARGE_IN", "false")
+    assert Prepared.make(Settings.from_env(), Stopwatch()).vad is None

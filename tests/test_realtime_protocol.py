@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 from agent.realtime.brain import Rule, ScriptedBrain
 from agent.realtime.client_events import parse_client_event
 from agent.realtime.errors import Case, ProtocolError
-from agent.realtime.protocol import Limits, RealtimeProtocol
+from agent.realtime.protocol import Limits, RealtimeProtocol, TranscriptionFeed, TranscriptionRequest
 
 SERVER_EVENT = TypeAdapter(RealtimeServerEvent)
 RATE = 24_000
@@ -49,6 +49,8 @@ class Driver:
         self.now = 1000.0
         self.proto = RealtimeProtocol(session_id="sess_test", brain=brain or ScriptedBrain(), now=self.now, limits=limits)
         self.events: list[dict[str, Any]] = []
+        self.feeds: list[TranscriptionFeed] = []  # what the shell would decode while the caller speaks
+        self.requests: list[TranscriptionRequest] = []
         self._collect(self.proto.start())
 
     def _collect(self, out: list[Any]) -> list[dict[str, Any]]:
@@ -59,6 +61,10 @@ class Driver:
             got.append(data)
         self.events += got
         for job in self.proto.transcription_requests():
+            if isinstance(job, TranscriptionFeed):
+                self.feeds.append(job)
+                continue
+            self.requests.append(job)
             got += self._collect(self.proto.transcription_ready(job.item_id, f"heard {len(job.pcm)} samples", self.now))
         for req in self.proto.speech_requests():
             words = max(1, len(req.text.split()))
@@ -473,6 +479,57 @@ def test_input_transcription_only_when_the_session_asks() -> None:
     assert done["usage"]["type"] == "duration" and done["usage"]["seconds"] > 0.8
     retrieved = d.send({"type": "conversation.item.retrieve", "item_id": committed})
     assert retrieved[0]["item"]["content"][0]["transcript"] == done["transcript"]
+
+
+def _transcribing() -> Driver:
+    d = Driver()
+    d.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"transcription": {"model": "whisper-1"}}}}})
+    return d
+
+
+def test_a_turn_goes_to_the_transcriber_while_the_caller_speaks() -> None:
+    d = _transcribing()
+    d.append(np.concatenate([silence(400), tone(800)]))  # still speaking: nothing committed
+    assert d.feeds and not d.requests
+    item = d.feeds[0].item_id
+    assert d.last("input_audio_buffer.speech_started")["item_id"] == item
+    d.append(silence(800))
+    committed = d.last("input_audio_buffer.committed")["item_id"]
+    assert committed == item and [r.item_id for r in d.requests] == [item] and d.requests[0].streamed
+    # the stream is exactly the committed audio, in order: decoding it gives the turn's words
+    fed = [f for f in d.feeds if f.item_id == item]
+    assert all(f.pcm is not None for f in fed)
+    streamed = np.concatenate([f.pcm for f in fed if f.pcm is not None])
+    assert np.array_equal(streamed, d.requests[0].pcm)
+    assert d.last("conversation.item.input_audio_transcription.completed")["item_id"] == item
+
+
+def test_a_turn_dropped_before_its_commit_cancels_its_stream() -> None:
+    d = _transcribing()
+    d.append(np.concatenate([silence(400), tone(600)]))
+    item = d.feeds[0].item_id
+    d.send({"type": "input_audio_buffer.clear"})
+    assert d.feeds[-1].item_id == item and d.feeds[-1].pcm is None
+    assert not d.requests
+    n = len(d.feeds)
+    d.append(silence(300))  # nothing of a cancelled turn goes out any more
+    assert len(d.feeds) == n
+
+
+def test_without_transcription_nothing_is_streamed() -> None:
+    d = Driver()
+    d.append(np.concatenate([silence(200), tone(800), silence(800)]))
+    assert d.feeds == [] and d.requests == []
+
+
+def test_transcription_turned_off_mid_turn_cancels_the_stream() -> None:
+    d = _transcribing()
+    d.append(np.concatenate([silence(400), tone(600)]))
+    item = d.feeds[0].item_id
+    d.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"transcription": None}}}})
+    d.append(silence(800))
+    assert d.last("input_audio_buffer.committed")["item_id"] == item
+    assert d.feeds[-1].item_id == item and d.feeds[-1].pcm is None and not d.requests
 
 
 # ------------------------------------------------------------------ every client event

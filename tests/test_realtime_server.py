@@ -347,6 +347,14 @@ class _Stuck:
         await asyncio.Event().wait()
         return ""
 
+    def feed(self, key: str, pcm: np.ndarray, rate: int = 24_000) -> None: ...
+
+    def cancel(self, key: str) -> None: ...
+
+    async def finish(self, key: str) -> str | None:
+        await asyncio.Event().wait()
+        return None
+
     def warm_up(self) -> None: ...
 
     def close(self) -> None: ...

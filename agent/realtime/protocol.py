@@ -74,10 +74,23 @@ class Limits:
 @dataclass(frozen=True)
 class TranscriptionRequest:
     """User audio the shell must transcribe (24 kHz int16); answered with
-    ``transcription_ready`` or ``transcription_failed``."""
+    ``transcription_ready`` or ``transcription_failed``. ``streamed``: the same
+    audio went out as :class:`TranscriptionFeed` of this item while the caller
+    spoke, so the shell may just finish that decode (``pcm`` is the fallback)."""
 
     item_id: str
     pcm: np.ndarray = field(repr=False)
+    streamed: bool = False
+
+
+@dataclass(frozen=True)
+class TranscriptionFeed:
+    """Audio of a turn still in progress (server VAD), for decoding while the
+    caller speaks: the buffer at the turn's onset, then each append, in order.
+    ``pcm`` None: the turn was dropped before its commit (the stream is cancelled)."""
+
+    item_id: str
+    pcm: np.ndarray | None = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -214,8 +227,9 @@ class RealtimeProtocol:
         self._conversation = Conversation()
         self._response: _Response | None = None
         self._speech_out: list[SpeechRequest] = []
-        self._transcribe_out: list[TranscriptionRequest] = []
+        self._transcribe_out: list[TranscriptionRequest | TranscriptionFeed] = []
         self._pending_transcripts: set[str] = set()
+        self._streaming: str | None = None  # the turn whose audio goes out as TranscriptionFeed
 
     # ---- ids and helpers -------------------------------------------------
     def _id(self, kind: str) -> str:
@@ -334,7 +348,7 @@ class RealtimeProtocol:
         out, self._speech_out = self._speech_out, []
         return out
 
-    def transcription_requests(self) -> list[TranscriptionRequest]:
+    def transcription_requests(self) -> list[TranscriptionRequest | TranscriptionFeed]:
         out, self._transcribe_out = self._transcribe_out, []
         return out
 
@@ -457,6 +471,8 @@ class RealtimeProtocol:
         out: list[BaseModel] = []
         self._buffer.append(pcm)
         self._buffer_samples += pcm.size
+        if self._streaming is not None and self._input.transcription:
+            self._transcribe_out.append(TranscriptionFeed(self._streaming, pcm))
         self._audio_ms_total += pcm.size * 1000 / audio_codec.SAMPLE_RATE
         if self._vad is not None:
             for vad_event in self._vad.process(pcm):
@@ -480,6 +496,11 @@ class RealtimeProtocol:
     def _on_speech_started(self, audio_start_ms: int) -> list[BaseModel]:
         item_id = self._id("item")
         self._vad_item_id = item_id
+        self._cancel_stream()
+        if self._input.transcription and self._buffer:
+            # decode while the caller speaks: the commit then finds the words (nearly) ready
+            self._streaming = item_id
+            self._transcribe_out.append(TranscriptionFeed(item_id, np.concatenate(self._buffer)))
         out = [
             self._ev(
                 rt.InputAudioBufferSpeechStartedEvent,
@@ -518,10 +539,20 @@ class RealtimeProtocol:
             self._vad.reset()
         return self._commit(item_id)
 
+    def _cancel_stream(self) -> None:
+        if self._streaming is not None:
+            self._transcribe_out.append(TranscriptionFeed(self._streaming, None))
+            self._streaming = None
+
     def _commit(self, item_id: str) -> list[BaseModel]:
         audio_ms = int(self._buffer_samples * 1000 / audio_codec.SAMPLE_RATE)
+        streamed = self._streaming == item_id
+        if not streamed or not self._input.transcription:
+            self._cancel_stream()
+            streamed = False
+        self._streaming = None
         if self._input.transcription and self._buffer:
-            self._transcribe_out.append(TranscriptionRequest(item_id, np.concatenate(self._buffer)))
+            self._transcribe_out.append(TranscriptionRequest(item_id, np.concatenate(self._buffer), streamed=streamed))
             self._pending_transcripts.add(item_id)
         self._buffer, self._buffer_samples = [], 0
         previous = self._conversation.last_id
@@ -548,6 +579,7 @@ class RealtimeProtocol:
     def _clear_buffer(self) -> list[BaseModel]:
         self._buffer, self._buffer_samples = [], 0
         self._vad_item_id = None
+        self._cancel_stream()
         if self._vad is not None:
             self._vad.reset()
         return [self._ev(rt.InputAudioBufferClearedEvent, type="input_audio_buffer.cleared")]

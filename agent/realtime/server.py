@@ -43,7 +43,7 @@ from .brain import Brain, ScriptedBrain
 from .client_events import parse_client_event
 from .errors import ProtocolError
 from .faults import FaultPlan, FaultyBrain
-from .protocol import Limits, RealtimeProtocol, SpeechRequest, TranscriptionRequest
+from .protocol import Limits, RealtimeProtocol, SpeechRequest, TranscriptionFeed, TranscriptionRequest
 from .speech import Synthesizer
 from .transcribe import Transcriber
 
@@ -227,6 +227,7 @@ class _Connection:
         self._wake = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None  # owns every task of this connection while it runs
         self._work: set[asyncio.Task[None]] = set()  # its speech and transcription tasks
+        self._streams: set[str] = set()  # items whose turn is being decoded as it comes (cancelled at the end)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         assert self._tasks is not None, "tasks are started only while the connection runs"
@@ -258,7 +259,11 @@ class _Connection:
             self._faults.speech(request.request_id, request.text)
             self._spawn(self._synthesize(request), f"speech:{request.request_id}")
         for job in self._proto.transcription_requests():
-            self._spawn(self._transcribe(job), f"transcribe:{job.item_id}")
+            if isinstance(job, TranscriptionFeed):
+                self._feed(job)
+            else:
+                self._streams.discard(job.item_id)
+                self._spawn(self._transcribe(job), f"transcribe:{job.item_id}")
         if self._proto.closed:
             self._outbox.put_nowait(None)
         self._wake.set()
@@ -274,9 +279,23 @@ class _Connection:
         self._faults.speech_ready(request.request_id, pcm, fmt or "audio/pcm")
         self._emit(self._proto.speech_ready(request.request_id, pcm, time.monotonic()))
 
+    def _feed(self, job: TranscriptionFeed) -> None:
+        """A turn in progress: decode it as it comes (agent/realtime/transcribe.py)."""
+        key = f"{self._proto.session_id}/{job.item_id}"
+        if job.pcm is None:
+            self._streams.discard(job.item_id)
+            self._server.transcriber.cancel(key)
+        else:
+            self._streams.add(job.item_id)
+            self._server.transcriber.feed(key, job.pcm)
+
     async def _transcribe(self, job: TranscriptionRequest) -> None:
         try:
-            text = await self._server.transcriber.transcribe(job.pcm)
+            text = None
+            if job.streamed:
+                text = await self._server.transcriber.finish(f"{self._proto.session_id}/{job.item_id}")
+            if text is None:  # not streamed, or the stream was dropped: the whole turn
+                text = await self._server.transcriber.transcribe(job.pcm)
         except Exception as e:  # any failure: the response waiting for these words goes on without them
             log.error("transcription failed: %s: %s", type(e).__name__, e)
             self._emit(self._proto.transcription_failed(job.item_id, f"{type(e).__name__}: {e}", time.monotonic()))
@@ -304,6 +323,9 @@ class _Connection:
             raise group.exceptions[0] from None
         finally:
             self._tasks = None
+            for item_id in self._streams:  # turns cut off by the end of the connection
+                self._server.transcriber.cancel(f"{self._proto.session_id}/{item_id}")
+            self._streams.clear()
 
     def _cancel_work(self) -> None:
         for task in list(self._work):
