@@ -45,14 +45,17 @@ _decoder: Any = None  # one per worker process, for whole utterances
 _streams: dict[str, Any] = {}  # turns decoded as they arrive: key -> a decoder inside an utterance
 _idle: list[Any] = []  # decoders of finished streams, for the next ones
 IDLE_DECODERS = 4
-_cmn: str | None = None  # the cepstral mean of the last utterance decoded: where a new stream starts
 # A stream normalises its features with a running cepstral mean; from the model's
-# default one, the first turn of a decoder came out garbled ("what is that episode
-# are dead or" for "what is the status of my order"), where a whole-turn decode
-# uses the turn's own mean. So streams start from the mean of the last streamed
-# turn, and warm-up streams this once to have one before the first caller (the
-# whole-turn decoder is left as it was).
-PRIME_TEXT = "What is the status of my order? When are you open on Sunday? I would like to place an order."
+# default one ("40,3,-1,0,..."), the first turn of a decoder came out garbled
+# ("what is that episode are dead or" for "what is the status of my order"),
+# where a whole-turn decode uses the turn's own mean. So a stream starts from
+# the mean of the last streamed turn, and the first one from this: the mean
+# after streaming espeak-ng's en-us "What is the status of my order? When are
+# you open on Sunday? I would like to place an order." at 16 kHz (measured;
+# computing it at warm-up cost 1.9 s of CPU in front of the first turn, which
+# pushed a transcript past its wait on a loaded machine).
+SPEECH_CMN = "51.42,5.61,-4.52,12.62,-7.65,-0.19,-3.49,-16.83,-0.39,-4.02,9.12,-1.78,-3.24"
+_cmn = SPEECH_CMN  # where the next stream starts
 # Audio a stream may have waiting in the decoder process; past it the stream is
 # dropped and the turn decoded whole at its commit (the decoder is behind anyway).
 MAX_STREAM_BACKLOG_S = 4.0
@@ -81,18 +84,10 @@ def _decode(pcm16: bytes) -> str:
 
 
 def _prepare() -> None:
-    """Runs in the worker process: load the decoders, and a cepstral mean for
-    streams, before the first caller needs them."""
-    _decode(b"\x00\x00" * 1600)  # the whole-turn decoder, as it always was
-    if _cmn is None and not _streams:
-        try:
-            from ..sound.espeak import speak
-
-            pcm, rate = speak(PRIME_TEXT, voice="en-us")
-        except Exception:  # no espeak-ng: streams start from the model's mean
-            return
-        _stream_feed("prime", resample(pcm, rate, DECODER_RATE).astype("<i2").tobytes())
-        _stream_end("prime")  # sets _cmn, and leaves the decoder idle for the first caller
+    """Runs in the worker process: load the decoders before the first caller needs them."""
+    _decode(b"\x00\x00" * 1600)  # the whole-turn decoder
+    if not _idle and not _streams:
+        _idle.append(_new_decoder())  # the first stream's
 
 
 def _stream_feed(key: str, pcm16: bytes) -> None:
@@ -100,8 +95,7 @@ def _stream_feed(key: str, pcm16: bytes) -> None:
     decoder = _streams.get(key)
     if decoder is None:
         decoder = _idle.pop() if _idle else _new_decoder()
-        if _cmn is not None:
-            decoder.set_cmn(_cmn)
+        decoder.set_cmn(_cmn)
         decoder.start_utt()
         _streams[key] = decoder
     decoder.process_raw(pcm16, full_utt=False)
