@@ -22,7 +22,8 @@ is paused at once. Then:
 A pause the worker did not make (livekit-agents' own) is never resumed here.
 
 :class:`BargeIn` is the decision logic (clock and timers only, unit-tested);
-:func:`attach` wires it to a session, a VAD stream and the output.
+:class:`Listener` feeds it a VAD stream's events; ``agent/session.py`` wires
+both to the session and the output.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any, Protocol
 from livekit import rtc
 
 log = logging.getLogger("agent.bargein")
+
 
 class Pausable(Protocol):
     paused: bool
@@ -73,10 +75,6 @@ class BargeIn:
         self.resumed = 0  # ... that were false: the reply went on
         self.confirmed = 0  # ... that the backend confirmed
         self.lead_s: list[float] = []  # how long before the backend's confirmation the agent stopped
-
-    @property
-    def paused(self) -> bool:
-        return self._output.paused
 
     @property
     def holding(self) -> bool:
