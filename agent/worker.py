@@ -24,6 +24,13 @@ from .timing import Stopwatch
 
 log = logging.getLogger("agent.worker")
 
+# Imported once in livekit-agents' forkserver (Linux), ahead of its own
+# warm-up, so that every job process shares their pages copy-on-write rather
+# than importing a private copy while it warms up: this module imports the
+# session, the audio front-end, the tools, the metrics and the stores. (Under
+# spawn, elsewhere, this is a no-op and each job process imports them.)
+PRELOAD_MODULES = ["agent.worker"]
+
 
 async def entrypoint(ctx: JobContext) -> None:
     """One job = one room = one realtime session. Runs in a job process."""
@@ -140,6 +147,7 @@ def build_server(settings: Settings) -> Worker:
         setup_fnc=prewarm,
         load_fnc=load,
         num_idle_processes=settings.num_idle_processes,
+        preload_modules=PRELOAD_MODULES,
         port=settings.http_port,
         drain_timeout=settings.drain_timeout,
         load_threshold=settings.load_threshold,

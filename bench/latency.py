@@ -15,6 +15,8 @@ Figures (p50 / p95 / max, and ours/stock at p50):
   barge-in               the caller starts speaking over a reply -> the last agent audio it hears
   K rooms at once        K callers connect together -> the last of them hears its greeting
   job memory             the PSS of the largest job process during a conversation
+                         (the process alone: before 2026-12-04 this summed the
+                         forkserver and every job process under it)
 
 Ours is also decomposed from its own log (agent.timing's timeline lines, the
 same clock as the callers'): the milestones of the greeting from the job's
@@ -43,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from capacity import _pct, _pss_mb, _tree  # noqa: E402
+from capacity import _pct, _tree  # noqa: E402
 from livekit import rtc  # noqa: E402
 from stock_worker import GREETING  # noqa: E402
 
@@ -177,8 +179,7 @@ class Bench:
 
         def sample() -> None:
             nonlocal peak
-            jobs = [p for p in _tree(worker.pid) if p != worker.pid]
-            peak = max([peak, *(_pss_mb(p) for p in jobs)])
+            peak = max([peak, *(_own_pss_mb(p) for p in _job_processes(worker.pid))])
 
         try:
             await caller.wait_for_speech(timeout=20)
@@ -230,6 +231,41 @@ class Bench:
                 for kind in KINDS if i % 2 == 0 else reversed(KINDS):
                     await self.burst(kind, rooms)
                     await asyncio.sleep(4.0)
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _job_processes(worker_pid: int) -> list[int]:
+    """The worker's job processes: the children of its forkserver (Linux),
+    else its own children other than multiprocessing's helpers."""
+    tree = _tree(worker_pid)
+    cmdlines = {}
+    for pid in tree:
+        try:
+            cmdlines[pid] = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            cmdlines[pid] = b""
+    servers = {pid for pid in tree if b"multiprocessing.forkserver" in cmdlines[pid]}
+    helpers = servers | {pid for pid in tree if b"multiprocessing.resource_tracker" in cmdlines[pid]}
+    if servers:
+        return [pid for pid in tree if _parent(pid) in servers]
+    return [pid for pid in tree if pid != worker_pid and pid not in helpers]
+
+
+def _own_pss_mb(pid: int) -> float:
+    """PSS of one process alone (its children not included), in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def voiced_end(pcm: object, rate: int, threshold: int = 500) -> float:
