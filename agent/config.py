@@ -73,6 +73,7 @@ class Settings:
     livekit_api_secret: str | None = field(default=None, metadata={"env": "LIVEKIT_API_SECRET"})
     livekit_config: str = field(default="livekit.yaml", metadata={"env": "AGENT_LIVEKIT_CONFIG"})
     livekit_server_bin: str | None = field(default=None, metadata={"env": "LIVEKIT_SERVER_BIN"})
+    livekit_sip_bin: str | None = field(default=None, metadata={"env": "LIVEKIT_SIP_BIN"})
     # Realtime backend
     openai_api_key: str | None = field(default=None, metadata={"env": "OPENAI_API_KEY"})
     realtime_base_url: str | None = field(default=None, metadata={"env": "AGENT_REALTIME_BASE_URL"})
@@ -133,6 +134,10 @@ class Settings:
     tools_file: str | None = field(default=None, metadata={"env": "AGENT_TOOLS_FILE"})
     db_path: str = field(default="var/agent.db", metadata={"env": "AGENT_DB_PATH"})
     escalation_webhook: str | None = field(default=None, metadata={"env": "AGENT_ESCALATION_WEBHOOK"})
+    # Phone callers (agent.phone): where escalate_to_human transfers a call
+    # (a number or a SIP URI; unset: no transfer), and the keypad's pause.
+    transfer_to: str | None = field(default=None, metadata={"env": "AGENT_TRANSFER_TO"})
+    dtmf_pause_s: float = field(default=1.5, metadata={"env": "AGENT_DTMF_PAUSE_S"})
     # Local stack
     cache_dir: str | None = field(default=None, metadata={"env": "AGENT_CACHE_DIR"})
     web_host: str = field(default="127.0.0.1", metadata={"env": "AGENT_WEB_HOST"})

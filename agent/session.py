@@ -28,6 +28,7 @@ from .config import Settings
 from .internals import claim_user_turn
 from .link import HeartbeatSession, ReconnectNotice
 from .metrics import SessionMeter
+from .phone import PHONE_NUMBER_ATTRIBUTE, KeypadBuffer, attach_keypad, is_phone_caller, phone_instructions, transfer_call
 from .prewarm import INPUT_RATE, take_prepared
 from .records import SessionRecorder, open_records
 from .timing import Stopwatch, Timeline
@@ -81,9 +82,7 @@ def build_model(settings: Settings, http_session: HeartbeatSession | None = None
             interrupt_response=True,
         ),
         input_audio_transcription=input_transcription(settings),
-        conn_options=APIConnectOptions(
-            max_retry=settings.realtime_max_retries, retry_interval=2.0, timeout=settings.realtime_connect_timeout_s
-        ),
+        conn_options=APIConnectOptions(max_retry=settings.realtime_max_retries, retry_interval=2.0, timeout=settings.realtime_connect_timeout_s),
         # Roll over to a new realtime session before the backend's cap (OpenAI: 60 min);
         # the plugin waits for the current reply, then reconnects with the context.
         max_session_duration=settings.realtime_max_session_s if settings.realtime_max_session_s else NOT_GIVEN,
@@ -175,25 +174,52 @@ class RoomHooks:
     Owns the hang-up task; it is cancelled with the job.
     """
 
-    def __init__(self, ctx: JobContext, session: AgentSession[Any]) -> None:
+    def __init__(self, ctx: JobContext, session: AgentSession[Any], *, transfer_to: str | None = None) -> None:
         self._ctx = ctx
         self._session = session
+        self._transfer_to = transfer_to
+        self.phone_caller: str | None = None  # the linked caller's identity, when it is on the phone
         self._hangup_atask: asyncio.Task[None] | None = None
+        self._transfer_atask: asyncio.Task[None] | None = None
 
-    async def mark_escalated(self, reason: str) -> None:
+    async def mark_escalated(self, reason: str) -> bool:
+        """Tell the room; on a phone call with a transfer target, put the call
+        through once the agent has said so. True when it will."""
         room = self._ctx.room
         await room.local_participant.set_attributes({"agent.escalated": "true", "agent.escalation_reason": reason[:200]})
         payload = json.dumps({"type": "escalation", "room": room.name, "reason": reason}).encode()
         await room.local_participant.publish_data(payload, reliable=True, topic=ESCALATION_TOPIC)
+        if not (self._transfer_to and self.phone_caller):
+            return False
+        if self._transfer_atask is None:
+            self._transfer_atask = asyncio.create_task(self._transfer_after_saying_so(self.phone_caller, self._transfer_to), name="transfer")
+        return True
+
+    async def _transfer_after_saying_so(self, identity: str, target: str) -> None:
+        await self._after_agent_speaks()
+        try:
+            await transfer_call(self._ctx.api, self._ctx.room.name, identity, target)
+        except Exception as e:  # the call goes on with the agent; the room was told of the escalation
+            log.error("could not transfer the call in room %s to %s: %s", self._ctx.room.name, target, e)
 
     async def end_call(self) -> None:
         if self._hangup_atask is None:
             self._hangup_atask = asyncio.create_task(self._hang_up_after_goodbye(), name="hang_up")
 
     async def _hang_up_after_goodbye(self) -> None:
-        # The tool's output makes the model say goodbye; hang up once that is
-        # said: a second for the reply to start, then the agent not speaking for
-        # a second (or after 20 s, whatever it does). Driven by state changes.
+        await self._after_agent_speaks()
+        log.info("ending the call in room %s (end_call)", self._ctx.room.name)
+        try:
+            await self._ctx.api.room.delete_room(api.DeleteRoomRequest(room=self._ctx.room.name))
+        except Exception as e:
+            log.warning("could not delete room %s: %s", self._ctx.room.name, e)
+        self._ctx.shutdown(reason="end_call")
+
+    async def _after_agent_speaks(self) -> None:
+        # The tool's output makes the model say something (goodbye, "I am
+        # putting you through"); act once that is said: a second for the reply
+        # to start, then the agent not speaking for a second (or after 20 s,
+        # whatever it does). Driven by state changes.
         changed = asyncio.Event()
         on_change = lambda _ev: changed.set()  # noqa: E731
         self._session.on("agent_state_changed", on_change)
@@ -214,17 +240,12 @@ class RoomHooks:
             pass
         finally:
             self._session.off("agent_state_changed", on_change)
-        log.info("ending the call in room %s (end_call)", self._ctx.room.name)
-        try:
-            await self._ctx.api.room.delete_room(api.DeleteRoomRequest(room=self._ctx.room.name))
-        except Exception as e:
-            log.warning("could not delete room %s: %s", self._ctx.room.name, e)
-        self._ctx.shutdown(reason="end_call")
 
     async def aclose(self) -> None:
-        if self._hangup_atask is not None and not self._hangup_atask.done():
-            self._hangup_atask.cancel()
-            await asyncio.gather(self._hangup_atask, return_exceptions=True)
+        tasks = [t for t in (self._hangup_atask, self._transfer_atask) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 MAX_CHAT_CHARS = 2000  # a typed message longer than this is cut (and logged), not spoken back for minutes
@@ -239,6 +260,11 @@ async def _bounded_chat(sess: AgentSession[Any], ev: Any) -> None:
         text = text[:MAX_CHAT_CHARS]
     if not text.strip():
         return
+    await _user_text(sess, text)
+
+
+async def _user_text(sess: AgentSession[Any], text: str) -> None:
+    """A user message that is not speech (chat, keypad digits), answered at once."""
     async with claim_user_turn(sess):  # as livekit-agents' default chat handler does
         await sess.interrupt()
         sess.generate_reply(user_input=text)
@@ -294,7 +320,7 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
     registry, mcp = await open_registry(settings, prepared.registry)
     ctx.add_shutdown_callback(mcp.aclose)
     clock.lap("tools")
-    hooks = RoomHooks(ctx, session)
+    hooks = RoomHooks(ctx, session, transfer_to=settings.transfer_to)
     ctx.add_shutdown_callback(hooks.aclose)
     names = tool_names_for_room(settings, [ctx.job.metadata, ctx.room.metadata])
     tools = registry.select(names)
@@ -370,20 +396,35 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
                 ctx.room.name, barge_in.pauses, barge_in.confirmed,
                 round(lead[len(lead) // 2] * 1000) if lead else "-", barge_in.resumed,
             )  # fmt: skip
+
     if session.output.audio is not None:
         session.output.audio.on("playback_started", timeline.on_playback_started)
 
     def relink(identity: str) -> None:
         ctx.log_context_fields["participant"] = identity  # on this job's log records from now on
+        hooks.phone_caller = identity if is_phone_caller(ctx.room.remote_participants.get(identity)) else None
         session.room_io.set_participant(identity)
         session.interrupt()
         session.generate_reply(instructions=greeting_instructions(settings.greeting))
+
+    keypad = KeypadBuffer(lambda text: _user_text(session, text), pause_s=settings.dtmf_pause_s, caller=lambda: hooks.phone_caller)
+    ctx.add_shutdown_callback(keypad.aclose)
+    detach_keypad = attach_keypad(ctx.room, keypad)
+
+    async def _detach_keypad() -> None:
+        detach_keypad()
+
+    ctx.add_shutdown_callback(_detach_keypad)
 
     async def first_link() -> str | None:
         await session.room_io.wait_for_ready()
         linked = session.room_io.linked_participant
         if linked:
             ctx.log_context_fields["participant"] = linked.identity  # on this job's log records from now on
+            if is_phone_caller(linked):
+                hooks.phone_caller = linked.identity
+                log.info("room %s: the caller is on the phone (%s)", ctx.room.name, linked.attributes.get(PHONE_NUMBER_ATTRIBUTE, "number withheld"))
+                await agent.update_instructions(phone_instructions(settings.instructions, linked))
         return linked.identity if linked else None
 
     link = CallerLink(

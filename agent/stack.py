@@ -28,6 +28,7 @@ from .errors import ServerConfigError, SetupError
 from .parent_death import dying_with_parent
 
 LIVEKIT_VERSION = "v1.13.5"
+SIP_VERSION = "v1.8.0"  # livekit-sip: the newest release the Go module proxy serves here (scripts/setup.sh)
 MIN_SECRET_LEN = 32
 
 
@@ -50,6 +51,53 @@ def livekit_server_binary(settings: Settings | None = None) -> Path:
             hint="run scripts/setup.sh (it builds livekit-server with `go install`), or set LIVEKIT_SERVER_BIN",
         )
     return path
+
+
+def livekit_sip_binary(settings: Settings | None = None) -> Path:
+    """LiveKit's SIP service: LIVEKIT_SIP_BIN, else the one scripts/setup.sh builds."""
+    settings = settings or Settings.from_env()
+    if settings.livekit_sip_bin:
+        path = Path(settings.livekit_sip_bin)
+    else:
+        path = cache_dir(settings) / f"livekit-sip-{SIP_VERSION}" / "livekit-sip"
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise SetupError(
+            f"livekit-sip binary not found at {path}",
+            hint="run scripts/setup.sh (it builds livekit-sip from source), or set LIVEKIT_SIP_BIN",
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class SipServiceConfig:
+    """livekit-sip's config file, as we write it: it joins rooms on ``ws_url``
+    and talks to livekit-server through the same Redis."""
+
+    path: Path
+    address: str  # where it listens for SIP (UDP and TCP) and RTP
+    sip_port: int
+    rtp_ports: tuple[int, int]
+    health_port: int
+
+    @classmethod
+    def write(
+        cls, path: Path, *, api_key: str, api_secret: str, ws_url: str, redis: str, address: str,
+        sip_port: int = 5060, rtp_ports: tuple[int, int] = (10000, 10100), health_port: int = 8081,
+    ) -> SipServiceConfig:  # fmt: skip
+        raw = {
+            "api_key": api_key,
+            "api_secret": api_secret,
+            "ws_url": ws_url,
+            "redis": {"address": redis},
+            "sip_port": sip_port,
+            "rtp_port": f"{rtp_ports[0]}-{rtp_ports[1]}",
+            "health_port": health_port,
+            "listen_ip": address,
+            "nat_1_to_1_ip": address,  # what it announces in SDP and Contact: never a lookup of a public address
+            "logging": {"level": "info"},
+        }
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        return cls(path, address, sip_port, rtp_ports, health_port)
 
 
 @dataclass(frozen=True)
@@ -277,6 +325,18 @@ class Stack:
         except FileNotFoundError:
             raise SetupError("redis-server not found", hint="run scripts/setup.sh (it installs Debian's redis-server)") from None
         proc.wait_for_port(host, port, timeout)
+        return proc
+
+    def start_sip(self, config: SipServiceConfig, *, timeout: float = 20.0, name: str = "sip") -> ManagedProcess:
+        """livekit-sip with ``config``; ready when its health port answers."""
+        binary = livekit_sip_binary()
+        if port_open(config.address, config.health_port, 0.2):
+            raise SetupError(f"port {config.health_port} on {config.address} is already taken", hint="stop the other livekit-sip")
+        # It reads LIVEKIT_* variables as settings of its own: give it none of ours.
+        env = {k: v for k, v in self.base_env.items() if not k.startswith("LIVEKIT_")}
+        proc = ManagedProcess(name, [str(binary), "--config", str(config.path)], env=env, log_path=self.log_dir / f"{name}.log", cwd=self.cwd)
+        self.processes.append(proc)
+        proc.wait_for_port(config.address, config.health_port, timeout)
         return proc
 
     def start_realtime(self, host: str, port: int, *, env: dict[str, str] | None = None, timeout: float = 20.0, name: str = "realtime") -> ManagedProcess:

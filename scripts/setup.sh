@@ -16,6 +16,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LIVEKIT_VERSION="v1.13.5"
 CACHE="${AGENT_CACHE_DIR:-$HOME/.cache/agent-worker}"
 LK_DIR="$CACHE/livekit-server-$LIVEKIT_VERSION"
+# LiveKit's SIP service: the newest release the Go module proxy serves here
+# (v1.8.0, 2026-07; livekit-server v1.13.5 is of 2026-08).
+SIP_VERSION="v1.8.0"
+SIP_DIR="$CACHE/livekit-sip-$SIP_VERSION"
 PYTHON="${PYTHON:-python3}"
 LOGS="$ROOT/.cache/setup"
 BROWSER=0
@@ -60,12 +64,18 @@ lk_pid=""
 lk_tmp=""
 # A failing step, Ctrl-C or SIGTERM must not leave the build running: it is in
 # its own process group (setsid), so the go command's compilers stop with it.
+sip_pid=""
+sip_tmp=""
 stop_build() {
-  if [[ -n $lk_pid ]]; then
-    kill -TERM -- "-$lk_pid" 2>/dev/null || kill -TERM "$lk_pid" 2>/dev/null || true
-    wait "$lk_pid" 2>/dev/null || true
-  fi
+  local pid
+  for pid in "$lk_pid" "$sip_pid"; do
+    if [[ -n $pid ]]; then
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   if [[ -n $lk_tmp ]]; then rm -rf "$lk_tmp"; fi
+  if [[ -n $sip_tmp ]]; then rm -rf "$sip_tmp"; fi
 }
 trap stop_build EXIT
 trap 'exit 130' INT
@@ -99,6 +109,12 @@ command -v node >/dev/null || need_pkgs+=(nodejs)
 command -v npm >/dev/null || need_pkgs+=(npm)
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)  # a LiveKit cluster's shared state (agent.testing.Cluster)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_pkgs+=(postgresql)  # the session-records tests start one
+# livekit-sip is built with cgo against libopus, libopusfile and libsoxr
+if [[ ! -x "$SIP_DIR/livekit-sip" ]]; then
+  command -v pkg-config >/dev/null && pkg-config --exists opus opusfile soxr 2>/dev/null \
+    || need_pkgs+=(pkg-config libopus-dev libopusfile-dev libsoxr-dev)
+fi
+command -v baresip >/dev/null || need_pkgs+=(baresip-core)  # the SIP phone of the telephony room tests
 if ((BROWSER)) && [[ ! -x /usr/bin/chromium ]]; then need_pkgs+=(chromium); fi
 # One interpreter start answers both questions (version, venv module): on a
 # busy machine each start of a pyenv shim costs a second or more.
@@ -127,7 +143,31 @@ if ((${#need_pkgs[@]})); then
       || fail --log "$LOGS/apt.log" "apt-get install ${need_pkgs[*]} failed" "check the network to the Debian mirrors"
   fi
 else
-  step "Debian packages present (espeak-ng, sox, iproute2, util-linux, nodejs, npm, redis-server, postgresql$( ((BROWSER)) && echo ", chromium"))"
+  step "Debian packages present (espeak-ng, sox, iproute2, util-linux, nodejs, npm, redis-server, postgresql, baresip$( ((BROWSER)) && echo ", chromium"))"
+fi
+
+# --- livekit-sip (needs the -dev packages above; builds beside the steps below) ---
+if [[ -n "${LIVEKIT_SIP_BIN:-}" ]]; then
+  [[ -x "$LIVEKIT_SIP_BIN" ]] || fail "LIVEKIT_SIP_BIN=$LIVEKIT_SIP_BIN is not an executable" "unset it to build one"
+  step "using livekit-sip at $LIVEKIT_SIP_BIN"
+elif [[ -x "$SIP_DIR/livekit-sip" ]]; then
+  step "livekit-sip $SIP_VERSION already built ($SIP_DIR/livekit-sip)"
+else
+  command -v go >/dev/null || fail "no Go toolchain: livekit-sip is built from source" "install Go >= 1.26 and rerun"
+  step "building livekit-sip $SIP_VERSION in the background (cgo; once; log: $LOGS/livekit-sip.log)"
+  mkdir -p "$CACHE" && sip_tmp="$(mktemp -d "$SIP_DIR.tmp.XXXXXX")"
+  launch=()
+  if command -v setsid >/dev/null; then launch=(setsid); fi
+  sip_started=$SECONDS
+  # Not `go install ...@version`: that asks the proxy for the module's version
+  # list (for deprecations), which the proxy here refuses. Download the release
+  # and build it in place; the module cache holds its go.sum.
+  "${launch[@]}" bash -c 'set -e
+    go mod download "github.com/livekit/sip@$1"
+    cd "$(go env GOMODCACHE)/github.com/livekit/sip@$1"
+    CGO_ENABLED=1 go build -trimpath -o "$2/livekit-sip" ./cmd/livekit-sip' _ "$SIP_VERSION" "$sip_tmp" \
+    >"$LOGS/livekit-sip.log" 2>&1 </dev/null &
+  sip_pid=$!
 fi
 
 # --- Python virtual environment -----------------------------------------------
@@ -177,5 +217,16 @@ if [[ -n $lk_pid ]]; then
   lk_pid=""
   rm -rf "$LK_DIR" && mv "$lk_tmp" "$LK_DIR" && lk_tmp=""
   step "livekit-server built in $((SECONDS - lk_started)) s: $LK_DIR/server"
+fi
+if [[ -n $sip_pid ]]; then
+  if kill -0 "$sip_pid" 2>/dev/null; then step "waiting for the livekit-sip build"; fi
+  if ! wait "$sip_pid"; then
+    sip_pid=""
+    fail --log "$LOGS/livekit-sip.log" "the livekit-sip build failed" \
+      "check the network to the Go module proxy, and that libopus-dev, libopusfile-dev and libsoxr-dev are installed"
+  fi
+  sip_pid=""
+  rm -rf "$SIP_DIR" && mv "$sip_tmp" "$SIP_DIR" && sip_tmp=""
+  step "livekit-sip built in $((SECONDS - sip_started)) s: $SIP_DIR/livekit-sip"
 fi
 step "done in $((SECONDS - started)) s"

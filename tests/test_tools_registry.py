@@ -202,8 +202,9 @@ async def test_escalation_marks_the_room_and_calls_the_webhook(tmp_path: Path, s
     base = await serve_app(app)
     marked: list[str] = []
 
-    async def mark(reason: str) -> None:
+    async def mark(reason: str) -> bool:
         marked.append(reason)
+        return False  # not a phone call being transferred
 
     registry = ToolRegistry(ledger=Ledger(tmp_path / "agent.db"))
     register_builtins(registry)

@@ -41,7 +41,7 @@ class Services:
     room_name: str | None = None
     escalation_webhook: str | None = None
     # Hooks into the room (set by the session; absent in `tools call` and unit tests).
-    mark_escalated: Callable[[str], Awaitable[None]] | None = None  # reason -> marks room, sends data message
+    mark_escalated: Callable[[str], Awaitable[bool]] | None = None  # reason -> marks room, sends data message; True: the call is being transferred
     end_call: Callable[[], Awaitable[None]] | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -172,8 +172,9 @@ async def escalate_to_human(reason: str) -> str:
     services = _services()
     escalation = services.store.record_escalation(services.room_name, reason)
     told = []
+    transferring = False
     if services.mark_escalated is not None:
-        await services.mark_escalated(reason)
+        transferring = await services.mark_escalated(reason)
         told.append("room")
     if services.escalation_webhook:
         payload = {"room": services.room_name, "reason": reason, "escalation_id": escalation}
@@ -185,8 +186,11 @@ async def escalate_to_human(reason: str) -> str:
         except (aiohttp.ClientError, TimeoutError) as e:
             log.error("escalation webhook %s failed: %s", services.escalation_webhook, e)
     log.info("escalation %d in room %s (%s) notified: %s", escalation, services.room_name, reason, told or "nobody")
-    return json.dumps({"escalation_id": escalation,
-                       "message": "A member of staff has been notified and will join this call shortly."})  # fmt: skip
+    if transferring:  # a phone call, put through once the agent has said so (agent.phone)
+        message = "The call is being put through to a member of staff now."
+    else:
+        message = "A member of staff has been notified and will join this call shortly."
+    return json.dumps({"escalation_id": escalation, "message": message})
 
 
 @function_tool

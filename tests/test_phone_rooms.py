@@ -1,0 +1,159 @@
+"""Phone callers through LiveKit SIP, with a real SIP phone (issue 22).
+
+Redis, livekit-server in its Redis mode, LiveKit's SIP service (livekit-sip,
+built from source by set-up) and Debian's baresip as the phone, each on an
+address of its own in the test namespace (agent.testing.telephony). The
+inbound trunk and dispatch rule are made by agent.sip, as ``python -m agent
+sip setup`` makes them; each call gets a room of its own and our agent.
+
+What the phone hears is baresip's decoded G.711 (its sndfile dump), what it
+says is a WAV it sends from the moment the call is up; both start with the
+call, so times in the two line up to within the jitter buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.records import SqliteRecords
+from agent.sip import InboundPlan, ensure_inbound
+from agent.testing.caller import speech_wav
+from agent.testing.harness import SLOTS, NotInNamespace
+from agent.testing.telephony import PHONE_RATE, Telephony, phone_speech, voiced_segments
+
+pytestmark = [pytest.mark.room]
+
+AGENT = "phone-agent"
+NUMBER = "+15550100"
+GREETING = "Hello, you are talking to an AI assistant. How can I help?"
+BRAIN_SCRIPT = Path(__file__).parent / "data" / "phone_brain.yaml"
+HEARD_DBFS = -40.0  # what counts as agent speech at the phone
+
+
+@pytest.fixture(scope="module")
+def tel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Telephony]:
+    try:
+        bed = Telephony(tmp_path_factory.mktemp("telephony"), slot=SLOTS["telephony"], realtime_env={"AGENT_BRAIN_SCRIPT": str(BRAIN_SCRIPT)})
+    except NotInNamespace as e:
+        pytest.fail(str(e), pytrace=False)
+    with bed:
+        # the person a call is put through to: a second phone, which answers
+        operator = bed.phone("operator", user="operator").start()
+        bed.stack.processes.append(operator.process)  # type: ignore[arg-type]  # stopped with the rest
+        bed.operator = operator  # type: ignore[attr-defined]
+        bed.start_worker(
+            node=0, name="worker", AGENT_NAME=AGENT, AGENT_GREETING=GREETING, AGENT_INPUT_TRANSCRIPTION="off",
+            AGENT_TRANSFER_TO=f"sip:operator@{operator.address}:{operator.sip_port}", AGENT_DTMF_PAUSE_S="0.8",
+        )  # fmt: skip
+        yield bed
+
+
+def _heard(phone_pcm: object, after: float = 0.0) -> list[tuple[float, float]]:
+    return [(s, e) for s, e in voiced_segments(phone_pcm, level_dbfs=HEARD_DBFS) if s >= after]  # type: ignore[arg-type]
+
+
+def _quiet(phone: object, seconds: float = 1.0) -> bool:
+    """Nothing voiced at the phone in its last ``seconds`` of audio."""
+    pcm = phone.heard()  # type: ignore[attr-defined]
+    now = len(pcm) / PHONE_RATE
+    return now > seconds and not [seg for seg in voiced_segments(pcm, level_dbfs=HEARD_DBFS) if seg[1] > now - seconds]
+
+
+async def _until(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_a_phone_call_is_greeted_answered_reads_keypad_digits_and_is_transferred(tel: Telephony, speech_dir: Path) -> None:
+    lk = tel.server_api()
+    try:
+        # allowed: the phones' own addresses; a rerun of the set-up changes nothing
+        plan = InboundPlan(numbers=(NUMBER,), allowed_addresses=("10.77.0.40/29",), agent_name=AGENT)
+        first = await ensure_inbound(lk, plan)
+        again = await ensure_inbound(lk, plan)
+    finally:
+        await lk.aclose()
+    assert len(first.changes) == 2 and again.changes == [], (first, again)
+    assert (again.trunk_id, again.rule_id) == (first.trunk_id, first.rule_id)
+
+    sentence = speech_wav("I would like to know when you open tomorrow.", str(speech_dir / "phone-sentence.wav"))
+    source, said_from, said_to = phone_speech(Path(sentence), speech_dir / "phone-call.wav", lead_s=6.0)
+    with tel.phone("phone", speech=source) as phone:
+        phone.dial(f"sip:{NUMBER}@{tel.sip_uri_host}")
+        phone.wait_event("CALL_ESTABLISHED", timeout=20)
+
+        # 1. the greeting reaches the phone
+        await _until(lambda: _heard(phone.heard()), 10, "the greeting at the phone")
+        greeting = _heard(phone.heard())[0]
+        assert greeting[0] < 4.0, f"greeting heard {greeting[0]:.2f}s into the call"
+
+        # 2. the sentence (G.711 from the phone) is answered after its end
+        await _until(lambda: _heard(phone.heard(), after=said_to), 15, "an answer after the phone's sentence")
+        await asyncio.sleep(1.0)
+        segments = _heard(phone.heard(), after=greeting[1] + 0.1)
+        over = [(s, e) for s, e in segments if said_from <= s < said_to]
+        assert not over, f"agent audio while the phone spoke ({said_from:.2f}-{said_to:.2f}): {segments}"
+        answer = next(s for s, _ in segments if s >= said_to)
+        latency = answer - said_to
+
+        # 3. keypad digits are read back; "0" puts the caller through (SIP REFER: baresip reports it as TRANSFER)
+        worker = tel.workers["worker"]
+        await _until(lambda: _quiet(phone), 15, "the answer to end")
+        typed_at = len(phone.heard()) / PHONE_RATE
+        phone.send_digits("1234#")
+        await _until(lambda: "keypad: the caller pressed 1234" in worker.log_text(), 10, "the digits in the worker")
+        await _until(lambda: _heard(phone.heard(), after=typed_at), 10, "the digits read back")
+        await _until(lambda: _quiet(phone), 15, "the read-back to end")
+        asked = time.time()
+        phone.send_digits("0")
+        _, transfer = phone.wait_event("TRANSFER", timeout=20, after=asked)
+        operator = tel.operator  # type: ignore[attr-defined]
+        assert f"operator@{operator.address}" in str(transfer.get("param", "")), transfer
+        # the phone calls the operator, who answers; livekit-sip then ends its leg,
+        # the caller leaves the room and the job ends
+        operator.wait_event("CALL_ESTABLISHED", timeout=20, after=asked)
+        await tel.wait_active_jobs("worker", 0, timeout=20)
+        put_through = time.time() - asked
+        assert "transferring the call of sip_phone in room" in worker.log_text()
+
+    (record,) = [r for r in SqliteRecords(tel.db_path).select() if r.room.startswith("call-")]
+    said = [e["text"] for e in record.transcript if e["kind"] == "message" and e["role"] == "assistant"]
+    typed = [e["text"] for e in record.transcript if e["kind"] == "message" and e["role"] == "user"]
+    assert "[keypad] 1 2 3 4" in typed and "[keypad] 0" in typed, typed
+    assert any("You pressed 1 2 3 4" in text for text in said), said
+    assert any(re.search(r"put through", text) for text in said), said
+    assert [(c["name"], c["outcome"]) for c in record.tool_calls] == [("escalate_to_human", "ok")]
+    print(
+        f"\n[figure] phone call: greeting heard {greeting[0]:.2f}s into the call; end of the caller's sentence -> "
+        f"first answer audio at the phone {latency:.2f}s (500 ms VAD hangover included); '0' pressed -> put through "
+        f"and the job ended {put_through:.1f}s"
+    )
+
+
+async def test_the_caller_hanging_up_ends_the_job_at_once(tel: Telephony) -> None:
+    lk = tel.server_api()
+    try:
+        await ensure_inbound(lk, InboundPlan(numbers=(NUMBER,), allowed_addresses=("10.77.0.40/29",), agent_name=AGENT))
+    finally:
+        await lk.aclose()
+    with tel.phone("hang-up") as phone:
+        phone.dial(f"sip:{NUMBER}@{tel.sip_uri_host}")
+        phone.wait_event("CALL_ESTABLISHED", timeout=20)
+        await tel.wait_active_jobs("worker", 1, timeout=10)
+        await _until(lambda: _heard(phone.heard()), 10, "the greeting at the phone")
+        await _until(lambda: _quiet(phone), 15, "the greeting to end")
+        hung_up = time.monotonic()
+        phone.hang_up()
+        await tel.wait_active_jobs("worker", 0, timeout=10)
+        ended_after = time.monotonic() - hung_up
+    assert ended_after < 3.0
+    print(f"\n[figure] phone hang-up -> job ended {ended_after:.2f}s")
