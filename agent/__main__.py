@@ -6,6 +6,7 @@
     token            print a join token for a room
     dispatch --room R [--agent-name N] [--metadata JSON]   send an agent to a room
     dispatch list --room R | dispatch delete --room R --id D   its dispatches
+    sip setup [--number N] [--allow CIDR] [--username U --password P]   phone calls in (LiveKit SIP)
     tools list       every tool with its schema
     tools call NAME --args JSON   run one tool, as the agent would
     sessions         the stored session records [--room R] [--since T] [--json]
@@ -175,7 +176,6 @@ def cmd_dispatch(argv: list[str]) -> None:
     """``dispatch``, ``dispatch list``, ``dispatch delete``: LiveKit's AgentDispatch API."""
     from .agent_dispatch import DispatchClient, check_metadata, check_room_name, describe
     from .config import Settings
-    from .stack import load_server_config
 
     forms = (
         "python -m agent dispatch --room R [--agent-name N] [--metadata JSON]   dispatch an agent to room R\n"
@@ -199,12 +199,7 @@ def cmd_dispatch(argv: list[str]) -> None:
         if action == "create" and args.metadata:
             check_metadata(args.metadata)
         settings = Settings.from_env()
-        if not (settings.livekit_api_key and settings.livekit_api_secret) and os.path.exists(settings.livekit_config):
-            # As `token` does: the local server's own keys (what `up` runs with).
-            cfg = load_server_config(settings.livekit_config)
-            key, secret = cfg.api_key, cfg.api_secret
-        else:
-            key, secret = settings.require_livekit_credentials()
+        key, secret = _server_credentials(settings)
         client = DispatchClient(settings.livekit_url, key, secret)
         if action == "create":
             agent_name = settings.agent_name if args.agent_name is None else args.agent_name
@@ -216,6 +211,62 @@ def cmd_dispatch(argv: list[str]) -> None:
             print("deleted " + describe(asyncio.run(client.delete(args.room, args.id))))
     except AgentError as e:
         _fail(e)
+
+
+def _server_credentials(settings: Any) -> tuple[str, str]:
+    """LIVEKIT_API_KEY/SECRET, else, as `token` does, the local server's own keys (what `up` runs with)."""
+    from .stack import load_server_config
+
+    if not (settings.livekit_api_key and settings.livekit_api_secret) and os.path.exists(settings.livekit_config):
+        cfg = load_server_config(settings.livekit_config)
+        return cfg.api_key, cfg.api_secret
+    key, secret = settings.require_livekit_credentials()
+    return key, secret
+
+
+def cmd_sip(argv: list[str]) -> None:
+    """``sip setup``: the inbound trunk and dispatch rule for phone calls (agent.sip), idempotently."""
+    from .agent_dispatch import server_api
+    from .config import Settings
+    from .sip import InboundPlan, ensure_inbound
+
+    usage = "usage: python -m agent sip setup [--number N ...] [--allow ADDRESS ...] [--username U --password P] [--room-prefix P] [--agent-name N]"
+    if argv[:1] in (["-h"], ["--help"]):
+        print(usage)
+        return
+    if argv[:1] != ["setup"]:
+        _fail(usage)
+    parser = argparse.ArgumentParser(
+        prog="python -m agent sip setup",
+        description="Create or update the inbound SIP trunk and the dispatch rule that gives each call a room and our agent.",
+    )
+    parser.add_argument("--number", action="append", default=[], help="a number the trunk answers (repeat; none: any)")
+    parser.add_argument("--allow", action="append", default=[], help="an address or CIDR calls may come from (repeat; none: any)")
+    parser.add_argument("--username", default="", help="digest auth user name callers must give")
+    parser.add_argument("--password", default="", help="digest auth password")
+    parser.add_argument("--room-prefix", default="call-", help="each call's room: this prefix plus a random part")
+    parser.add_argument("--agent-name", default=None, help="the agent dispatched into each call (default: this AGENT_NAME)")
+    args = parser.parse_args(argv[1:])
+    _setup_logging(os.environ.get("AGENT_LOG_LEVEL", "WARNING"))
+    try:
+        settings = Settings.from_env()
+        plan = InboundPlan(
+            numbers=tuple(args.number), allowed_addresses=tuple(args.allow), auth_username=args.username, auth_password=args.password,
+            room_prefix=args.room_prefix, agent_name=settings.agent_name if args.agent_name is None else args.agent_name,
+        ).checked()  # fmt: skip
+        key, secret = _server_credentials(settings)
+
+        async def run() -> Any:
+            async with server_api(settings.livekit_url, key, secret) as lk:
+                return await ensure_inbound(lk, plan)
+
+        result = asyncio.run(run())
+    except AgentError as e:
+        _fail(e)
+    for change in result.changes:
+        print(change)
+    if not result.changes:
+        print(f"nothing to change: inbound trunk {result.trunk_id} and dispatch rule {result.rule_id} are as asked")
 
 
 def cmd_worker(argv: list[str]) -> None:
@@ -420,6 +471,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "token": cmd_token,
     "web": cmd_web,
     "dispatch": cmd_dispatch,
+    "sip": cmd_sip,
     "tools": cmd_tools,
     "sessions": cmd_sessions,
     "start": lambda a: cmd_worker(["start", *a]),

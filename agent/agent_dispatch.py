@@ -82,31 +82,36 @@ class DispatchClient:
     @asynccontextmanager
     async def _service(self, missing: str | None = None) -> AsyncIterator[AgentDispatchService]:
         """The AgentDispatch service; ``missing`` says what "no response from
-        servers" means for this call (see below)."""
-        # failover=False: region failover is for LiveKit Cloud; against our own
-        # server a transport error must surface at once, not after retries.
-        lk = api.LiveKitAPI(
-            self.url, self._api_key, self._api_secret, timeout=aiohttp.ClientTimeout(total=self._timeout), failover=False
-        )
-        try:
+        servers" means for this call (see :func:`server_api`)."""
+        async with server_api(self.url, self._api_key, self._api_secret, timeout=self._timeout, missing=missing) as lk:
             yield lk.agent_dispatch
-        except api.TwirpError as e:
-            if e.status in (401, 403):
-                raise LiveKitAuthError.refused(self.url, self._api_key, e.message) from None
-            if missing and e.code == "unavailable" and "no response from servers" in e.message:
-                # A room's dispatches live with the room: when no node hosts the
-                # room, or the room's node has no such dispatch, livekit-server
-                # v1.13.5 finds no one to answer and says so after its 3 s RPC
-                # timeout (psrpc ErrNoResponse), for list and delete alike.
-                raise BackendError(missing, hint=f"livekit-server answered: {e.message}") from None
-            raise BackendError(f"livekit-server at {self.url} refused the request: {e.code}: {e.message}") from None
-        except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            raise LiveKitUnavailable(
-                f"cannot reach livekit-server at {self.url}: {type(e).__name__}: {e}".rstrip(": "),
-                hint="is it running? check LIVEKIT_URL",
-            ) from None
-        finally:
-            await lk.aclose()
+
+
+@asynccontextmanager
+async def server_api(url: str, api_key: str, api_secret: str, *, timeout: float = 5.0, missing: str | None = None) -> AsyncIterator[api.LiveKitAPI]:
+    """livekit-api's server client, its failures turned into one error of our tree each."""
+    # failover=False: region failover is for LiveKit Cloud; against our own
+    # server a transport error must surface at once, not after retries.
+    lk = api.LiveKitAPI(url, api_key, api_secret, timeout=aiohttp.ClientTimeout(total=timeout), failover=False)
+    try:
+        yield lk
+    except api.TwirpError as e:
+        if e.status in (401, 403):
+            raise LiveKitAuthError.refused(url, api_key, e.message) from None
+        if missing and e.code == "unavailable" and "no response from servers" in e.message:
+            # A room's dispatches live with the room: when no node hosts the
+            # room, or the room's node has no such dispatch, livekit-server
+            # v1.13.5 finds no one to answer and says so after its 3 s RPC
+            # timeout (psrpc ErrNoResponse), for list and delete alike.
+            raise BackendError(missing, hint=f"livekit-server answered: {e.message}") from None
+        raise BackendError(f"livekit-server at {url} refused the request: {e.code}: {e.message}") from None
+    except (aiohttp.ClientError, TimeoutError, OSError) as e:
+        raise LiveKitUnavailable(
+            f"cannot reach livekit-server at {url}: {type(e).__name__}: {e}".rstrip(": "),
+            hint="is it running? check LIVEKIT_URL",
+        ) from None
+    finally:
+        await lk.aclose()
 
 
 def describe(dispatch: api.AgentDispatch) -> str:

@@ -116,7 +116,7 @@ def test_short_secret_in_livekit_yaml(tmp_path: Path) -> None:
 
 
 HELP_CASES = [
-    *([name, "--help"] for name in ["", *COMMANDS, "tools list", "tools call", "dispatch list", "dispatch delete"]),
+    *([name, "--help"] for name in ["", *COMMANDS, "tools list", "tools call", "dispatch list", "dispatch delete", "sip setup"]),
     # -h too, for one command of ours and one the livekit-agents CLI parses
     ["", "-h"], ["up", "-h"], ["start", "-h"],
 ]  # fmt: skip

@@ -157,3 +157,41 @@ async def test_the_caller_hanging_up_ends_the_job_at_once(tel: Telephony) -> Non
         ended_after = time.monotonic() - hung_up
     assert ended_after < 3.0
     print(f"\n[figure] phone hang-up -> job ended {ended_after:.2f}s")
+
+
+async def test_calls_from_outside_the_trunk_or_with_a_wrong_password_are_refused(tel: Telephony) -> None:
+    lk = tel.server_api()
+    try:
+        # the same trunk, now with digest auth: an update, and then nothing to change
+        plan = InboundPlan(numbers=(NUMBER,), allowed_addresses=("10.77.0.40/29",), auth_username="phone", auth_password="s3cret", agent_name=AGENT)
+        updated = await ensure_inbound(lk, plan)
+        again = await ensure_inbound(lk, plan)
+    finally:
+        await lk.aclose()
+    assert [c for c in updated.changes if c.startswith("updated inbound trunk")], updated
+    assert again.changes == []
+    # a wrong password: livekit-sip challenges, the phone answers the challenge, and is refused
+    with tel.phone("wrong-password", password="guess") as phone:
+        asked = time.time()
+        phone.dial(f"sip:{NUMBER}@{tel.sip_uri_host}")
+        _, closed = phone.wait_event("CALL_CLOSED", timeout=20, after=asked)
+        assert not [e for _, e in phone.events if e.get("type") == "CALL_ESTABLISHED"], phone.events
+    # an address not on the trunk: livekit-sip drops the call unanswered (it takes
+    # such a caller for a scanner), and says so in its log; the phone only rings
+    assert tel.sip is not None
+    with tel.phone("outsider", address="10.77.0.60", password="s3cret") as phone:
+        phone.dial(f"sip:{NUMBER}@{tel.sip_uri_host}")
+        await _until(lambda: re.search(r"Closing inbound call.*\"fromIP\": \"10\.77\.0\.60\".*client_error", tel.sip.log_text()), 10, "livekit-sip to refuse the outsider")  # type: ignore[union-attr]
+        await asyncio.sleep(1.0)
+        assert not [e for _, e in phone.events if e.get("type") == "CALL_ESTABLISHED"], phone.events
+        phone.hang_up()
+    assert tel.worker_status("worker")["active_jobs"] == 0
+    refused = {"wrong password": closed.get("param", ""), "outsider": "dropped unanswered"}
+    # the right password from an allowed address is served as before
+    with tel.phone("right-password", password="s3cret") as phone:
+        phone.dial(f"sip:{NUMBER}@{tel.sip_uri_host}")
+        phone.wait_event("CALL_ESTABLISHED", timeout=20)
+        await _until(lambda: _heard(phone.heard()), 10, "the greeting at the phone")
+        phone.hang_up()
+    await tel.wait_active_jobs("worker", 0, timeout=10)
+    print(f"\n[figure] refused calls, as the phone saw them: {refused}")

@@ -69,10 +69,12 @@ class Telephony(Cluster):
     def sip_uri_host(self) -> str:
         return f"{self.sip_address}:{self.sip_port}"
 
-    def phone(self, name: str = "phone", **options: Any) -> Phone:
-        """A new phone (not started: use it as a context manager)."""
-        self._phones += 1
-        address = _address(39 + self._phones)
+    def phone(self, name: str = "phone", *, address: str | None = None, **options: Any) -> Phone:
+        """A new phone (not started: use it as a context manager), on an
+        address of its own: 10.77.0.40, .41, ... unless ``address`` is given."""
+        if address is None:
+            self._phones += 1
+            address = _address(39 + self._phones)
         _add_address(address)
         return Phone(self.workdir / name, address=address, name=name, logs=self.stack.log_dir, **options)
 
