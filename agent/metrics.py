@@ -93,6 +93,21 @@ def count_job_ends(pool: Any, draining: Callable[[], bool]) -> None:
     on_job_process_closed(pool, closed)
 
 
+def claim_process_files() -> None:
+    """In a job process, at its start: count into files named for this process.
+
+    livekit-agents' forkserver imports this module once (``preload_modules``)
+    and forks every job process from itself, so a job process starts with the
+    forkserver's values and files. prometheus-client notices the new pid only
+    when a value is touched, and only then opens this process's own files; a
+    job process touches one here, so that its files exist from its start (a
+    scrape, and the pool's :func:`mark_process_dead` at its end, find them
+    under its pid) and the forkserver's stay at zero.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        SESSIONS_ACTIVE.inc(0)
+
+
 # ---------------------------------------------------------------------- one session
 
 # livekit-plugins-openai rolls its connection over after this long when

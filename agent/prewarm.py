@@ -23,6 +23,7 @@ from livekit.agents import JobProcess
 from .audio.bargein import load_vad
 from .audio.frontend import AudioFrontend, FrontendConfig
 from .config import Settings
+from .metrics import claim_process_files
 from .timing import Stopwatch
 from .tools import Store, ToolRegistry, build_registry
 from .tools.declarative import McpServerConfig
@@ -73,6 +74,7 @@ class Prepared:
 
 def prewarm(proc: JobProcess) -> None:
     """livekit-agents' setup_fnc: runs in each job process before it is offered a job."""
+    claim_process_files()
     settings = Settings.from_env()
     if not settings.prewarm:
         return

@@ -23,7 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SETUP = ROOT / "scripts" / "setup.sh"
 LIVEKIT_VERSION = re.search(r'^LIVEKIT_VERSION="(v[\d.]+)"$', SETUP.read_text(), re.M).group(1)  # type: ignore[union-attr]
-PRESENT = ("espeak-ng", "sox", "ip", "unshare", "node", "redis-server")  # Debian packages the script only looks for
+SIP_VERSION = re.search(r'^SIP_VERSION="(v[\d.]+)"$', SETUP.read_text(), re.M).group(1)  # type: ignore[union-attr]
+PRESENT = ("espeak-ng", "sox", "ip", "unshare", "node", "redis-server", "baresip")  # Debian packages the script only looks for
 INSTALLERS = ("apt-get", "npm", "go")
 
 
@@ -49,6 +50,8 @@ class Clone:
             self.write(self.root / js / "package-lock.json", "{}\n")
         self.server = self.cache / f"livekit-server-{LIVEKIT_VERSION}" / "server"
         self.fake(self.server, "exit 0")
+        self.sip = self.cache / f"livekit-sip-{SIP_VERSION}" / "livekit-sip"
+        self.fake(self.sip, "exit 0")
         self.write(self.root / ".venv" / ".installed", "", later=True)
         for js in ("web", "deploy/validate"):
             self.write(self.root / js / "node_modules" / ".package-lock.json", "{}\n", later=True)
@@ -162,3 +165,18 @@ def test_livekit_server_bin_must_be_an_executable(clone: Clone) -> None:
     assert done.returncode == 1
     assert any(f"LIVEKIT_SERVER_BIN={not_executable} is not an executable" in line for line in lines(done))
     assert clone.called() == []
+
+
+def test_a_failing_sip_build_names_its_log_and_what_it_needs(clone: Clone) -> None:
+    shutil.rmtree(clone.sip.parent)  # livekit-sip is to be built (livekit-server is there), and the fake go fails
+    clone.fake(clone.bin / "pkg-config", "exit 0")  # its -dev packages are installed
+    clone.fake(clone.bin / "go", 'echo "fake go: opus.h: No such file or directory" >&2; exit 1')
+    done = clone.run()
+    assert done.returncode == 1
+    out = lines(done)
+    assert all(line.startswith("[setup] ") for line in out), out
+    assert any("the livekit-sip build failed" in line for line in out), out
+    assert any(str(clone.logs / "livekit-sip.log") in line for line in out), out
+    assert any("opus.h: No such file or directory" in line for line in out), out
+    assert any("libopus-dev" in line for line in out), out
+    assert not clone.sip.exists()
