@@ -55,10 +55,21 @@ async def entrypoint(ctx: JobContext) -> None:
                 "room %s already has agent %s: job %s leaves so the room keeps one agent (it joined at the same moment, listed to us only now)",
                 ctx.room.name, p.identity, ctx.job.id,
             )  # fmt: skip
+            # Our greeting may be playing by now, and the job's shutdown closes the
+            # session before it leaves the room: the caller heard 0.2 s of a second
+            # voice that way (CI, 2026-12-07). Muted, we are silent at once.
+            mute_published_tracks(ctx.room)
             ctx.shutdown(reason="another agent serves this room")
 
     ctx.room.on("participant_connected", on_joined)
     await run_session(ctx, settings, clock)
+
+
+def mute_published_tracks(room: rtc.Room) -> None:
+    """Mute every track we publish in ``room``: no one hears us from now on."""
+    for publication in room.local_participant.track_publications.values():
+        if publication.track is not None:
+            publication.track.mute()
 
 
 class Worker(AgentServer):

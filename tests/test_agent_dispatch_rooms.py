@@ -65,20 +65,28 @@ async def agents_in(bed: Testbed, room: str) -> list[str]:
 async def test_create_list_delete_round_trip(bed: Testbed) -> None:
     # To an agent name no worker has: the dispatch exists, and no job runs for it.
     room = room_name("dispatch")
-    created = await dispatch_cli(bed, "--room", room, "--agent-name", "nobody-here", "--metadata", '{"topic": "billing"}')
-    assert len(created) == 1 and (m := DISPATCH_ID.match(created[0])), created
-    dispatch_id = m.group(1)
-    assert m.group(2, 3, 5) == (room, "nobody-here", '{"topic": "billing"}')
+    # The room first, kept open for the test: a room a dispatch creates closes after the
+    # testbed's empty timeout (5 s), which four CLI runs in the background lane can outlast.
+    async with bed.server_api() as lk:
+        await lk.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=120))
+    try:
+        created = await dispatch_cli(bed, "--room", room, "--agent-name", "nobody-here", "--metadata", '{"topic": "billing"}')
+        assert len(created) == 1 and (m := DISPATCH_ID.match(created[0])), created
+        dispatch_id = m.group(1)
+        assert m.group(2, 3, 5) == (room, "nobody-here", '{"topic": "billing"}')
 
-    # The dispatch created the room, and livekit-server gives every new room a
-    # dispatch of its own for unnamed workers: the list shows both.
-    listed = dispatches(await dispatch_cli(bed, "list", "--room", room))
-    assert listed == {dispatch_id: "nobody-here", **{i: a for i, a in listed.items() if a == "(unnamed)"}}, listed
-    assert len(listed) == 2, listed
+        # livekit-server gives every new room a dispatch of its own for unnamed
+        # workers: the list shows both.
+        listed = dispatches(await dispatch_cli(bed, "list", "--room", room))
+        assert listed == {dispatch_id: "nobody-here", **{i: a for i, a in listed.items() if a == "(unnamed)"}}, listed
+        assert len(listed) == 2, listed
 
-    deleted = await dispatch_cli(bed, "delete", "--room", room, "--id", dispatch_id)
-    assert deleted[0].startswith(f"deleted {dispatch_id}"), deleted
-    assert dispatch_id not in dispatches(await dispatch_cli(bed, "list", "--room", room))
+        deleted = await dispatch_cli(bed, "delete", "--room", room, "--id", dispatch_id)
+        assert deleted[0].startswith(f"deleted {dispatch_id}"), deleted
+        assert dispatch_id not in dispatches(await dispatch_cli(bed, "list", "--room", room))
+    finally:
+        async with bed.server_api() as lk:
+            await lk.room.delete_room(api.DeleteRoomRequest(room=room))
 
 
 @pytest.mark.parametrize(

@@ -150,8 +150,11 @@ async def test_a_double_dispatch_leaves_exactly_one_agent_in_the_room(testbed: T
             people = (await lk.room.list_participants(api.ListParticipantsRequest(room=room))).participants
             agents = [p.identity for p in people if p.kind == api.ParticipantInfo.Kind.AGENT]
             assert agents == [left[0]], (agents, left)
-            heard_from = [i for i in caller.heard().identities() if i.startswith("agent-")]
-            assert heard_from == agents, heard_from  # one voice greeted the caller
+            # one voice greeted the caller: an agent that leaves mutes itself at once (its
+            # silent track may have reached the caller before it left)
+            heard = caller.heard()
+            voices = [i for i in heard.identities() if i.startswith("agent-") and heard.filter(i).speech_segments()]
+            assert voices == agents, {i: heard.filter(i).speech_segments() for i in heard.identities()}
             print(f"\n[double dispatch] {jobs} jobs raced; {agents[0]} kept the room, {len(left)} left")
         finally:
             await caller.leave()
