@@ -6,7 +6,8 @@
     token            print a join token for a room
     dispatch --room R [--agent-name N] [--metadata JSON]   send an agent to a room
     dispatch list --room R | dispatch delete --room R --id D   its dispatches
-    sip setup [--number N] [--allow CIDR] [--username U --password P]   phone calls in (LiveKit SIP)
+    sip setup [--number N] [--allow CIDR] [--username U --password P] [--outbound-address HOST]   phone calls (LiveKit SIP)
+    call NUMBER [--room R] [--ring-timeout S]   the agent phones NUMBER (through the outbound trunk)
     tools list       every tool with its schema
     tools call NAME --args JSON   run one tool, as the agent would
     sessions         the stored session records [--room R] [--since T] [--json]
@@ -225,12 +226,16 @@ def _server_credentials(settings: Any) -> tuple[str, str]:
 
 
 def cmd_sip(argv: list[str]) -> None:
-    """``sip setup``: the inbound trunk and dispatch rule for phone calls (agent.sip), idempotently."""
+    """``sip setup``: the inbound trunk and dispatch rule for phone calls, and the
+    outbound trunk for calls the agent places (agent.sip), idempotently."""
     from .agent_dispatch import server_api
     from .config import Settings
-    from .sip import InboundPlan, ensure_inbound
+    from .sip import InboundPlan, OutboundPlan, ensure_inbound, ensure_outbound
 
-    usage = "usage: python -m agent sip setup [--number N ...] [--allow ADDRESS ...] [--username U --password P] [--room-prefix P] [--agent-name N]"
+    usage = (
+        "usage: python -m agent sip setup [--number N ...] [--allow ADDRESS ...] [--username U --password P] [--room-prefix P] "
+        "[--agent-name N] [--outbound-address HOST[:PORT] [--outbound-username U --outbound-password P] [--outbound-transport T]]"
+    )
     if argv[:1] in (["-h"], ["--help"]):
         print(usage)
         return
@@ -238,14 +243,19 @@ def cmd_sip(argv: list[str]) -> None:
         _fail(usage)
     parser = argparse.ArgumentParser(
         prog="python -m agent sip setup",
-        description="Create or update the inbound SIP trunk and the dispatch rule that gives each call a room and our agent.",
+        description="Create or update the inbound SIP trunk and the dispatch rule that gives each call a room and our agent, "
+        "and with --outbound-address the outbound trunk that `call` dials through.",
     )
-    parser.add_argument("--number", action="append", default=[], help="a number the trunk answers (repeat; none: any)")
+    parser.add_argument("--number", action="append", default=[], help="a number the trunk answers, and calls come from (repeat; none: any)")
     parser.add_argument("--allow", action="append", default=[], help="an address or CIDR calls may come from (repeat; none: any)")
     parser.add_argument("--username", default="", help="digest auth user name callers must give")
     parser.add_argument("--password", default="", help="digest auth password")
     parser.add_argument("--room-prefix", default="call-", help="each call's room: this prefix plus a random part")
     parser.add_argument("--agent-name", default=None, help="the agent dispatched into each call (default: this AGENT_NAME)")
+    parser.add_argument("--outbound-address", default="", help="your SIP provider's host[:port]: calls the agent places go there")
+    parser.add_argument("--outbound-username", default="", help="the provider's user name for outbound calls")
+    parser.add_argument("--outbound-password", default="", help="the provider's password for outbound calls")
+    parser.add_argument("--outbound-transport", default="auto", help="auto, udp, tcp or tls")
     args = parser.parse_args(argv[1:])
     _setup_logging(os.environ.get("AGENT_LOG_LEVEL", "WARNING"))
     try:
@@ -254,19 +264,66 @@ def cmd_sip(argv: list[str]) -> None:
             numbers=tuple(args.number), allowed_addresses=tuple(args.allow), auth_username=args.username, auth_password=args.password,
             room_prefix=args.room_prefix, agent_name=settings.agent_name if args.agent_name is None else args.agent_name,
         ).checked()  # fmt: skip
+        outbound = None
+        if args.outbound_address or args.outbound_username or args.outbound_password:
+            outbound = OutboundPlan(
+                address=args.outbound_address, numbers=tuple(args.number), auth_username=args.outbound_username,
+                auth_password=args.outbound_password, transport=args.outbound_transport,
+            ).checked()  # fmt: skip
+        key, secret = _server_credentials(settings)
+
+        async def run() -> tuple[Any, str, list[str]]:
+            async with server_api(settings.livekit_url, key, secret) as lk:
+                inbound = await ensure_inbound(lk, plan)
+                out_id, out_changes = await ensure_outbound(lk, outbound) if outbound else ("", [])
+                return inbound, out_id, out_changes
+
+        result, outbound_id, outbound_changes = asyncio.run(run())
+    except AgentError as e:
+        _fail(e)
+    for change in result.changes + outbound_changes:
+        print(change)
+    if not result.changes and not outbound_changes:
+        also = f" and outbound trunk {outbound_id}" if outbound_id else ""
+        print(f"nothing to change: inbound trunk {result.trunk_id}, dispatch rule {result.rule_id}{also} are as asked")
+
+
+def cmd_call(argv: list[str]) -> None:
+    """``call NUMBER``: the agent phones NUMBER through the outbound trunk (agent.sip.place_call)."""
+    from .agent_dispatch import server_api
+    from .config import Settings
+    from .sip import CallRequest, place_call
+
+    parser = argparse.ArgumentParser(
+        prog="python -m agent call",
+        description="Dispatch the agent into a room of the call's own and have LiveKit SIP phone NUMBER from it; the agent speaks "
+        "once the call is answered. Prints one line: answered, or why not (busy, declined, no answer, failed); exits 1 when not answered.",
+    )
+    parser.add_argument("number", help="the number to call, e.g. +15550100")
+    parser.add_argument("--room", default="", help="the call's room (default: call-out- plus a random part); must not exist yet")
+    parser.add_argument("--agent-name", default=None, help="the agent that calls (default: this AGENT_NAME)")
+    parser.add_argument("--ring-timeout", type=float, default=30.0, help="seconds the phone may ring (default 30)")
+    parser.add_argument("--trunk", default="", help="outbound trunk id (default: the one `sip setup --outbound-address` made)")
+    args = parser.parse_args(argv)
+    _setup_logging(os.environ.get("AGENT_LOG_LEVEL", "WARNING"))
+    try:
+        settings = Settings.from_env()
+        request = CallRequest(
+            to=args.number, room=args.room, agent_name=settings.agent_name if args.agent_name is None else args.agent_name,
+            ring_timeout_s=args.ring_timeout, trunk_id=args.trunk,
+        ).checked()  # fmt: skip
         key, secret = _server_credentials(settings)
 
         async def run() -> Any:
             async with server_api(settings.livekit_url, key, secret) as lk:
-                return await ensure_inbound(lk, plan)
+                return await place_call(lk, request)
 
         result = asyncio.run(run())
     except AgentError as e:
         _fail(e)
-    for change in result.changes:
-        print(change)
-    if not result.changes:
-        print(f"nothing to change: inbound trunk {result.trunk_id} and dispatch rule {result.rule_id} are as asked")
+    print(result.line())
+    if not result.answered:
+        raise SystemExit(1)
 
 
 def cmd_worker(argv: list[str]) -> None:
@@ -372,14 +429,14 @@ def up_worker_env(
 def cmd_up(argv: list[str]) -> None:
     """The main job: everything on this machine, until Ctrl-C."""
     from .config import Settings
-    from .stack import Stack, cache_dir, cluster_node_config, load_server_config, write_server_config
+    from .stack import SipServiceConfig, Stack, cache_dir, cluster_node_config, free_local_port, load_server_config, write_server_config
     from .web import join_token
 
-    parser = argparse.ArgumentParser(prog="python -m agent up")
+    parser = argparse.ArgumentParser(prog="python -m agent up", description="AGENT_SIP=1 also starts LiveKit SIP (phone calls).")
     parser.add_argument("--room", default="demo", help="room name to print a join token for")
     parser.add_argument("--nodes", type=int, default=1, help="livekit-server nodes; more than one make a cluster sharing one Redis")
     parser.add_argument("--workers", type=int, default=1, help="workers, spread over the nodes (HTTP ports from AGENT_HTTP_PORT up)")
-    parser.add_argument("--redis-port", type=int, default=6379, help="the cluster's redis-server port on 127.0.0.1 (with --nodes > 1)")
+    parser.add_argument("--redis-port", type=int, default=6379, help="redis-server's port on 127.0.0.1 (with --nodes > 1, or AGENT_SIP=1)")
     args = parser.parse_args(argv)
     if args.nodes < 1 or args.workers < 1:
         _fail("--nodes and --workers must be at least 1")
@@ -405,9 +462,11 @@ def cmd_up(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, _on_signal)
     try:
         nodes = [cfg]
-        if args.nodes > 1:
-            redis = f"127.0.0.1:{args.redis_port}"
-            print(f"[up] starting redis-server on {redis} for a cluster of {args.nodes} nodes", flush=True)
+        redis = f"127.0.0.1:{args.redis_port}"
+        if args.nodes > 1 or settings.sip:
+            # LiveKit's multi-node mode, and how livekit-server and livekit-sip talk to each other
+            why = f"a cluster of {args.nodes} nodes" if args.nodes > 1 else "livekit-server and livekit-sip"
+            print(f"[up] starting redis-server on {redis} for {why}", flush=True)
             stack.start_redis("127.0.0.1", args.redis_port, workdir=stack.log_dir)
             nodes = [
                 write_server_config(stack.log_dir / f"livekit-node{i}.yaml", cluster_node_config(cfg.raw, index=i, redis_address=redis))
@@ -422,6 +481,14 @@ def cmd_up(argv: list[str]) -> None:
             "LIVEKIT_API_KEY": settings.livekit_api_key or cfg.api_key,
             "LIVEKIT_API_SECRET": settings.livekit_api_secret or cfg.api_secret,
         }
+        if settings.sip:
+            sip = SipServiceConfig.write(
+                stack.log_dir / "sip.yaml", api_key=env["LIVEKIT_API_KEY"], api_secret=env["LIVEKIT_API_SECRET"], ws_url=url,
+                redis=redis, address=settings.sip_address, sip_port=settings.sip_port, rtp_ports=settings.sip_rtp_range,
+                health_port=free_local_port(),
+            )  # fmt: skip
+            print(f"[up] starting livekit-sip on {settings.sip_address}:{settings.sip_port} (RTP {settings.sip_rtp_ports})", flush=True)
+            stack.start_sip(sip)
         if settings.uses_openai:
             print(f"[up] realtime backend: OpenAI ({settings.backend_base_url}, model {settings.realtime_model})", flush=True)
         elif settings.realtime_base_url:
@@ -444,7 +511,13 @@ def cmd_up(argv: list[str]) -> None:
             f"  token:      {token}\n"
             f"  (room {args.room!r}; more tokens: python -m agent token --room NAME --identity NAME)\n"
             "  From another device, use this machine's LAN address and set rtc.node_ip in livekit.yaml.\n"
-            "Ctrl-C stops everything.",
+            + (
+                f"  Phone calls: livekit-sip at sip:{settings.sip_address}:{settings.sip_port}; make the inbound trunk with\n"
+                "  python -m agent sip setup --number <number> [--allow <address>] (README: Telephony).\n"
+                if settings.sip
+                else ""
+            )
+            + "Ctrl-C stops everything.",
             flush=True,
         )
         while all(p.alive() for p in stack.processes):
@@ -472,6 +545,7 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "web": cmd_web,
     "dispatch": cmd_dispatch,
     "sip": cmd_sip,
+    "call": cmd_call,
     "tools": cmd_tools,
     "sessions": cmd_sessions,
     "start": lambda a: cmd_worker(["start", *a]),

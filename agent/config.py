@@ -138,6 +138,11 @@ class Settings:
     # (a number or a SIP URI; unset: no transfer), and the keypad's pause.
     transfer_to: str | None = field(default=None, metadata={"env": "AGENT_TRANSFER_TO"})
     dtmf_pause_s: float = field(default=1.5, metadata={"env": "AGENT_DTMF_PAUSE_S"})
+    # LiveKit SIP in `up` (AGENT_SIP=1): where livekit-sip listens and what it announces
+    sip: bool = field(default=False, metadata={"env": "AGENT_SIP"})
+    sip_address: str = field(default="127.0.0.1", metadata={"env": "AGENT_SIP_ADDRESS"})
+    sip_port: int = field(default=5060, metadata={"env": "AGENT_SIP_PORT"})
+    sip_rtp_ports: str = field(default="10000-10100", metadata={"env": "AGENT_SIP_RTP_PORTS"})
     # Local stack
     cache_dir: str | None = field(default=None, metadata={"env": "AGENT_CACHE_DIR"})
     web_host: str = field(default="127.0.0.1", metadata={"env": "AGENT_WEB_HOST"})
@@ -204,6 +209,14 @@ class Settings:
         settings._validate()
         return settings
 
+    @property
+    def sip_rtp_range(self) -> tuple[int, int]:
+        """``AGENT_SIP_RTP_PORTS`` as (first, last)."""
+        first, _, last = self.sip_rtp_ports.partition("-")
+        if not (first.strip().isdigit() and last.strip().isdigit() and 0 < int(first) <= int(last) < 65536):
+            raise ConfigError(f"AGENT_SIP_RTP_PORTS={self.sip_rtp_ports!r} must be a port range like 10000-10100")
+        return int(first), int(last)
+
     def _validate(self) -> None:
         log_format(self.log_format)  # raises ConfigError naming the variable
         if not (0.0 <= self.vad_threshold <= 1.0):
@@ -240,6 +253,9 @@ class Settings:
                 "AGENT_RECORDS_URL must be a PostgreSQL URL (postgresql://user:password@host:port/database)",
                 hint="unset it to keep the records in SQLite at AGENT_DB_PATH",
             )
+        self.sip_rtp_range  # noqa: B018  # a malformed range: one ConfigError now
+        if not (0 < self.sip_port < 65536):
+            raise ConfigError(f"AGENT_SIP_PORT={self.sip_port} must be a UDP/TCP port")
         self.price_table.price(self.realtime_model)  # a malformed table, or none for our model: one ConfigError now
         if self.log_level.upper() not in ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"AGENT_LOG_LEVEL={self.log_level!r} is not a log level")

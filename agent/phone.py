@@ -12,22 +12,32 @@ the job does differently for one.
   ``AGENT_TRANSFER_TO`` set (a number or a SIP URI), transfers the call once
   the agent has said so: livekit-sip sends the phone a SIP REFER
   (livekit-api's TransferSIPParticipant). The phone then calls the target.
+- **Calls it places** (``python -m agent call``, :func:`agent.sip.place_call`).
+  The job's metadata names the number (:func:`outbound_call`); the callee
+  joins the room while the phone rings (``sip.callStatus`` ``dialing``, then
+  ``ringing``), so the agent speaks first only once the callee has answered
+  (``active``, :func:`wait_answered`), and leaves if no one does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from livekit import api, rtc
 
+from .sip import OUTBOUND_METADATA_KEY
+
 log = logging.getLogger("agent.phone")
 
-__all__ = ["KeypadBuffer", "is_phone_caller", "phone_instructions", "sip_transfer_target"]
+__all__ = ["KeypadBuffer", "OutboundCall", "is_phone_caller", "outbound_call", "phone_instructions", "sip_transfer_target", "wait_answered"]
 
 PHONE_NUMBER_ATTRIBUTE = "sip.phoneNumber"
+CALL_STATUS_ATTRIBUTE = "sip.callStatus"
 DIGITS = frozenset("0123456789*#ABCD")
 
 
@@ -35,14 +45,65 @@ def is_phone_caller(participant: rtc.Participant | None) -> bool:
     return participant is not None and participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP
 
 
-def phone_instructions(base: str, participant: rtc.Participant) -> str:
+def phone_instructions(base: str, participant: rtc.Participant, *, placed: bool = False) -> str:
     number = participant.attributes.get(PHONE_NUMBER_ATTRIBUTE, "")
-    told = f" from the number {number}" if number else ""
+    if placed:
+        told = f": you called them, at {number}" if number else ": you called them"
+    else:
+        told = f" from the number {number}" if number else ""
     return (
         f"{base}\n\nThis caller is on the phone{told}. Keep answers short and spoken; keypad digits the caller "
         "presses reach you as a message that starts with [keypad]."
         + (f" If a tool needs the caller's phone number, it is {number}." if number else "")
     )
+
+
+@dataclass(frozen=True)
+class OutboundCall:
+    """A call the agent places: the number, and how long its phone may ring."""
+
+    to: str
+    ring_timeout_s: float
+
+
+def outbound_call(metadata: str | None) -> OutboundCall | None:
+    """The call in a job's metadata (:meth:`agent.sip.CallRequest.job_metadata`), if any."""
+    try:
+        data = json.loads(metadata or "")
+    except ValueError:
+        return None
+    call = data.get(OUTBOUND_METADATA_KEY) if isinstance(data, dict) else None
+    if not isinstance(call, dict) or not isinstance(call.get("to"), str):
+        return None
+    ring = call.get("ring_timeout_s")
+    return OutboundCall(call["to"], float(ring) if isinstance(ring, (int, float)) else 30.0)
+
+
+async def wait_answered(room: rtc.Room, identity: str, timeout: float) -> bool:
+    """True once ``identity``'s ``sip.callStatus`` is ``active`` (livekit-sip
+    sets it when the callee answers); False if it is not within ``timeout`` s
+    or the callee is gone (the call failed)."""
+    answered: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    def check(*_: object) -> None:
+        callee = room.remote_participants.get(identity)
+        if answered.done():
+            return
+        if callee is None:
+            answered.set_result(False)
+        elif callee.attributes.get(CALL_STATUS_ATTRIBUTE) == "active":
+            answered.set_result(True)
+
+    room.on("participant_attributes_changed", check)
+    room.on("participant_disconnected", check)
+    try:
+        check()
+        return await asyncio.wait_for(answered, timeout)
+    except TimeoutError:
+        return False
+    finally:
+        room.off("participant_attributes_changed", check)
+        room.off("participant_disconnected", check)
 
 
 def sip_transfer_target(target: str) -> str:

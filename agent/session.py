@@ -28,7 +28,16 @@ from .config import Settings
 from .internals import claim_user_turn
 from .link import HeartbeatSession, ReconnectNotice
 from .metrics import SessionMeter
-from .phone import PHONE_NUMBER_ATTRIBUTE, KeypadBuffer, attach_keypad, is_phone_caller, phone_instructions, transfer_call
+from .phone import (
+    PHONE_NUMBER_ATTRIBUTE,
+    KeypadBuffer,
+    attach_keypad,
+    is_phone_caller,
+    outbound_call,
+    phone_instructions,
+    transfer_call,
+    wait_answered,
+)
 from .prewarm import INPUT_RATE, take_prepared
 from .records import SessionRecorder, open_records
 from .timing import Stopwatch, Timeline
@@ -102,8 +111,11 @@ class VoiceAgent(Agent):
         meter: SessionMeter | None = None,
         clock: Stopwatch | None = None,
         timeline: Timeline | None = None,
+        *,
+        greet: bool = True,
     ) -> None:
         super().__init__(instructions=settings.instructions, tools=tools, chat_ctx=history)
+        self._greet = greet  # False: the greeting waits for the callee of a call we placed (run_session asks for it)
         self._clock = clock
         self._timeline = timeline
         self._greeting = settings.greeting
@@ -125,7 +137,7 @@ class VoiceAgent(Agent):
         if self._resumed:
             # A new job for a room whose agent died: the conversation goes on.
             self.session.generate_reply(instructions=f'Say exactly: "{RESUME_LINE}"')
-        else:
+        elif self._greet:
             self.session.generate_reply(instructions=greeting_instructions(self._greeting))
         if self._clock is not None:
             self._clock.lap("agent started")
@@ -349,7 +361,8 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
             listener.push(frame)
 
     listens = prepared.vad is not None
-    agent = VoiceAgent(settings, tools.function_tools(make_call), history, notice, meter, clock, timeline)
+    placed = outbound_call(ctx.job.metadata)  # a call the agent places: speak once the callee answers
+    agent = VoiceAgent(settings, tools.function_tools(make_call), history, notice, meter, clock, timeline, greet=placed is None)
     ctx.add_shutdown_callback(agent.aclose)
     clock.lap("services")
     await session.start(
@@ -417,14 +430,29 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
     ctx.add_shutdown_callback(_detach_keypad)
 
     async def first_link() -> str | None:
-        await session.room_io.wait_for_ready()
+        if placed is None:
+            await session.room_io.wait_for_ready()
+        else:
+            try:  # the callee joins while the phone rings; no one, if the call failed before
+                await asyncio.wait_for(session.room_io.wait_for_ready(), placed.ring_timeout_s + 10)
+            except TimeoutError:
+                log.warning("room %s: the call to %s never reached the room; leaving", ctx.room.name, placed.to)
+                ctx.shutdown(reason="the call was not placed")
+                return None
         linked = session.room_io.linked_participant
         if linked:
             ctx.log_context_fields["participant"] = linked.identity  # on this job's log records from now on
             if is_phone_caller(linked):
                 hooks.phone_caller = linked.identity
                 log.info("room %s: the caller is on the phone (%s)", ctx.room.name, linked.attributes.get(PHONE_NUMBER_ATTRIBUTE, "number withheld"))
-                await agent.update_instructions(phone_instructions(settings.instructions, linked))
+                await agent.update_instructions(phone_instructions(settings.instructions, linked, placed=placed is not None))
+            if placed is not None:
+                if is_phone_caller(linked) and not await wait_answered(ctx.room, linked.identity, placed.ring_timeout_s + 10):
+                    log.info("room %s: %s did not answer; leaving", ctx.room.name, placed.to)
+                    ctx.shutdown(reason="the callee did not answer")
+                    return None
+                log.info("room %s: %s answered; greeting", ctx.room.name, placed.to)
+                session.generate_reply(instructions=greeting_instructions(settings.greeting))
         return linked.identity if linked else None
 
     link = CallerLink(

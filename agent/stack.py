@@ -186,6 +186,13 @@ def cluster_node_config(base: dict[str, Any], *, index: int, redis_address: str,
     return dict(raw)
 
 
+def free_local_port() -> int:
+    """A TCP port no one listens on now (the kernel's choice), for a service's private port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):

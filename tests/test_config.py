@@ -44,7 +44,9 @@ def test_dotenv_is_read_but_never_overrides_the_environment(monkeypatch: pytest.
     ("name", "value"),
     [("AGENT_VAD_THRESHOLD", "2"), ("AGENT_HTTP_PORT", "eighty"), ("LIVEKIT_URL", "localhost:7880"),
      ("AGENT_LOG_LEVEL", "chatty"), ("AGENT_LOAD_THRESHOLD", "0"), ("AGENT_BARGE_IN_THRESHOLD", "1"),
-     ("AGENT_BARGE_IN_MIN_SPEECH_MS", "-1"), ("AGENT_BARGE_IN_RESUME_S", "0"), ("AGENT_BARGE_IN", "maybe")],
+     ("AGENT_BARGE_IN_MIN_SPEECH_MS", "-1"), ("AGENT_BARGE_IN_RESUME_S", "0"), ("AGENT_BARGE_IN", "maybe"),
+     ("AGENT_SIP_RTP_PORTS", "10000"), ("AGENT_SIP_RTP_PORTS", "20000-10000"), ("AGENT_SIP_RTP_PORTS", "0-99999"),
+     ("AGENT_SIP_PORT", "0"), ("AGENT_SIP", "perhaps")],
 )  # fmt: skip
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.stack import livekit_server_binary
+from agent.stack import livekit_server_binary, livekit_sip_binary
 from agent.testing.caller import Caller
+from agent.testing.cluster import _add_address, _address
 from agent.testing.harness import SLOTS, free_port, room_name, shipped_config_on_slot
 from agent.testing.netns import SERVER_IP
+from agent.testing.telephony import Phone, voiced_segments
 
 pytestmark = [pytest.mark.room]  # not background: `up` of a cluster starts many processes at once
 
@@ -104,6 +106,44 @@ async def test_up_runs_a_two_node_cluster_with_three_workers(tmp_path: Path) -> 
         assert proc.wait(timeout=60) == 0, out_path.read_text()
         left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
         assert left.stdout.strip() == "", "a process of the cluster survived Ctrl-C"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+async def test_up_with_agent_sip_answers_a_phone_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    """`AGENT_SIP=1 up`: Redis, livekit-server in its Redis mode, livekit-sip and
+    the worker; after `sip setup`, a SIP phone (baresip) calls and is greeted."""
+    env = _up_env(tmp_path, SLOTS["sip-up"])
+    sip_port = free_port()
+    env.update(LIVEKIT_SIP_BIN=str(livekit_sip_binary()), AGENT_SIP="1", AGENT_SIP_ADDRESS=SERVER_IP, AGENT_SIP_PORT=str(sip_port), AGENT_SIP_RTP_PORTS="36000-36099")
+    out_path = tmp_path / "up.out"
+    proc = _start_up(env, ["--redis-port", str(free_port())], out_path)
+    try:
+        text = _ready(proc, out_path, timeout=120)
+        assert "for livekit-server and livekit-sip" in text and f"livekit-sip on {SERVER_IP}:{sip_port}" in text, text
+        assert f"Phone calls: livekit-sip at sip:{SERVER_IP}:{sip_port}" in text, text
+        url = re.search(r"server URL:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
+        phone_address = _address(70)
+        _add_address(phone_address)
+        setup = subprocess.run(
+            [sys.executable, "-m", "agent", "sip", "setup", "--number", "+15550177", "--allow", phone_address],
+            env={**env, "LIVEKIT_URL": url}, cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert setup.returncode == 0 and "created inbound trunk" in setup.stdout, setup.stdout + setup.stderr
+        with Phone(tmp_path / "phone", address=phone_address, logs=tmp_path) as phone:
+            phone.dial(f"sip:+15550177@{SERVER_IP}:{sip_port}")
+            phone.wait_event("CALL_ESTABLISHED", timeout=20)
+            deadline = time.monotonic() + 15
+            while not voiced_segments(phone.heard(), level_dbfs=-40.0):
+                assert time.monotonic() < deadline, f"no greeting at the phone:\n{out_path.read_text()}"
+                time.sleep(0.1)
+            phone.hang_up()
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, out_path.read_text()
+        left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+        assert left.stdout.strip() == "", "a process of `up` survived Ctrl-C (livekit-sip's config is under its logs)"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

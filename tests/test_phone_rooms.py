@@ -14,18 +14,22 @@ call, so times in the two line up to within the jitter buffer.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from livekit import api
 
 from agent.records import SqliteRecords
-from agent.sip import InboundPlan, ensure_inbound
+from agent.sip import CallRequest, InboundPlan, OutboundPlan, ensure_inbound, ensure_outbound, place_call
 from agent.testing.caller import speech_wav
 from agent.testing.harness import SLOTS, NotInNamespace
-from agent.testing.telephony import PHONE_RATE, Telephony, phone_speech, voiced_segments
+from agent.testing.telephony import PHONE_RATE, Phone, Telephony, phone_speech, voiced_segments
 
 pytestmark = [pytest.mark.room]
 
@@ -195,3 +199,97 @@ async def test_calls_from_outside_the_trunk_or_with_a_wrong_password_are_refused
         phone.hang_up()
     await tel.wait_active_jobs("worker", 0, timeout=10)
     print(f"\n[figure] refused calls, as the phone saw them: {refused}")
+
+
+# ---------------------------------------------------------------------- calls the agent places
+
+
+async def _outbound_trunk(tel: Telephony, callee: Phone, name: str) -> str:
+    """An outbound trunk whose provider is ``callee`` itself (the phone at its address)."""
+    lk = tel.server_api()
+    try:
+        plan = OutboundPlan(address=f"{callee.address}:{callee.sip_port}", numbers=(NUMBER,), trunk_name=name)
+        trunk_id, changes = await ensure_outbound(lk, plan)
+        again_id, again = await ensure_outbound(lk, plan)
+    finally:
+        await lk.aclose()
+    assert changes == [f"created outbound trunk {trunk_id}"] and (again_id, again) == (trunk_id, []), (changes, again)
+    return trunk_id
+
+
+async def _room_names(tel: Telephony) -> set[str]:
+    lk = tel.server_api()
+    try:
+        return {r.name for r in (await lk.room.list_rooms(api.ListRoomsRequest())).rooms}
+    finally:
+        await lk.aclose()
+
+
+def _call_cli(tel: Telephony, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AGENT_", "OPENAI_"))}
+    env.update(LIVEKIT_URL=tel.nodes[0].url, LIVEKIT_API_KEY=tel.api_key, LIVEKIT_API_SECRET=tel.api_secret, AGENT_NAME=AGENT)
+    return subprocess.run([sys.executable, "-m", "agent", "call", *args], env=env, capture_output=True, text=True, timeout=90)
+
+
+async def test_the_agent_calls_a_phone_that_answers_and_speaks_first(tel: Telephony) -> None:
+    callee_number = "+15550123"
+    with tel.phone("callee", user=callee_number) as callee:
+        trunk_id = await _outbound_trunk(tel, callee, "to-callee")
+        room = "call-out-answered"
+        placed = time.time()
+        done = await asyncio.to_thread(_call_cli, tel, callee_number, "--room", room, "--trunk", trunk_id, "--ring-timeout", "20")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.strip() == f"answered: {callee_number} is in room {room} as sip_15550123, with the agent", done.stdout
+        answered_at, _ = callee.wait_event("CALL_ESTABLISHED", timeout=5)
+        # the agent speaks first, once the phone is answered
+        await _until(lambda: _heard(callee.heard()), 10, "the agent's greeting at the callee's phone")
+        greeting = _heard(callee.heard())[0]
+        worker = tel.workers["worker"]
+        assert f"room {room}: {callee_number} answered; greeting" in worker.log_text()
+        await _until(lambda: _quiet(callee), 15, "the greeting to end")
+        callee.hang_up()
+        await tel.wait_active_jobs("worker", 0, timeout=10)
+    (record,) = [r for r in SqliteRecords(tel.db_path).select() if r.room == room]
+    said = [e["text"] for e in record.transcript if e["kind"] == "message" and e["role"] == "assistant"]
+    assert said and said[0] == GREETING, said
+    print(f"\n[figure] outbound call: `call` -> answered {answered_at - placed:.2f}s; greeting heard {greeting[0]:.2f}s into the call")
+
+
+@pytest.mark.parametrize("answer,outcome,status", [("busy", "busy", 486), ("manual", "no answer", None)])
+async def test_a_call_not_answered_ends_with_one_line_and_leaves_no_job(tel: Telephony, answer: str, outcome: str, status: int | None) -> None:
+    number = "+1555012" + ("4" if answer == "busy" else "5")
+    with tel.phone(f"callee-{answer}", user=number, answer=answer) as callee:
+        trunk_id = await _outbound_trunk(tel, callee, f"to-{answer}")
+        lk = tel.server_api()
+        try:
+            result = await place_call(lk, CallRequest(to=number, agent_name=AGENT, ring_timeout_s=4, trunk_id=trunk_id))
+        finally:
+            await lk.aclose()
+        assert result.outcome == outcome, result
+        if status is not None:
+            assert result.detail.startswith(f"SIP {status}"), result
+        assert result.line().startswith(f"not answered: {number} {outcome} (") and "no job left" in result.line()
+        callee.wait_event("CALL_INCOMING", timeout=1)  # it did ring
+        await tel.wait_active_jobs("worker", 0, timeout=10)
+        assert result.room not in await _room_names(tel)
+        assert not _heard(callee.heard()), "the agent spoke to a call no one answered"
+    print(f"\n[figure] unanswered call ({answer}): {result.line()}")
+
+
+async def test_a_call_with_the_sip_service_down_is_one_clear_error(tel: Telephony) -> None:
+    assert tel.sip is not None
+    with tel.phone("callee-down", user="+15550126") as callee:
+        trunk_id = await _outbound_trunk(tel, callee, "to-down")
+    tel.sip.stop(timeout=5)
+    try:
+        started = time.monotonic()
+        done = await asyncio.to_thread(_call_cli, tel, "+15550126", "--room", "call-out-down", "--trunk", trunk_id)
+        took = time.monotonic() - started
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert len(errors) == 1 and "no SIP service" in errors[0] and "is livekit-sip running" in errors[0], done.stderr
+        await tel.wait_active_jobs("worker", 0, timeout=10)
+        assert "call-out-down" not in await _room_names(tel)
+    finally:
+        tel.start_sip()
+    print(f"\n[figure] `call` with livekit-sip down: one error line after {took:.1f}s: {errors[0]}")

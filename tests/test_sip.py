@@ -1,5 +1,6 @@
-"""Telephony logic without a call: the inbound plan's checks (agent.sip) and
-the keypad, transfer target and instructions of a phone caller (agent.phone)."""
+"""Telephony logic without a call: the inbound and outbound plans' checks, the
+call request and its outcomes (agent.sip), and the keypad, transfer target,
+instructions and answer wait of a phone caller (agent.phone)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
+from livekit.protocol import sip as sip_proto
+from livekit.rtc import EventEmitter
 
 from agent.errors import RequestError
-from agent.phone import KeypadBuffer, phone_instructions, sip_transfer_target
-from agent.sip import InboundPlan
+from agent.phone import KeypadBuffer, OutboundCall, outbound_call, phone_instructions, sip_transfer_target, wait_answered
+from agent.sip import CallRequest, InboundPlan, OutboundPlan, call_outcome, ensure_outbound
 
 
 @pytest.mark.parametrize(
@@ -89,3 +92,132 @@ async def test_keypad_digits_reach_the_model_at_hash_or_after_a_pause() -> None:
     await asyncio.sleep(0.05)
     assert got == ["[keypad] 1 2", "[keypad] * 9"]
     await pad.aclose()
+
+
+# ---------------------------------------------------------------------- calls the agent places
+
+
+@pytest.mark.parametrize(
+    "plan,said",
+    [
+        (OutboundPlan(address=""), "not a SIP host"),
+        (OutboundPlan(address="sip provider.example"), "not a SIP host"),
+        (OutboundPlan(address="sip.example.com:99999"), "not a SIP host"),
+        (OutboundPlan(address="sip.example.com:five"), "not a SIP host"),
+        (OutboundPlan(address="sip.example.com", numbers=("call me",)), "not a phone number"),
+        (OutboundPlan(address="sip.example.com", auth_username="u"), "both a username and a password"),
+        (OutboundPlan(address="sip.example.com", transport="carrier-pigeon"), "is not one of auto, udp, tcp, tls"),
+    ],
+)
+def test_a_bad_outbound_plan_is_refused_before_any_request(plan: OutboundPlan, said: str) -> None:
+    with pytest.raises(RequestError, match=said):
+        plan.checked()
+
+
+def test_the_outbound_trunk_carries_the_providers_address_and_our_caller_id() -> None:
+    trunk = OutboundPlan(address="10.0.0.7:5070", numbers=("+15550100",), auth_username="u", auth_password="p", transport="tcp").checked().trunk()
+    assert (trunk.name, trunk.address, list(trunk.numbers), trunk.auth_username) == ("agent-outbound", "10.0.0.7:5070", ["+15550100"], "u")
+    assert trunk.transport == sip_proto.SIPTransport.SIP_TRANSPORT_TCP
+
+
+@pytest.mark.parametrize(
+    "request_,said",
+    [
+        (CallRequest(to="555 0100"), "not a phone number"),
+        (CallRequest(to="+15550100", room="x" * 300), "bytes long"),
+        (CallRequest(to="+15550100", ring_timeout_s=0), "ring timeout"),
+        (CallRequest(to="+15550100", ring_timeout_s=3600), "ring timeout"),
+    ],
+)
+def test_a_bad_call_is_refused_before_any_request(request_: CallRequest, said: str) -> None:
+    with pytest.raises(RequestError, match=said):
+        request_.checked()
+
+
+def test_the_job_reads_the_call_it_places_from_its_metadata() -> None:
+    call = outbound_call(CallRequest(to="+15550123", ring_timeout_s=12).job_metadata())
+    assert call == OutboundCall("+15550123", 12.0)
+    # a job dispatched for anything else is no outbound call
+    for metadata in (None, "", "not json", '{"tools": ["get_customer"]}', '["outbound_call"]', '{"outbound_call": {"to": 5}}'):
+        assert outbound_call(metadata) is None, metadata
+
+
+@pytest.mark.parametrize(
+    "code,outcome",
+    [(486, "busy"), (600, "busy"), (603, "declined"), (480, "no answer"), (408, "no answer"), (487, "no answer"), (404, "failed"), (None, "failed")],
+)
+def test_sip_final_responses_as_a_person_would_say_them(code: int | None, outcome: str) -> None:
+    assert call_outcome(code) == outcome
+
+
+def test_the_instructions_of_a_call_we_placed_say_so() -> None:
+    callee = SimpleNamespace(attributes={"sip.phoneNumber": "+15550123"})
+    text = phone_instructions("Base.", callee, placed=True)  # type: ignore[arg-type]
+    assert "you called them, at +15550123" in text and "from the number" not in text
+
+
+class _Room(EventEmitter[str]):
+    def __init__(self, *participants: SimpleNamespace) -> None:
+        super().__init__()
+        self.remote_participants = {p.identity: p for p in participants}
+
+
+async def test_the_agent_waits_for_the_callee_to_answer() -> None:
+    callee = SimpleNamespace(identity="sip_1", attributes={"sip.callStatus": "dialing"})
+    room = _Room(callee)
+    waiting = asyncio.ensure_future(wait_answered(room, "sip_1", timeout=5))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    callee.attributes = {"sip.callStatus": "ringing"}
+    room.emit("participant_attributes_changed", {}, callee)
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    callee.attributes = {"sip.callStatus": "active"}
+    room.emit("participant_attributes_changed", {}, callee)
+    assert await waiting is True
+    assert not room._events.get("participant_attributes_changed"), "the wait left its listener behind"
+
+
+async def test_a_callee_who_is_gone_or_never_answers_is_not_waited_for() -> None:
+    callee = SimpleNamespace(identity="sip_1", attributes={"sip.callStatus": "ringing"})
+    room = _Room(callee)
+    waiting = asyncio.ensure_future(wait_answered(room, "sip_1", timeout=5))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    del room.remote_participants["sip_1"]  # the call failed: livekit-sip took the callee out
+    room.emit("participant_disconnected", callee)
+    assert await waiting is False
+    assert await wait_answered(_Room(callee), "sip_1", timeout=0.1) is False  # type: ignore[arg-type]
+
+
+class _FakeSip:
+    """livekit-api's SIP service, in memory: outbound trunks by id."""
+
+    def __init__(self) -> None:
+        self.trunks: dict[str, sip_proto.SIPOutboundTrunkInfo] = {}
+        self.requests: list[str] = []
+
+    async def list_outbound_trunk(self, _req: object) -> SimpleNamespace:
+        return SimpleNamespace(items=list(self.trunks.values()))
+
+    async def create_outbound_trunk(self, req: sip_proto.CreateSIPOutboundTrunkRequest) -> sip_proto.SIPOutboundTrunkInfo:
+        self.requests.append("create")
+        trunk = sip_proto.SIPOutboundTrunkInfo()
+        trunk.CopyFrom(req.trunk)
+        trunk.sip_trunk_id = f"ST_{len(self.trunks) + 1}"
+        self.trunks[trunk.sip_trunk_id] = trunk
+        return trunk
+
+    async def update_outbound_trunk(self, trunk_id: str, trunk: sip_proto.SIPOutboundTrunkInfo) -> sip_proto.SIPOutboundTrunkInfo:
+        self.requests.append("update")
+        self.trunks[trunk_id] = trunk
+        return trunk
+
+
+async def test_the_outbound_trunk_is_made_once_and_updated_in_place() -> None:
+    lk = SimpleNamespace(sip=_FakeSip())
+    plan = OutboundPlan(address="sip.example.com", numbers=("+15550100",))
+    trunk_id, changes = await ensure_outbound(lk, plan)  # type: ignore[arg-type]
+    assert changes == [f"created outbound trunk {trunk_id}"]
+    assert await ensure_outbound(lk, plan) == (trunk_id, [])  # type: ignore[arg-type]
+    moved = OutboundPlan(address="sip2.example.com:5080", numbers=("+15550100",), transport="tcp")
+    assert await ensure_outbound(lk, moved) == (trunk_id, [f"updated outbound trunk {trunk_id} (address, transport)"])  # type: ignore[arg-type]
+    assert lk.sip.requests == ["create", "update"] and lk.sip.trunks[trunk_id].address == "sip2.example.com:5080"

@@ -76,9 +76,9 @@ SLOTS = {
     "harness": 1, "frontend": 2, "process-faults": 3, "rollover": 4,
     # A cluster of two nodes takes its slot and the next.
     "main-job": 5, "process-leaks": 6, "agent-dispatch": 7, "cluster": 8, "fleet-up": 11, "metrics": 14, "barge-in": 18,
-    "background-testbed": 16, "telephony": 20,
+    "background-testbed": 16, "telephony": 20, "sip-up": 21,
 }  # fmt: skip
-FIRST_FREE_SLOT = 21
+FIRST_FREE_SLOT = 22
 
 
 def slot_ports(slot: int) -> tuple[int, int, tuple[int, int]]:

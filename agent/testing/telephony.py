@@ -88,12 +88,19 @@ class Phone:
     ``speech`` is the WAV it sends once a call is up (8 kHz mono 16-bit; it
     sends silence after it). What it receives is written by baresip's
     ``sndfile`` module to ``dump-*-dec.wav`` in its folder.
+
+    ``answer`` is what it does with a call that comes in: ``auto`` answers at
+    once, ``manual`` lets it ring (no one picks up), ``busy`` rejects it with
+    ``486 Busy Here``.
     """
 
     def __init__(
         self, workdir: Path, *, address: str, name: str = "phone", logs: Path | None = None, speech: Path | None = None,
-        user: str = "phone", password: str = "", sip_port: int = 5070,
+        user: str = "phone", password: str = "", sip_port: int = 5070, answer: str = "auto",
     ) -> None:  # fmt: skip
+        if answer not in ("auto", "manual", "busy"):
+            raise ValueError(f"answer={answer!r}: auto, manual or busy")
+        self.answer = answer
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.address = address
@@ -140,7 +147,8 @@ class Phone:
             "ringback_disabled yes",
         ]
         (self.workdir / "config").write_text("\n".join(lines) + "\n")
-        account = f"<sip:{self.user}@{self.address}:{self.sip_port}>;regint=0;answermode=auto"
+        mode = "auto" if self.answer == "auto" else "manual"
+        account = f"<sip:{self.user}@{self.address}:{self.sip_port}>;regint=0;answermode={mode}"
         if self.password:
             account += f";auth_user={self.user};auth_pass={self.password}"
         (self.workdir / "accounts").write_text(account + "\n")
@@ -199,6 +207,10 @@ class Phone:
                     break
                 message = json.loads(buffer[colon + 1 : colon + 1 + size])
                 buffer = buffer[colon + 1 + size + 1 :]
+                if self.answer == "busy" and message.get("type") == "CALL_INCOMING":
+                    # baresip's hangup of a ringing call rejects it with the code given
+                    # (sent from this thread without waiting: it is the one that reads answers)
+                    self._send("hangup", "486 Busy Here", token="busy")
                 with self._lock:
                     if message.get("event"):
                         self.events.append((time.time(), message))
@@ -209,8 +221,7 @@ class Phone:
     def command(self, command: str, params: str = "", timeout: float = 5.0) -> dict[str, Any]:
         assert self._sock is not None, "start() first"
         token = f"t{time.monotonic_ns()}"
-        body = json.dumps({"command": command, "params": params, "token": token}).encode()
-        self._sock.sendall(b"%d:%s," % (len(body), body))
+        self._send(command, params, token=token)
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
@@ -222,6 +233,11 @@ class Phone:
                 if left <= 0:
                     raise TimeoutError(f"{self.name}: no answer to {command} {params}")
                 self._lock.wait(left)
+
+    def _send(self, command: str, params: str, *, token: str) -> None:
+        assert self._sock is not None, "start() first"
+        body = json.dumps({"command": command, "params": params, "token": token}).encode()
+        self._sock.sendall(b"%d:%s," % (len(body), body))
 
     def wait_event(self, kind: str, *, timeout: float, after: float = 0.0) -> tuple[float, dict[str, Any]]:
         """The first event of type ``kind`` (e.g. ``CALL_ESTABLISHED``) since ``after``."""
