@@ -15,6 +15,14 @@ below; fixed seed) over the whole scene at 5, 10 or 20 dB below the
 near-end active speech level (mean power of the 10 ms frames within 40 dB
 of the loudest); the echo scenes are otherwise silent (digital zero).
 
+``--phone`` puts the caller on a G.711 call, as through LiveKit SIP: the
+agent's voice reaches the phone's speaker through an 8 kHz μ-law telephone
+line (300-3400 Hz, :func:`agent.sound.g711.phone_line`), and the phone's
+microphone signal (the echo, the caller, the noise) comes back through the
+same line; the front-end still gets the agent's own wideband audio as its
+reference, and the near end is measured against the caller's speech through
+the line (the most a phone lets through).
+
 Each scene is one microphone signal, in this order:
 
 1. *far end only*: agent turn 1 plays; the microphone hears its echo;
@@ -91,6 +99,7 @@ from livekit import rtc
 
 from agent.audio.frontend import DEFAULT_LAG_S, FRAME_MS, LAG_TOLERANCE_S, AudioFrontend, FrontendConfig
 from agent.sound.espeak import OPENAI_VOICES, speak
+from agent.sound.g711 import phone_line
 from agent.sound.resample import resample
 from agent.sound.vad import EnergyVad, SpeechStarted, VadConfig
 
@@ -225,12 +234,17 @@ def echo_of(far: np.ndarray, scene: Scene, ir: np.ndarray) -> np.ndarray:
     return np.convolve(x, ir) if scene.reverb else x
 
 
-def build_scene(scene: Scene, speech: Speech, rate: int = RATE) -> Layout:
+def build_scene(scene: Scene, speech: Speech, rate: int = RATE, *, phone: bool = False) -> Layout:
+    """``phone``: the caller is on a G.711 call (LiveKit SIP): the agent's voice
+    reaches the phone's speaker through the telephone line, and the phone's
+    microphone (echo, the caller, noise) comes back through it; the front-end
+    still gets the agent's own wideband audio as its reference."""
     ir = room_response(rate)
     d = int(round(scene.delay_s * rate))
     gap = int(GAP_S * rate)
-    echo1 = echo_of(speech.far1, scene, ir)
-    echo2 = echo_of(speech.far2, scene, ir)
+    heard1, heard2 = (phone_line(far, rate) for far in (speech.far1, speech.far2)) if phone else (speech.far1, speech.far2)
+    echo1 = echo_of(heard1, scene, ir)
+    echo2 = echo_of(heard2, scene, ir)
     near = speech.near.astype(np.float64)
 
     e1 = (d, d + len(echo1))  # turn 1 plays from 0
@@ -249,13 +263,19 @@ def build_scene(scene: Scene, speech: Speech, rate: int = RATE) -> Layout:
     if scene.snr_db is not None:
         level = active_level(speech.near, rate) / 10 ** (scene.snr_db / 10)
         mic += pinkish_noise(total, rate) * np.sqrt(level)
+    mic16 = np.clip(np.round(mic), -32768, 32767).astype(np.int16)
+    near_heard = speech.near
+    if phone:
+        mic16 = phone_line(mic16, rate)
+        near_heard = phone_line(speech.near, rate)  # the best the line lets through: what preservation is measured against
+        near = near_heard.astype(np.float64)
     return Layout(
-        mic=np.clip(np.round(mic), -32768, 32767).astype(np.int16),
+        mic=mic16,
         far_turns=((0, speech.far1), (play2, speech.far2)),
         near_only=near_only,
         near_dt=near_dt,
         near=near,
-        near_ref=linear_reference(speech.near, rate),
+        near_ref=linear_reference(near_heard, rate),
         echo1=e1,
         onset2=(e2[0], near_dt),
         noise_only=(noise0, total),
@@ -568,6 +588,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench/frontend_measure.py", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one echo path (150 ms, -6 dB, dry), one noise level")
     parser.add_argument("--chunk-ms", type=int, default=FRAME_MS, help="microphone chunk size (default 10)")
+    parser.add_argument(
+        "--phone", action="store_true", help="the caller on a G.711 phone call: echo and microphone through an 8 kHz μ-law line (agent.sound.g711)"
+    )
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -575,6 +598,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(
         f"far end: {len(speech.far1) / RATE:.2f} s + {len(speech.far2) / RATE:.2f} s ({FAR_VOICE}); "
         f"near end: {len(speech.near) / RATE:.2f} s ({NEAR_VOICE}); microphone in {args.chunk_ms} ms chunks"
+        + ("; phone call: G.711 μ-law at 8 kHz, 300-3400 Hz, both ways" if args.phone else "")
     )
     print(
         f"ERLE: 100 ms windows within {ERLE_ACTIVE_DB:g} dB of the loudest, first {ERLE_SKIP_S:g} s of echo skipped; "
@@ -584,7 +608,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(HEADER)
     results: list[Figures] = []
     for scene in scenes(args.quick):
-        layout = build_scene(scene, speech)
+        layout = build_scene(scene, speech, phone=args.phone)
         for name in CONFIGS:
             f = measure(scene, layout, name, args.chunk_ms)
             results.append(f)

@@ -4,6 +4,8 @@
 #     build runs in the background while the steps below run (they are independent)
 #   - Debian packages (espeak-ng, sox, iproute2, util-linux, nodejs/npm, redis-server) when missing;
 #     with --browser also chromium (the web page's room tests drive it headless)
+#   - with --sip (or AGENT_SIP=1): livekit-sip, built with cgo into the same cache, its
+#     -dev packages, and baresip (the telephony tests' SIP phone)
 #   - a virtual environment at .venv with the package and its test extra
 #   - the web page's JavaScript (livekit-client, playwright-core) with npm ci in web/,
 #     and the deployment's CRD schema validator with npm ci in deploy/validate/
@@ -23,10 +25,13 @@ SIP_DIR="$CACHE/livekit-sip-$SIP_VERSION"
 PYTHON="${PYTHON:-python3}"
 LOGS="$ROOT/.cache/setup"
 BROWSER=0
+SIP=0
+case "${AGENT_SIP:-}" in 1|true|TRUE|True|yes|on) SIP=1 ;; esac
 for arg in "$@"; do
   case "$arg" in
     --browser) BROWSER=1 ;;
-    *) printf '[setup] unknown option %s (only --browser)\n' "$arg" >&2; exit 2 ;;
+    --sip) SIP=1 ;;
+    *) printf '[setup] unknown option %s (--browser, --sip)\n' "$arg" >&2; exit 2 ;;
   esac
 done
 started=$SECONDS
@@ -109,12 +114,14 @@ command -v node >/dev/null || need_pkgs+=(nodejs)
 command -v npm >/dev/null || need_pkgs+=(npm)
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)  # a LiveKit cluster's shared state (agent.testing.Cluster)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_pkgs+=(postgresql)  # the session-records tests start one
-# livekit-sip is built with cgo against libopus, libopusfile and libsoxr
-if [[ ! -x "$SIP_DIR/livekit-sip" ]]; then
-  command -v pkg-config >/dev/null && pkg-config --exists opus opusfile soxr 2>/dev/null \
-    || need_pkgs+=(pkg-config libopus-dev libopusfile-dev libsoxr-dev)
+if ((SIP)); then
+  # livekit-sip is built with cgo against libopus, libopusfile and libsoxr
+  if [[ -z "${LIVEKIT_SIP_BIN:-}" && ! -x "$SIP_DIR/livekit-sip" ]]; then
+    command -v pkg-config >/dev/null && pkg-config --exists opus opusfile soxr 2>/dev/null \
+      || need_pkgs+=(pkg-config libopus-dev libopusfile-dev libsoxr-dev)
+  fi
+  command -v baresip >/dev/null || need_pkgs+=(baresip-core)  # the SIP phone of the telephony room tests
 fi
-command -v baresip >/dev/null || need_pkgs+=(baresip-core)  # the SIP phone of the telephony room tests
 if ((BROWSER)) && [[ ! -x /usr/bin/chromium ]]; then need_pkgs+=(chromium); fi
 # One interpreter start answers both questions (version, venv module): on a
 # busy machine each start of a pyenv shim costs a second or more.
@@ -143,11 +150,13 @@ if ((${#need_pkgs[@]})); then
       || fail --log "$LOGS/apt.log" "apt-get install ${need_pkgs[*]} failed" "check the network to the Debian mirrors"
   fi
 else
-  step "Debian packages present (espeak-ng, sox, iproute2, util-linux, nodejs, npm, redis-server, postgresql, baresip$( ((BROWSER)) && echo ", chromium"))"
+  step "Debian packages present (espeak-ng, sox, iproute2, util-linux, nodejs, npm, redis-server, postgresql$( ((SIP)) && echo ", baresip")$( ((BROWSER)) && echo ", chromium"))"
 fi
 
 # --- livekit-sip (needs the -dev packages above; builds beside the steps below) ---
-if [[ -n "${LIVEKIT_SIP_BIN:-}" ]]; then
+if ((!SIP)); then
+  :  # phone calls not asked for: nothing to build (--sip, or AGENT_SIP=1)
+elif [[ -n "${LIVEKIT_SIP_BIN:-}" ]]; then
   [[ -x "$LIVEKIT_SIP_BIN" ]] || fail "LIVEKIT_SIP_BIN=$LIVEKIT_SIP_BIN is not an executable" "unset it to build one"
   step "using livekit-sip at $LIVEKIT_SIP_BIN"
 elif [[ -x "$SIP_DIR/livekit-sip" ]]; then

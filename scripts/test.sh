@@ -10,7 +10,7 @@
 # e.g. scripts/test.sh -k greets -x
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$ROOT/scripts/setup.sh" --browser
+"$ROOT/scripts/setup.sh" --browser --sip
 cd "$ROOT"
 PY="$ROOT/.venv/bin/python"
 start=$(date +%s)

@@ -171,7 +171,7 @@ def test_a_failing_sip_build_names_its_log_and_what_it_needs(clone: Clone) -> No
     shutil.rmtree(clone.sip.parent)  # livekit-sip is to be built (livekit-server is there), and the fake go fails
     clone.fake(clone.bin / "pkg-config", "exit 0")  # its -dev packages are installed
     clone.fake(clone.bin / "go", 'echo "fake go: opus.h: No such file or directory" >&2; exit 1')
-    done = clone.run()
+    done = clone.run("--sip")
     assert done.returncode == 1
     out = lines(done)
     assert all(line.startswith("[setup] ") for line in out), out
@@ -180,3 +180,16 @@ def test_a_failing_sip_build_names_its_log_and_what_it_needs(clone: Clone) -> No
     assert any("opus.h: No such file or directory" in line for line in out), out
     assert any("libopus-dev" in line for line in out), out
     assert not clone.sip.exists()
+
+
+def test_livekit_sip_is_built_only_when_phone_calls_are_asked_for(clone: Clone) -> None:
+    shutil.rmtree(clone.sip.parent)  # not built, and go would fail
+    clone.fake(clone.bin / "pkg-config", "exit 0")  # its -dev packages are installed
+    done = clone.run()  # the main job without AGENT_SIP
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not any("livekit-sip" in line for line in lines(done)), lines(done)
+    assert clone.called() == []
+    # AGENT_SIP=1 (run.sh passes the environment on) asks for it, as --sip does
+    asked = clone.run(AGENT_SIP="1")
+    assert asked.returncode == 1 and any("the livekit-sip build failed" in line for line in lines(asked)), lines(asked)
+    assert [c for c in clone.called() if c.startswith("go ")], clone.called()

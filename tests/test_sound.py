@@ -16,6 +16,7 @@ import pytest
 from agent.errors import AgentError, AudioFormatError, SpeechError
 from agent.sound import REALTIME_RATE
 from agent.sound.espeak import Synthesizer, speak, speak_wav
+from agent.sound.g711 import mulaw_decode, mulaw_encode, phone_line
 from agent.sound.resample import resample
 from agent.sound.wav import read_mono, read_wav, write_wav
 
@@ -128,3 +129,37 @@ def test_without_espeak_every_way_to_speak_says_how_to_install_it(tmp_path: Path
 
     with pytest.raises(SpeechError, match="apt-get install espeak-ng"):
         asyncio.run(synthesized())
+
+
+# ---------------------------------------------------------------------- G.711
+
+
+def test_mulaw_matches_the_standard_codec_on_every_sample() -> None:
+    audioop = pytest.importorskip("audioop")  # CPython's own G.711 (deprecated, gone in 3.13)
+    every = np.arange(-32768, 32768, dtype=np.int16)
+    assert mulaw_encode(every).tobytes() == audioop.lin2ulaw(every.tobytes(), 2)
+    codes = np.arange(256, dtype=np.uint8)
+    assert mulaw_decode(codes).tobytes() == audioop.ulaw2lin(codes.tobytes(), 2)
+
+
+def test_mulaw_round_trip_keeps_speech_level_signals_about_38_db_clean() -> None:
+    t = np.arange(8000) / 8000
+    tone = np.round(8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    back = mulaw_decode(mulaw_encode(tone)).astype(np.float64)
+    snr = 10 * np.log10(np.sum(tone.astype(np.float64) ** 2) / np.sum((back - tone) ** 2))
+    assert 35 < snr < 42, snr
+    assert mulaw_decode(mulaw_encode(np.array([0, 32767, -32768], np.int16))).tolist() == [0, 32124, -32124]
+
+
+def test_a_phone_line_keeps_the_telephone_band_and_drops_the_rest() -> None:
+    rate = REALTIME_RATE
+    t = np.arange(rate) / rate
+
+    def level(freq: float) -> float:
+        x = np.round(8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+        y = phone_line(x, rate).astype(np.float64)[rate // 10 : -rate // 10]
+        assert len(phone_line(x, rate)) == len(x)
+        return 10 * np.log10(max(np.mean(y**2), 1e-12) / np.mean(x.astype(np.float64) ** 2))
+
+    assert abs(level(1000)) < 1.0  # in the band: through, at its level
+    assert level(5000) < -30 and level(100) < -30  # above and below: gone

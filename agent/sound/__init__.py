@@ -1,5 +1,5 @@
 """Sound helpers every part of the project shares: WAV files, resampling,
-espeak-ng speech and the energy VAD.
+espeak-ng speech, the energy VAD and G.711.
 
 One home, imported by the local realtime server (``agent.realtime``), the
 worker's audio front-end and link (``agent.audio``, ``agent.link``), the
@@ -12,6 +12,7 @@ to an event loop at import: numpy arrays in, numpy arrays out.
     resample.py  linear resampling of int16 mono
     espeak.py    espeak-ng: a WAV file, samples now, or cached syntheses for a server
     vad.py       the server VAD's energy turn detector (also the trace report's yardstick)
+    g711.py      G.711 μ-law, and a telephone line made of it (band and companding)
 """
 
 # The rate of the OpenAI Realtime protocol's PCM16 audio: what the local
