@@ -354,6 +354,12 @@ async def place_call(lk: api.LiveKitAPI, request: CallRequest) -> CallResult:
         if "sip request timed out" in e.message:
             # livekit-sip v1.8.0 ends an unanswered call at the ringing timeout with no SIP status
             return CallResult(request.to, room, "no answer", f"rang {request.ring_timeout_s:g} s, not picked up")
+        if "cpu exhausted" in e.message:
+            raise BackendError(
+                f"livekit-sip refused the call: its host's CPU is busier than its max_cpu_utilization ({e.message}); room {room} deleted, no job left",
+                hint="try again when the host is less busy, or give livekit-sip a host of its own",
+                retryable=True,
+            ) from None
         if e.code in ("unavailable", "deadline_exceeded") or "no response" in e.message:
             raise BackendError(
                 f"livekit-server found no SIP service to place the call ({e.code}: {e.message}); room {room} deleted, no job left",

@@ -83,7 +83,13 @@ class SipServiceConfig:
     def write(
         cls, path: Path, *, api_key: str, api_secret: str, ws_url: str, redis: str, address: str,
         sip_port: int = 5060, rtp_ports: tuple[int, int] = (10000, 10100), health_port: int = 8081,
+        max_cpu_utilization: float = 1.0,
     ) -> SipServiceConfig:  # fmt: skip
+        """``max_cpu_utilization``: livekit-sip refuses calls ("cpu exhausted") while
+        the whole host's CPU is busier than this (its default, 0.9, is for a host
+        of its own). Here it shares the host with livekit-server, the backend and
+        the workers, and a busy 2-core box crossed 0.9 and had every outbound call
+        refused (a fresh-clone test run, 2026-12-07): 1.0 never refuses."""
         raw = {
             "api_key": api_key,
             "api_secret": api_secret,
@@ -94,6 +100,7 @@ class SipServiceConfig:
             "health_port": health_port,
             "listen_ip": address,
             "nat_1_to_1_ip": address,  # what it announces in SDP and Contact: never a lookup of a public address
+            "max_cpu_utilization": max_cpu_utilization,
             "logging": {"level": "info"},
         }
         path.write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -28,7 +28,8 @@ from livekit import api
 from agent.records import SqliteRecords
 from agent.sip import CallRequest, InboundPlan, OutboundPlan, ensure_inbound, ensure_outbound, place_call
 from agent.testing.caller import speech_wav
-from agent.testing.harness import SLOTS, NotInNamespace
+from agent.testing.cluster import _address
+from agent.testing.harness import SLOTS, NotInNamespace, TurnCounter
 from agent.testing.telephony import PHONE_RATE, Phone, Telephony, phone_speech, voiced_segments
 
 pytestmark = [pytest.mark.room]
@@ -199,6 +200,74 @@ async def test_calls_from_outside_the_trunk_or_with_a_wrong_password_are_refused
         phone.hang_up()
     await tel.wait_active_jobs("worker", 0, timeout=10)
     print(f"\n[figure] refused calls, as the phone saw them: {refused}")
+
+
+# ---------------------------------------------------------------------- a speakerphone handset
+
+
+async def _speakerphone_call(tel: Telephony, name: str, agent: str, digits: list[str], *, wait_replies: bool) -> tuple[TurnCounter, list[str]]:
+    """A call from a phone whose microphone hears its speaker at full level
+    (``Phone(loopback=True)``); the caller only types ``digits`` (one key and
+    ``#`` each), so every turn the backend hears is the agent's own echo.
+    Returns the backend's turn counter and what the agent said."""
+    number, address = {"speaker": ("+15550111", _address(80)), "speaker-bare": ("+15550112", _address(81))}[name]
+    lk = tel.server_api()
+    try:
+        plan = InboundPlan(numbers=(number,), allowed_addresses=(address,), agent_name=agent, room_prefix=f"{name}-", trunk_name=name, rule_name=name)
+        await ensure_inbound(lk, plan)
+    finally:
+        await lk.aclose()
+    counter = TurnCounter(tel, new_sessions_only=True)  # type: ignore[arg-type]
+    started = time.time()
+    with tel.phone(name, address=address, loopback=True) as phone:
+        phone.dial(f"sip:{number}@{tel.sip_uri_host}")
+        phone.wait_event("CALL_ESTABLISHED", timeout=20)
+        await _until(lambda: _heard(phone.heard()), 10, "the greeting at the phone")
+        if wait_replies:
+            await _until(lambda: _quiet(phone), 15, "the greeting to end")
+        else:  # the bare agent may answer its own echo without end
+            await asyncio.sleep(4.0)
+        for key in digits:
+            asked = len(phone.heard()) / PHONE_RATE
+            phone.send_digits(key + "#")
+            if wait_replies:
+                await _until(lambda: _heard(phone.heard(), after=asked), 10, f"the agent to read back {key}")  # noqa: B023
+                await _until(lambda: _quiet(phone), 15, f"the read-back of {key} to end")  # noqa: B023
+            else:
+                await asyncio.sleep(3.0)
+        phone.hang_up()
+    await _until(lambda: tel.worker_status(_WORKERS[agent])["active_jobs"] == 0, 10, "the job to end")
+    records = [r for r in SqliteRecords(tel.db_path).select(since=started - 1) if r.room.startswith(f"{name}-")]
+    assert len(records) == 1, records
+    said = [e["text"] for e in records[0].transcript if e["kind"] == "message" and e["role"] == "assistant"]
+    return counter, said
+
+
+_WORKERS = {AGENT: "worker", "phone-bare": "bare"}
+
+
+async def test_a_speakerphone_handset_does_not_make_the_agent_answer_itself(tel: Telephony) -> None:
+    digits = [str(1 + i % 9) for i in range(10)]
+    counter, said = await _speakerphone_call(tel, "speaker", AGENT, digits, wait_replies=True)
+    replies = [text for text in said if text.startswith("You pressed")]
+    print(
+        f"\n[figure] speakerphone phone (its speaker looped into its microphone at 0 dB): {len(replies)} replies read back, "
+        f"{counter.turns()} turns started by the echo, {counter.cancelled()} replies cut"
+    )
+    assert replies == [f"You pressed {d}." for d in digits], said
+    assert counter.turns() == 0 and counter.cancelled() == 0, "\n".join(counter.lines()[-40:])
+
+
+async def test_without_echo_cancellation_the_speakerphone_echo_makes_turns(tel: Telephony) -> None:
+    """The control: the same handset and keys, a worker with no front-end."""
+    if "bare" not in tel.workers:
+        tel.start_worker(
+            node=0, name="bare", AGENT_NAME="phone-bare", AGENT_GREETING=GREETING, AGENT_INPUT_TRANSCRIPTION="off",
+            AGENT_ECHO_CANCELLATION="false", AGENT_NOISE_SUPPRESSION="false", AGENT_HIGH_PASS_FILTER="false",
+        )  # fmt: skip
+    counter, said = await _speakerphone_call(tel, "speaker-bare", "phone-bare", ["1", "2", "3"], wait_replies=False)
+    print(f"\n[figure] speakerphone phone, echo cancellation off: {counter.turns()} turns started by the echo, {counter.cancelled()} replies cut; said {said}")
+    assert counter.turns() >= 1, "without echo cancellation the echo should have started turns"
 
 
 # ---------------------------------------------------------------------- calls the agent places

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 from livekit.protocol import sip as sip_proto
 from livekit.rtc import EventEmitter
 
 from agent.errors import RequestError
 from agent.phone import KeypadBuffer, OutboundCall, outbound_call, phone_instructions, sip_transfer_target, wait_answered
 from agent.sip import CallRequest, InboundPlan, OutboundPlan, call_outcome, ensure_outbound
+from agent.stack import SipServiceConfig
 
 
 @pytest.mark.parametrize(
@@ -221,3 +224,14 @@ async def test_the_outbound_trunk_is_made_once_and_updated_in_place() -> None:
     moved = OutboundPlan(address="sip2.example.com:5080", numbers=("+15550100",), transport="tcp")
     assert await ensure_outbound(lk, moved) == (trunk_id, [f"updated outbound trunk {trunk_id} (address, transport)"])  # type: ignore[arg-type]
     assert lk.sip.requests == ["create", "update"] and lk.sip.trunks[trunk_id].address == "sip2.example.com:5080"
+
+
+def test_the_sip_service_we_start_never_refuses_calls_for_the_hosts_cpu(tmp_path: Path) -> None:
+    # livekit-sip's own default refuses calls above 90 % CPU of the whole host, which
+    # a 2-core box running everything crosses (every outbound call refused in a CI run)
+    config = SipServiceConfig.write(
+        tmp_path / "sip.yaml", api_key="k", api_secret="s" * 32, ws_url="ws://10.0.0.1:7880", redis="10.0.0.2:6379", address="10.0.0.3"
+    )
+    raw = yaml.safe_load(config.path.read_text())
+    assert raw["max_cpu_utilization"] == 1.0
+    assert raw["listen_ip"] == raw["nat_1_to_1_ip"] == "10.0.0.3" and raw["redis"] == {"address": "10.0.0.2:6379"}

@@ -92,12 +92,18 @@ class Phone:
     ``answer`` is what it does with a call that comes in: ``auto`` answers at
     once, ``manual`` lets it ring (no one picks up), ``busy`` rejects it with
     ``486 Busy Here``.
+
+    ``loopback`` makes it a speakerphone at its loudest: its microphone hears
+    its speaker, and what it receives it sends back at once, at full level
+    (baresip's ``aubridge``: the player feeds the source of the same name,
+    20 ms frames), instead of ``speech``.
     """
 
     def __init__(
         self, workdir: Path, *, address: str, name: str = "phone", logs: Path | None = None, speech: Path | None = None,
-        user: str = "phone", password: str = "", sip_port: int = 5070, answer: str = "auto",
+        user: str = "phone", password: str = "", sip_port: int = 5070, answer: str = "auto", loopback: bool = False,
     ) -> None:  # fmt: skip
+        self.loopback = loopback
         if answer not in ("auto", "manual", "busy"):
             raise ValueError(f"answer={answer!r}: auto, manual or busy")
         self.answer = answer
@@ -123,12 +129,13 @@ class Phone:
         silence = self.workdir / "silence.wav"
         _write_wav(silence, np.zeros(PHONE_RATE * 120, dtype=np.int16))
         source = self.speech or silence
+        bridge = f"loop-{self.name}" if self.loopback else "phone"
         lines = [
             "poll_method epoll",
             f"sip_listen {self.address}:{self.sip_port}",
             f"rtp_ports {40000 + (self.ctrl_port % 100) * 50}-{40000 + (self.ctrl_port % 100) * 50 + 49}",
-            f"audio_source aufile,{source}",
-            "audio_player aubridge,phone",
+            f"audio_source aubridge,{bridge}" if self.loopback else f"audio_source aufile,{source}",
+            f"audio_player aubridge,{bridge}",
             "audio_alert aubridge,alert",
             f"ausrc_srate {PHONE_RATE}",
             f"auplay_srate {PHONE_RATE}",
