@@ -416,6 +416,7 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
     def relink(identity: str) -> None:
         ctx.log_context_fields["participant"] = identity  # on this job's log records from now on
         hooks.phone_caller = identity if is_phone_caller(ctx.room.remote_participants.get(identity)) else None
+        frontend.on_phone_line(hooks.phone_caller is not None)
         session.room_io.set_participant(identity)
         session.interrupt()
         session.generate_reply(instructions=greeting_instructions(settings.greeting))
@@ -444,6 +445,7 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
             ctx.log_context_fields["participant"] = linked.identity  # on this job's log records from now on
             if is_phone_caller(linked):
                 hooks.phone_caller = linked.identity
+                frontend.on_phone_line(True)  # the echo can hold only the telephone band
                 log.info("room %s: the caller is on the phone (%s)", ctx.room.name, linked.attributes.get(PHONE_NUMBER_ATTRIBUTE, "number withheld"))
                 await agent.update_instructions(phone_instructions(settings.instructions, linked, placed=placed is not None))
             if placed is not None:

@@ -20,8 +20,10 @@ agent's voice reaches the phone's speaker through an 8 kHz μ-law telephone
 line (300-3400 Hz, :func:`agent.sound.g711.phone_line`), and the phone's
 microphone signal (the echo, the caller, the noise) comes back through the
 same line; the front-end still gets the agent's own wideband audio as its
-reference, and the near end is measured against the caller's speech through
-the line (the most a phone lets through).
+reference (cut to the telephone band, as the worker does for a phone caller:
+``AudioFrontend.on_phone_line``; ``--wide-reference`` leaves it wideband), and
+the near end is measured against the caller's speech through the line (the
+most a phone lets through).
 
 Each scene is one microphone signal, in this order:
 
@@ -90,6 +92,7 @@ cancellation off) and ``ns-off`` (noise suppression off).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -175,6 +178,7 @@ class Layout:
     echo1: tuple[int, int]  # turn-1 echo span
     onset2: tuple[int, int]  # turn-2 echo before the caller speaks
     noise_only: tuple[int, int]
+    phone: bool = False  # a phone scene: the front-end is told the caller is on a telephone line
 
 
 def synthesize_speech() -> Speech:
@@ -279,6 +283,7 @@ def build_scene(scene: Scene, speech: Speech, rate: int = RATE, *, phone: bool =
         echo1=e1,
         onset2=(e2[0], near_dt),
         noise_only=(noise0, total),
+        phone=phone,
     )
 
 
@@ -298,9 +303,10 @@ def player_chunks(layout: Layout, rate: int = RATE) -> list[tuple[int, np.ndarra
     return [(start + i, pcm[i : i + step]) for start, pcm in layout.far_turns for i in range(0, len(pcm), step)]
 
 
-def run_frontend(layout: Layout, config: FrontendConfig, chunk_ms: int = FRAME_MS, rate: int = RATE) -> Processed:
+def run_frontend(layout: Layout, config: FrontendConfig, chunk_ms: int = FRAME_MS, rate: int = RATE, *, phone: bool = False) -> Processed:
     now = 0.0
     fe = AudioFrontend(config, rate=rate, clock=lambda: now)
+    fe.on_phone_line(phone)  # as the worker does for a SIP caller
     pushes = player_chunks(layout, rate)
     step = rate * chunk_ms // 1000
     n = len(layout.mic) // step * step
@@ -420,7 +426,7 @@ def _median(x: np.ndarray) -> float:
 
 
 def measure(scene: Scene, layout: Layout, config_name: str, chunk_ms: int = FRAME_MS) -> Figures:
-    p = run_frontend(layout, CONFIGS[config_name], chunk_ms)
+    p = run_frontend(layout, CONFIGS[config_name], chunk_ms, phone=layout.phone)
     w1 = erle_windows(layout.mic, p.out, layout.echo1, ERLE_SKIP_S)
     w2 = erle_windows(layout.mic, p.out, layout.onset2, 0.0)  # both empty without echo
     near_out, shift = aligned(layout.near_ref, p.out, layout.near_only)
@@ -591,6 +597,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--phone", action="store_true", help="the caller on a G.711 phone call: echo and microphone through an 8 kHz μ-law line (agent.sound.g711)"
     )
+    parser.add_argument(
+        "--wide-reference", action="store_true", help="with --phone: do not tell the front-end (its reference stays wideband, as before on_phone_line)"
+    )
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -609,6 +618,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     results: list[Figures] = []
     for scene in scenes(args.quick):
         layout = build_scene(scene, speech, phone=args.phone)
+        if args.wide_reference:
+            layout = dataclasses.replace(layout, phone=False)
         for name in CONFIGS:
             f = measure(scene, layout, name, args.chunk_ms)
             results.append(f)

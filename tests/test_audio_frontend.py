@@ -598,3 +598,27 @@ def test_an_echo_that_appears_mid_call_is_cancelled_again() -> None:
     assert db(fe.erl.value) == pytest.approx(-6.0, abs=1.5)
     onsets = vad_onsets_ms(out)
     assert len(onsets) <= 1 and all(o <= 3500 + 1000 for o in onsets), onsets
+
+
+def _reference_fed_dbfs(phone: bool, freq: float) -> float:
+    """The level of the reference the canceller is fed for 1 s of a tone the agent plays."""
+    now = 0.0
+    fe = AudioFrontend(FrontendConfig(), rate=RATE, clock=lambda: now)
+    fe.on_phone_line(phone)
+    fe.trace = []
+    t = np.arange(RATE) / RATE
+    tone = np.round(8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+    for i in range(0, RATE, RATE // 10):
+        fe.push_far(tone[i : i + RATE // 10], at=i / RATE)
+    for i in range(0, RATE, RATE // 100):
+        now = (i + RATE // 100) / RATE
+        fe.process_near(np.zeros(RATE // 100, np.int16), at=now)
+    fed = np.concatenate([frame[3] for frame in fe.trace]).astype(np.float64)
+    return float(10 * np.log10(max(np.mean(fed**2), 1e-12) / 32768**2))
+
+
+def test_for_a_caller_on_a_phone_line_the_reference_keeps_only_the_telephone_band() -> None:
+    # The echo of a phone caller can hold only what G.711 carries (300-3400 Hz)
+    assert _reference_fed_dbfs(False, 6000) > -20
+    assert _reference_fed_dbfs(True, 6000) < -60  # above the band: gone from the reference
+    assert abs(_reference_fed_dbfs(True, 1000) - _reference_fed_dbfs(False, 1000)) < 0.5  # in the band: as it was

@@ -16,7 +16,7 @@ import pytest
 from agent.errors import AgentError, AudioFormatError, SpeechError
 from agent.sound import REALTIME_RATE
 from agent.sound.espeak import Synthesizer, speak, speak_wav
-from agent.sound.g711 import mulaw_decode, mulaw_encode, phone_line
+from agent.sound.g711 import PhoneBand, mulaw_decode, mulaw_encode, phone_band_fir, phone_line
 from agent.sound.resample import resample
 from agent.sound.wav import read_mono, read_wav, write_wav
 
@@ -163,3 +163,12 @@ def test_a_phone_line_keeps_the_telephone_band_and_drops_the_rest() -> None:
 
     assert abs(level(1000)) < 1.0  # in the band: through, at its level
     assert level(5000) < -30 and level(100) < -30  # above and below: gone
+
+
+def test_the_streaming_phone_band_is_the_whole_signal_filter_late_by_half_its_length() -> None:
+    rng = np.random.default_rng(5)
+    x = np.round(rng.standard_normal(4800) * 3000).astype(np.int16)
+    band = PhoneBand(REALTIME_RATE)
+    streamed = np.concatenate([band.process(x[i : i + 240]) for i in range(0, len(x), 240)])
+    whole = np.clip(np.round(np.convolve(x.astype(np.float64), phone_band_fir(REALTIME_RATE))), -32768, 32767)[: len(x)]
+    assert len(streamed) == len(x) and np.array_equal(streamed, whole.astype(np.int16))
