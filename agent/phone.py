@@ -8,6 +8,9 @@ the job does differently for one.
   ``sip_dtmf_received`` room events. Digits are collected until ``#``, or
   until the caller pauses for ``AGENT_DTMF_PAUSE_S``, and given to the model
   as one user message it can read (``[keypad] 1 2 3 4``), as room chat is.
+- **Keypad entries a tool asks for.** ``read_keypad`` waits for the next
+  entry and returns it as its output (it is not given to the model as a
+  message then): for numbers easier typed than said.
 - **Transfer.** ``escalate_to_human`` on a phone call, with
   ``AGENT_TRANSFER_TO`` set (a number or a SIP URI), transfers the call once
   the agent has said so: livekit-sip sends the phone a SIP REFER
@@ -125,6 +128,7 @@ class KeypadBuffer:
         self._digits: list[str] = []
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reader: asyncio.Future[str] | None = None  # a tool waiting for the next entry (read_keypad)
 
     def on_dtmf(self, dtmf: rtc.SipDTMF) -> None:
         who = dtmf.participant.identity if dtmf.participant is not None else None
@@ -149,9 +153,25 @@ class KeypadBuffer:
             return
         digits, self._digits = "".join(self._digits), []
         log.info("keypad: the caller pressed %s", digits)
+        if self._reader is not None and not self._reader.done():
+            self._reader.set_result(digits)  # the tool that asked for it gets it, not the model as a message
+            return
         task = asyncio.ensure_future(self._deliver(f"[keypad] {' '.join(digits)}"))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def next_entry(self, timeout: float) -> str | None:
+        """The caller's next entry (digits up to ``#`` or a pause), or None after ``timeout`` s."""
+        if self._reader is not None and not self._reader.done():
+            raise RuntimeError("a keypad read is already waiting")
+        self._reader = asyncio.get_running_loop().create_future()
+        log.info("keypad: a tool waits for the caller's entry (up to %g s)", timeout)
+        try:
+            return await asyncio.wait_for(self._reader, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            self._reader = None
 
     async def aclose(self) -> None:
         if self._timer is not None:

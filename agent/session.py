@@ -423,6 +423,13 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
 
     keypad = KeypadBuffer(lambda text: _user_text(session, text), pause_s=settings.dtmf_pause_s, caller=lambda: hooks.phone_caller)
     ctx.add_shutdown_callback(keypad.aclose)
+
+    async def read_keypad(timeout: float) -> str | None:
+        if hooks.phone_caller is None:
+            raise LookupError("the caller is not on a phone")
+        return await keypad.next_entry(timeout)
+
+    services.read_keypad = read_keypad
     detach_keypad = attach_keypad(ctx.room, keypad)
 
     async def _detach_keypad() -> None:

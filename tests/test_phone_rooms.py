@@ -39,6 +39,8 @@ NUMBER = "+15550100"
 GREETING = "Hello, you are talking to an AI assistant. How can I help?"
 BRAIN_SCRIPT = Path(__file__).parent / "data" / "phone_brain.yaml"
 HEARD_DBFS = -40.0  # what counts as agent speech at the phone
+# the worker's line when livekit-sip v1.8.0 reports a transfer failed that the phone carried out
+LOST_TRANSFER = "transaction failed to complete"
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +128,15 @@ async def test_a_phone_call_is_greeted_answered_reads_keypad_digits_and_is_trans
         # the phone calls the operator, who answers; livekit-sip then ends its leg,
         # the caller leaves the room and the job ends
         operator.wait_event("CALL_ESTABLISHED", timeout=20, after=asked)
-        await tel.wait_active_jobs("worker", 0, timeout=20)
+        await _until(lambda: tel.worker_status("worker")["active_jobs"] == 0 or LOST_TRANSFER in worker.log_text(), 20, "the job to end")
         put_through = time.time() - asked
         assert "transferring the call of sip_phone in room" in worker.log_text()
+        # livekit-sip v1.8.0 sometimes loses the REFER's own answer (202) while it
+        # handles the phone's NOTIFYs: it reports the transfer failed and keeps its
+        # leg although the phone reached the operator (README, Telephony). Then the
+        # leg ends when the phone does, below.
+        lost = LOST_TRANSFER in worker.log_text()
+    await tel.wait_active_jobs("worker", 0, timeout=10)
 
     (record,) = [r for r in SqliteRecords(tel.db_path).select() if r.room.startswith("call-")]
     said = [e["text"] for e in record.transcript if e["kind"] == "message" and e["role"] == "assistant"]
@@ -140,7 +148,7 @@ async def test_a_phone_call_is_greeted_answered_reads_keypad_digits_and_is_trans
     print(
         f"\n[figure] phone call: greeting heard {greeting[0]:.2f}s into the call; end of the caller's sentence -> "
         f"first answer audio at the phone {latency:.2f}s (500 ms VAD hangover included); '0' pressed -> put through "
-        f"and the job ended {put_through:.1f}s"
+        + ("(livekit-sip lost the transfer's outcome and kept its leg: the known race)" if lost else f"and the job ended {put_through:.1f}s")
     )
 
 
@@ -202,6 +210,37 @@ async def test_calls_from_outside_the_trunk_or_with_a_wrong_password_are_refused
     print(f"\n[figure] refused calls, as the phone saw them: {refused}")
 
 
+async def test_a_tool_reads_the_callers_keypad_entry_itself(tel: Telephony) -> None:
+    lk = tel.server_api()
+    try:
+        await ensure_inbound(lk, InboundPlan(numbers=(NUMBER,), allowed_addresses=("10.77.0.40/29",), agent_name=AGENT))
+    finally:
+        await lk.aclose()
+    worker = tel.workers["worker"]
+    started = time.time()
+    with tel.phone("keypad", user="keypad") as phone:  # its room: call-_keypad_...
+        phone.dial(f"sip:{NUMBER}@{tel.sip_uri_host}")
+        phone.wait_event("CALL_ESTABLISHED", timeout=20)
+        await _until(lambda: _heard(phone.heard()), 10, "the greeting at the phone")
+        await _until(lambda: _quiet(phone), 15, "the greeting to end")
+        waits = worker.log_text().count("keypad: a tool waits")
+        phone.send_digits("9#")  # the test brain's "9": call read_keypad
+        await _until(lambda: worker.log_text().count("keypad: a tool waits") > waits, 10, "read_keypad to wait for the entry")
+        typed_at = len(phone.heard()) / PHONE_RATE
+        phone.send_digits("1004#")
+        await _until(lambda: _heard(phone.heard(), after=typed_at), 10, "the agent to say what was typed")
+        await _until(lambda: _quiet(phone), 15, "the answer to end")
+        phone.hang_up()
+    await tel.wait_active_jobs("worker", 0, timeout=10)
+    records = [r for r in SqliteRecords(tel.db_path).select(since=started - 1) if r.room.startswith("call-_keypad_")]
+    assert len(records) == 1, records
+    said = [e["text"] for e in records[0].transcript if e["kind"] == "message" and e["role"] == "assistant"]
+    typed = [e["text"] for e in records[0].transcript if e["kind"] == "message" and e["role"] == "user"]
+    assert [(c["name"], c["outcome"]) for c in records[0].tool_calls] == [("read_keypad", "ok")], records[0].tool_calls
+    assert any("The caller typed 1 0 0 4" in text for text in said), said
+    assert typed == ["[keypad] 9"], typed  # the entry went to the tool, not to the model as a message
+
+
 # ---------------------------------------------------------------------- a speakerphone handset
 
 
@@ -247,7 +286,7 @@ _WORKERS = {AGENT: "worker", "phone-bare": "bare"}
 
 
 async def test_a_speakerphone_handset_does_not_make_the_agent_answer_itself(tel: Telephony) -> None:
-    digits = [str(1 + i % 9) for i in range(10)]
+    digits = [str(1 + i % 8) for i in range(10)]  # not 9 (read_keypad) nor 0 (a transfer) in the test brain
     counter, said = await _speakerphone_call(tel, "speaker", AGENT, digits, wait_replies=True)
     replies = [text for text in said if text.startswith("You pressed")]
     print(

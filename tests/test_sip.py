@@ -97,6 +97,27 @@ async def test_keypad_digits_reach_the_model_at_hash_or_after_a_pause() -> None:
     await pad.aclose()
 
 
+async def test_a_keypad_entry_a_tool_waits_for_goes_to_the_tool_not_the_model() -> None:
+    got: list[str] = []
+
+    async def deliver(text: str) -> None:
+        got.append(text)
+
+    pad = KeypadBuffer(deliver, pause_s=0.2, caller=lambda: "sip_caller")
+    reading = asyncio.ensure_future(pad.next_entry(timeout=5))
+    await asyncio.sleep(0.01)
+    for d in "1004#":
+        pad.on_dtmf(_Dtmf(d))  # type: ignore[arg-type]
+    assert await reading == "1004" and got == []
+    # with no reader waiting, digits go to the model again
+    pad.on_dtmf(_Dtmf("7"))  # type: ignore[arg-type]
+    pad.on_dtmf(_Dtmf("#"))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    assert got == ["[keypad] 7"]
+    assert await pad.next_entry(timeout=0.1) is None  # nothing typed in time
+    await pad.aclose()
+
+
 # ---------------------------------------------------------------------- calls the agent places
 
 

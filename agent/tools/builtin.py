@@ -43,6 +43,9 @@ class Services:
     # Hooks into the room (set by the session; absent in `tools call` and unit tests).
     mark_escalated: Callable[[str], Awaitable[bool]] | None = None  # reason -> marks room, sends data message; True: the call is being transferred
     end_call: Callable[[], Awaitable[None]] | None = None
+    # The caller's next keypad entry (digits up to '#' or a pause), None if none came in time;
+    # LookupError when the caller is not on a phone.
+    read_keypad: Callable[[float], Awaitable[str | None]] | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -202,6 +205,26 @@ async def end_call() -> str:
     return json.dumps({"message": "Goodbye, thanks for calling."})
 
 
+KEYPAD_WAIT_S = 30.0
+
+
+@function_tool
+async def read_keypad() -> str:
+    """Read digits the caller types on their phone's keypad (ended by # or a short pause), for numbers
+    that are easier typed than said: an order number, an account number. Ask the caller to type them first."""
+    services = _services()
+    not_on_phone = ToolError("the caller is not on a phone: ask them to say the number instead")
+    if services.read_keypad is None:
+        raise not_on_phone
+    try:
+        digits = await services.read_keypad(KEYPAD_WAIT_S)
+    except LookupError:
+        raise not_on_phone from None
+    if digits is None:
+        raise ToolError(f"the caller typed nothing within {KEYPAD_WAIT_S:g} seconds")
+    return json.dumps({"digits": digits, "message": f"The caller typed {' '.join(digits)}."})
+
+
 def register_builtins(registry: ToolRegistry) -> None:
     registry.add_function(get_opening_hours)
     registry.add_function(get_customer)
@@ -211,6 +234,7 @@ def register_builtins(registry: ToolRegistry) -> None:
     registry.add_function(cancel_order, side_effects=True)
     registry.add_function(escalate_to_human, side_effects=True)
     registry.add_function(end_call, side_effects=True)
+    registry.add_function(read_keypad, timeout=KEYPAD_WAIT_S + 5)
 
 
 __all__ = ["MENU", "Services", "register_builtins"]
