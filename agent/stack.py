@@ -38,34 +38,28 @@ def cache_dir(settings: Settings | None = None) -> Path:
     return Path(settings.cache_dir) if settings.cache_dir else Path.home() / ".cache" / "agent-worker"
 
 
+def _built_binary(given: str | None, built: Path, *, what: str, variable: str, how: str) -> Path:
+    """``given`` (a setting naming a binary of the user's own), else ``built``, if it is an executable."""
+    path = Path(given) if given else built
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise SetupError(f"{what} binary not found at {path}", hint=f"run scripts/setup.sh{how}, or set {variable}")
+    return path
+
+
 def livekit_server_binary(settings: Settings | None = None) -> Path:
     """The livekit-server binary: LIVEKIT_SERVER_BIN, else the one scripts/setup.sh builds."""
     settings = settings or Settings.from_env()
-    if settings.livekit_server_bin:
-        path = Path(settings.livekit_server_bin)
-    else:
-        path = cache_dir(settings) / f"livekit-server-{LIVEKIT_VERSION}" / "server"
-    if not path.is_file() or not os.access(path, os.X_OK):
-        raise SetupError(
-            f"livekit-server binary not found at {path}",
-            hint="run scripts/setup.sh (it builds livekit-server with `go install`), or set LIVEKIT_SERVER_BIN",
-        )
-    return path
+    built = cache_dir(settings) / f"livekit-server-{LIVEKIT_VERSION}" / "server"
+    return _built_binary(
+        settings.livekit_server_bin, built, what="livekit-server", variable="LIVEKIT_SERVER_BIN", how=" (it builds livekit-server with `go install`)"
+    )
 
 
 def livekit_sip_binary(settings: Settings | None = None) -> Path:
-    """LiveKit's SIP service: LIVEKIT_SIP_BIN, else the one scripts/setup.sh builds."""
+    """LiveKit's SIP service: LIVEKIT_SIP_BIN, else the one scripts/setup.sh --sip builds."""
     settings = settings or Settings.from_env()
-    if settings.livekit_sip_bin:
-        path = Path(settings.livekit_sip_bin)
-    else:
-        path = cache_dir(settings) / f"livekit-sip-{SIP_VERSION}" / "livekit-sip"
-    if not path.is_file() or not os.access(path, os.X_OK):
-        raise SetupError(
-            f"livekit-sip binary not found at {path}",
-            hint="run scripts/setup.sh (it builds livekit-sip from source), or set LIVEKIT_SIP_BIN",
-        )
-    return path
+    built = cache_dir(settings) / f"livekit-sip-{SIP_VERSION}" / "livekit-sip"
+    return _built_binary(settings.livekit_sip_bin, built, what="livekit-sip", variable="LIVEKIT_SIP_BIN", how=" --sip (it builds livekit-sip from source)")
 
 
 @dataclass(frozen=True)

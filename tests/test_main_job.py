@@ -57,6 +57,21 @@ def _ready(proc: subprocess.Popen[bytes], out_path: Path, timeout: float) -> str
     return out_path.read_text()
 
 
+def _ctrl_c_stops_everything(proc: subprocess.Popen[bytes], out_path: Path, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to `up`'s process group): it exits 0, and no process whose
+    command line names ``tmp_path`` (configs, logs, the cache) is left."""
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 0, out_path.read_text()
+    left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert left.stdout.strip() == "", f"a process of `up` survived Ctrl-C: {left.stdout}"
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     env = _up_env(tmp_path, SLOTS["main-job"])
     room = room_name("up")
@@ -102,14 +117,9 @@ async def test_up_runs_a_two_node_cluster_with_three_workers(tmp_path: Path) -> 
         token = re.search(r"token:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
         async with Caller(f"ws://{SERVER_IP}:{ports[1]}", token) as caller:
             await caller.wait_for_speech(timeout=30, min_duration=0.3)
-        os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=60) == 0, out_path.read_text()
-        left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
-        assert left.stdout.strip() == "", "a process of the cluster survived Ctrl-C"
+        _ctrl_c_stops_everything(proc, out_path, tmp_path)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _kill(proc)
 
 
 async def test_up_with_agent_sip_answers_a_phone_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
@@ -140,11 +150,6 @@ async def test_up_with_agent_sip_answers_a_phone_and_ctrl_c_stops_everything(tmp
                 assert time.monotonic() < deadline, f"no greeting at the phone:\n{out_path.read_text()}"
                 time.sleep(0.1)
             phone.hang_up()
-        os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=60) == 0, out_path.read_text()
-        left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
-        assert left.stdout.strip() == "", "a process of `up` survived Ctrl-C (livekit-sip's config is under its logs)"
+        _ctrl_c_stops_everything(proc, out_path, tmp_path)  # livekit-sip's config is under its logs there too
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _kill(proc)

@@ -26,7 +26,7 @@ import pytest
 from livekit import api
 
 from agent.records import SqliteRecords
-from agent.sip import CallRequest, InboundPlan, OutboundPlan, ensure_inbound, ensure_outbound, place_call
+from agent.sip import CallRequest, InboundPlan, OutboundPlan, SetupResult, ensure_inbound, ensure_outbound, place_call
 from agent.testing.caller import speech_wav
 from agent.testing.cluster import _address
 from agent.testing.harness import SLOTS, NotInNamespace, TurnCounter
@@ -70,6 +70,18 @@ def _quiet(phone: object, seconds: float = 1.0) -> bool:
     pcm = phone.heard()  # type: ignore[attr-defined]
     now = len(pcm) / PHONE_RATE
     return now > seconds and not [seg for seg in voiced_segments(pcm, level_dbfs=HEARD_DBFS) if seg[1] > now - seconds]
+
+
+# the inbound trunk and rule most tests call through: the phones' own addresses (10.77.0.40-47)
+PHONES_PLAN = InboundPlan(numbers=(NUMBER,), allowed_addresses=("10.77.0.40/29",), agent_name=AGENT)
+
+
+async def _inbound(tel: Telephony, plan: InboundPlan) -> SetupResult:
+    lk = tel.server_api()
+    try:
+        return await ensure_inbound(lk, plan)
+    finally:
+        await lk.aclose()
 
 
 async def _until(predicate: object, timeout: float, what: str) -> None:
@@ -153,11 +165,7 @@ async def test_a_phone_call_is_greeted_answered_reads_keypad_digits_and_is_trans
 
 
 async def test_the_caller_hanging_up_ends_the_job_at_once(tel: Telephony) -> None:
-    lk = tel.server_api()
-    try:
-        await ensure_inbound(lk, InboundPlan(numbers=(NUMBER,), allowed_addresses=("10.77.0.40/29",), agent_name=AGENT))
-    finally:
-        await lk.aclose()
+    await _inbound(tel, PHONES_PLAN)
     with tel.phone("hang-up") as phone:
         phone.dial(f"sip:{NUMBER}@{tel.sip_uri_host}")
         phone.wait_event("CALL_ESTABLISHED", timeout=20)
@@ -211,11 +219,7 @@ async def test_calls_from_outside_the_trunk_or_with_a_wrong_password_are_refused
 
 
 async def test_a_tool_reads_the_callers_keypad_entry_itself(tel: Telephony) -> None:
-    lk = tel.server_api()
-    try:
-        await ensure_inbound(lk, InboundPlan(numbers=(NUMBER,), allowed_addresses=("10.77.0.40/29",), agent_name=AGENT))
-    finally:
-        await lk.aclose()
+    await _inbound(tel, PHONES_PLAN)
     worker = tel.workers["worker"]
     started = time.time()
     with tel.phone("keypad", user="keypad") as phone:  # its room: call-_keypad_...
@@ -250,12 +254,7 @@ async def _speakerphone_call(tel: Telephony, name: str, agent: str, digits: list
     ``#`` each), so every turn the backend hears is the agent's own echo.
     Returns the backend's turn counter and what the agent said."""
     number, address = {"speaker": ("+15550111", _address(80)), "speaker-bare": ("+15550112", _address(81))}[name]
-    lk = tel.server_api()
-    try:
-        plan = InboundPlan(numbers=(number,), allowed_addresses=(address,), agent_name=agent, room_prefix=f"{name}-", trunk_name=name, rule_name=name)
-        await ensure_inbound(lk, plan)
-    finally:
-        await lk.aclose()
+    await _inbound(tel, InboundPlan(numbers=(number,), allowed_addresses=(address,), agent_name=agent, room_prefix=f"{name}-", trunk_name=name, rule_name=name))
     counter = TurnCounter(tel, new_sessions_only=True)  # type: ignore[arg-type]
     started = time.time()
     with tel.phone(name, address=address, loopback=True) as phone:
