@@ -215,27 +215,28 @@ npm_ci() {
 npm_ci web "the web page's JavaScript"
 npm_ci deploy/validate "the ServiceMonitor schema validator (tests/test_deploy.py)"
 
-# --- livekit-server, waited for ------------------------------------------------
-if [[ -n $lk_pid ]]; then
-  if kill -0 "$lk_pid" 2>/dev/null; then step "waiting for the livekit-server build"; fi
-  if ! wait "$lk_pid"; then
-    lk_pid=""
-    fail --log "$LOGS/livekit-server.log" "go install of livekit-server failed" \
-      "check the network to the Go module proxy (GOPROXY=$(go env GOPROXY))"
+# --- the builds, waited for -----------------------------------------------------
+# await_build NAME PID_VAR TMP_VAR DIR STARTED BINARY FAILURE HINT: wait for a
+# background build (its pid and temporary folder in the variables named, which
+# the EXIT trap reads), then move what it built into DIR.
+await_build() {
+  local name=$1 dir=$4 started=$5 binary=$6 failure=$7 hint=$8
+  local -n pid_ref=$2 tmp_ref=$3
+  if kill -0 "$pid_ref" 2>/dev/null; then step "waiting for the $name build"; fi
+  if ! wait "$pid_ref"; then
+    pid_ref=""
+    fail --log "$LOGS/$name.log" "$failure" "$hint"
   fi
-  lk_pid=""
-  rm -rf "$LK_DIR" && mv "$lk_tmp" "$LK_DIR" && lk_tmp=""
-  step "livekit-server built in $((SECONDS - lk_started)) s: $LK_DIR/server"
+  pid_ref=""
+  rm -rf "$dir" && mv "$tmp_ref" "$dir" && tmp_ref=""
+  step "$name built in $((SECONDS - started)) s: $dir/$binary"
+}
+if [[ -n $lk_pid ]]; then
+  await_build livekit-server lk_pid lk_tmp "$LK_DIR" "$lk_started" server "go install of livekit-server failed" \
+    "check the network to the Go module proxy (GOPROXY=$(go env GOPROXY))"
 fi
 if [[ -n $sip_pid ]]; then
-  if kill -0 "$sip_pid" 2>/dev/null; then step "waiting for the livekit-sip build"; fi
-  if ! wait "$sip_pid"; then
-    sip_pid=""
-    fail --log "$LOGS/livekit-sip.log" "the livekit-sip build failed" \
-      "check the network to the Go module proxy, and that libopus-dev, libopusfile-dev and libsoxr-dev are installed"
-  fi
-  sip_pid=""
-  rm -rf "$SIP_DIR" && mv "$sip_tmp" "$SIP_DIR" && sip_tmp=""
-  step "livekit-sip built in $((SECONDS - sip_started)) s: $SIP_DIR/livekit-sip"
+  await_build livekit-sip sip_pid sip_tmp "$SIP_DIR" "$sip_started" livekit-sip "the livekit-sip build failed" \
+    "check the network to the Go module proxy, and that libopus-dev, libopusfile-dev and libsoxr-dev are installed"
 fi
 step "done in $((SECONDS - started)) s"

@@ -193,3 +193,27 @@ def test_livekit_sip_is_built_only_when_phone_calls_are_asked_for(clone: Clone) 
     asked = clone.run(AGENT_SIP="1")
     assert asked.returncode == 1 and any("the livekit-sip build failed" in line for line in lines(asked)), lines(asked)
     assert [c for c in clone.called() if c.startswith("go ")], clone.called()
+
+
+def test_builds_that_succeed_are_moved_into_the_cache_and_said_once(clone: Clone) -> None:
+    shutil.rmtree(clone.server.parent)
+    shutil.rmtree(clone.sip.parent)
+    modcache = clone.root.parent / "gomodcache"
+    (modcache / "github.com" / f"livekit/sip@{SIP_VERSION}").mkdir(parents=True)
+    clone.fake(clone.bin / "pkg-config", "exit 0")
+    # go install puts the binary in $GOBIN; go build -o PATH writes PATH; go env GOMODCACHE names the module cache
+    clone.fake(clone.bin / "go", f"""case "$1" in
+  env) [ "$2" = GOMODCACHE ] && echo "{modcache}"; exit 0 ;;
+  install) printf '#!/bin/sh\\n' >"$GOBIN/server"; chmod +x "$GOBIN/server" ;;
+  mod) ;;
+  build) while [ "$1" != -o ]; do shift; done; printf '#!/bin/sh\\n' >"$2"; chmod +x "$2" ;;
+esac
+echo "go: downloading example.com/m v1.0.0" >&2""")
+    done = clone.run("--sip")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = lines(done)
+    assert all(line.startswith("[setup] ") for line in out), out
+    assert len([line for line in out if line.startswith("[setup] livekit-server built in")]) == 1, out
+    assert len([line for line in out if line.startswith("[setup] livekit-sip built in")]) == 1, out
+    assert clone.server.is_file() and clone.sip.is_file()
+    assert not list(clone.cache.glob("*.tmp.*")), "a build's temporary folder was left"
