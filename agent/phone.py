@@ -33,7 +33,7 @@ from typing import Any
 
 from livekit import api, rtc
 
-from .sip import OUTBOUND_METADATA_KEY
+from .sip import OUTBOUND_METADATA_KEY, CallRequest
 
 log = logging.getLogger("agent.phone")
 
@@ -68,6 +68,12 @@ class OutboundCall:
     to: str
     ring_timeout_s: float
 
+    @property
+    def wait_s(self) -> float:
+        """How long the job waits for the callee (to reach the room, then to answer):
+        the ringing, and livekit-sip's dialling and hang-up around it."""
+        return self.ring_timeout_s + 10
+
 
 def outbound_call(metadata: str | None) -> OutboundCall | None:
     """The call in a job's metadata (:meth:`agent.sip.CallRequest.job_metadata`), if any."""
@@ -79,7 +85,7 @@ def outbound_call(metadata: str | None) -> OutboundCall | None:
     if not isinstance(call, dict) or not isinstance(call.get("to"), str):
         return None
     ring = call.get("ring_timeout_s")
-    return OutboundCall(call["to"], float(ring) if isinstance(ring, (int, float)) else 30.0)
+    return OutboundCall(call["to"], float(ring) if isinstance(ring, (int, float)) else CallRequest.ring_timeout_s)
 
 
 async def wait_answered(room: rtc.Room, identity: str, timeout: float) -> bool:

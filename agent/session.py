@@ -442,7 +442,7 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
             await session.room_io.wait_for_ready()
         else:
             try:  # the callee joins while the phone rings; no one, if the call failed before
-                await asyncio.wait_for(session.room_io.wait_for_ready(), placed.ring_timeout_s + 10)
+                await asyncio.wait_for(session.room_io.wait_for_ready(), placed.wait_s)
             except TimeoutError:
                 log.warning("room %s: the call to %s never reached the room; leaving", ctx.room.name, placed.to)
                 ctx.shutdown(reason="the call was not placed")
@@ -456,7 +456,7 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
                 log.info("room %s: the caller is on the phone (%s)", ctx.room.name, linked.attributes.get(PHONE_NUMBER_ATTRIBUTE, "number withheld"))
                 await agent.update_instructions(phone_instructions(settings.instructions, linked, placed=placed is not None))
             if placed is not None:
-                if is_phone_caller(linked) and not await wait_answered(ctx.room, linked.identity, placed.ring_timeout_s + 10):
+                if is_phone_caller(linked) and not await wait_answered(ctx.room, linked.identity, placed.wait_s):
                     log.info("room %s: %s did not answer; leaving", ctx.room.name, placed.to)
                     ctx.shutdown(reason="the callee did not answer")
                     return None

@@ -334,8 +334,9 @@ async def place_call(lk: api.LiveKitAPI, request: CallRequest) -> CallResult:
     room = request.room or f"call-out-{secrets.token_hex(4)}"
     if (await lk.room.list_rooms(api.ListRoomsRequest(names=[room]))).rooms:
         raise RequestError(f"room {room!r} already exists", hint="a call gets a room of its own: name another with --room, or leave it out")
-    await lk.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=int(request.ring_timeout_s) + 30))
-    await lk.agent_dispatch.create_dispatch(api.CreateAgentDispatchRequest(room=room, agent_name=request.agent_name, metadata=request.job_metadata()))
+    # the room and its agent in one request (the agent's job reads the number from its metadata)
+    agent = agent_dispatch_proto.RoomAgentDispatch(agent_name=request.agent_name, metadata=request.job_metadata())
+    await lk.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=int(request.ring_timeout_s) + 30, agents=[agent]))
     identity = "sip_" + request.to.lstrip("+")
     try:
         info = await lk.sip.create_sip_participant(

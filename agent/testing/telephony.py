@@ -91,7 +91,7 @@ class Phone:
 
     ``answer`` is what it does with a call that comes in: ``auto`` answers at
     once, ``manual`` lets it ring (no one picks up), ``busy`` rejects it with
-    ``486 Busy Here``.
+    486 (baresip sends its own reason phrase, "Rejected").
 
     ``loopback`` makes it a speakerphone at its loudest: its microphone hears
     its speaker, and what it receives it sends back at once, at full level
@@ -215,9 +215,10 @@ class Phone:
                 message = json.loads(buffer[colon + 1 : colon + 1 + size])
                 buffer = buffer[colon + 1 + size + 1 :]
                 if self.answer == "busy" and message.get("type") == "CALL_INCOMING":
-                    # baresip's hangup of a ringing call rejects it with the code given
-                    # (sent from this thread without waiting: it is the one that reads answers)
-                    self._send("hangup", "486 Busy Here", token="busy")
+                    # baresip's hangup of a ringing call rejects it with the code given, and
+                    # a reason phrase of its own (sent from this thread without waiting for
+                    # the answer: this is the thread that reads answers)
+                    self._send("hangup", "486", token="busy")
                 with self._lock:
                     if message.get("event"):
                         self.events.append((time.time(), message))
