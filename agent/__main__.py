@@ -506,6 +506,7 @@ def cmd_up(argv: list[str]) -> None:
         token = join_token(env["LIVEKIT_API_KEY"], env["LIVEKIT_API_SECRET"], args.room, "caller", ttl_s=6 * 3600)
         print(
             f"\n[up] ready. Talk to the agent in a browser: {page}?room={args.room}\n"
+            f"  LiveKit's token endpoint (for starter apps and TokenSource.endpoint): POST {page}token\n"
             "  or join the room from any LiveKit client:\n"
             f"  server URL: {url}\n"
             f"  token:      {token}\n"

@@ -12,13 +12,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dotenv import load_dotenv
 
 from .cost import PriceTable, parse_prices
 from .errors import ConfigError
 from .logs import log_format
+
+if TYPE_CHECKING:
+    from .token_endpoint import TokenPolicy
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_LOCAL_HOST = "127.0.0.1"
@@ -147,6 +150,12 @@ class Settings:
     cache_dir: str | None = field(default=None, metadata={"env": "AGENT_CACHE_DIR"})
     web_host: str = field(default="127.0.0.1", metadata={"env": "AGENT_WEB_HOST"})
     web_port: int = field(default=8080, metadata={"env": "AGENT_WEB_PORT"})
+    # The token endpoint (agent/token_endpoint.py): what callers may choose, who may ask
+    token_fields: str = field(default="room_name,participant_name,room_config", metadata={"env": "AGENT_TOKEN_FIELDS"})
+    token_cors_origins: str = field(default="", metadata={"env": "AGENT_TOKEN_CORS_ORIGINS"})
+    token_ttl_s: int = field(default=900, metadata={"env": "AGENT_TOKEN_TTL_S"})
+    token_secret: str | None = field(default=None, metadata={"env": "AGENT_TOKEN_SECRET"})
+    token_server_url: str | None = field(default=None, metadata={"env": "AGENT_TOKEN_SERVER_URL"})
 
     @property
     def uses_openai(self) -> bool:
@@ -173,6 +182,28 @@ class Settings:
     def price_table(self) -> PriceTable:
         """AGENT_PRICES parsed (the seed's per-minute prices when unset); checked at start-up by ``_validate``."""
         return parse_prices(self.prices)
+
+    def token_policy(self, api_key: str, api_secret: str) -> TokenPolicy:
+        """The token endpoint's policy from ``AGENT_TOKEN_*`` (agent/token_endpoint.py)."""
+        from .token_endpoint import TokenPolicy, parse_fields, parse_origins  # aiohttp, livekit-api: only when used
+
+        try:
+            fields_ = parse_fields(self.token_fields)
+        except ValueError as e:
+            raise ConfigError(f"AGENT_TOKEN_FIELDS={self.token_fields!r}: {e}") from None
+        try:
+            origins = parse_origins(self.token_cors_origins)
+        except ValueError as e:
+            raise ConfigError(f"AGENT_TOKEN_CORS_ORIGINS={self.token_cors_origins!r}: {e}") from None
+        if not (60 <= self.token_ttl_s <= 24 * 3600):
+            raise ConfigError(f"AGENT_TOKEN_TTL_S={self.token_ttl_s} must be between 60 and 86400 seconds")
+        server_url = self.token_server_url or self.livekit_url
+        if not server_url.startswith(("ws://", "wss://", "http://", "https://")):
+            raise ConfigError(f"AGENT_TOKEN_SERVER_URL={server_url!r} must start with ws://, wss://, http:// or https://")
+        return TokenPolicy(
+            server_url=server_url, api_key=api_key, api_secret=api_secret, fields=fields_, agent_name=self.agent_name,
+            cors_origins=origins, ttl_s=self.token_ttl_s, shared_secret=self.token_secret,
+        )  # fmt: skip
 
     def require_livekit_credentials(self) -> tuple[str, str]:
         if not self.livekit_api_key or not self.livekit_api_secret:

@@ -196,6 +196,7 @@ class SessionMeter:
     tool_calls: list[ToolCall] = field(default_factory=list)
     turn_latencies: list[float] = field(default_factory=list)
     barge_ins: list[float] = field(default_factory=list)
+    on_usage_change: Callable[[], None] | None = None  # agent.feed publishes the usage to the room
     _clock: TurnClock | None = None
     _connected_at: float = 0.0
     _active: bool = False
@@ -260,6 +261,21 @@ class SessionMeter:
         AUDIO_MINUTES_IN.inc(u.audio_minutes_in)
         AUDIO_MINUTES_OUT.inc(u.audio_minutes_out)
         COST.labels(model=self.model).inc(cost)
+        if self.on_usage_change is not None:
+            self.on_usage_change()
+
+    def usage_summary(self) -> dict[str, Any]:
+        """The session's usage and cost so far, as the room sees it (agent.feed)."""
+        u = self.usage
+        return {
+            "model": self.model,
+            "responses": self.responses,
+            "audio_in_min": round(u.audio_minutes_in, 4),
+            "audio_out_min": round(u.audio_minutes_out, 4),
+            "text_in_tokens": u.text_in,
+            "text_out_tokens": u.text_out,
+            "cost_usd": round(self.cost_usd, 6),
+        }
 
     def on_agent_state(self, new_state: str, t: float) -> None:
         assert self._clock is not None

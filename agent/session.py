@@ -25,6 +25,7 @@ from .audio.frontend import FrontendProcessor
 from .audio.tap import FarEndTap
 from .caller_link import CallerLink
 from .config import Settings
+from .feed import RoomFeed
 from .internals import claim_user_turn
 from .link import HeartbeatSession, ReconnectNotice
 from .metrics import SessionMeter
@@ -352,6 +353,9 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
     ctx.add_shutdown_callback(notice.aclose)
     meter = SessionMeter.for_session(settings, tools.names())
     meter.attach(session)
+    feed = RoomFeed(ctx.room.local_participant, meter.usage_summary)
+    meter.on_usage_change = feed.usage_changed
+    ctx.add_shutdown_callback(feed.aclose)
     SessionRecorder(open_records(settings), transcript, meter, room=ctx.room.name, worker=ctx.worker_id, job_id=ctx.job.id).attach(session)
     timeline = Timeline(ctx.room.name, clock)
     listener: Listener | None = None
@@ -362,7 +366,7 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
 
     listens = prepared.vad is not None
     placed = outbound_call(ctx.job.metadata)  # a call the agent places: speak once the callee answers
-    agent = VoiceAgent(settings, tools.function_tools(make_call), history, notice, meter, clock, timeline, greet=placed is None)
+    agent = VoiceAgent(settings, tools.function_tools(make_call, feed), history, notice, meter, clock, timeline, greet=placed is None)
     ctx.add_shutdown_callback(agent.aclose)
     clock.lap("services")
     await session.start(

@@ -1,19 +1,19 @@
-"""The callers' web page, served with a token endpoint: ``python -m agent web``.
+"""The callers' web page, served with LiveKit's standard token endpoint: ``python -m agent web``.
 
-Serves ``web/page`` (the page and its script), livekit-client's browser
-bundle from ``web/node_modules`` (``scripts/setup.sh`` installs it with npm)
-and ``GET /token?room=NAME``, which mints a join token for a new caller
-identity. Anyone who can reach the page can join any room, so it binds to
-loopback unless AGENT_WEB_HOST says otherwise: it is the local stack's page,
-not a production front door (that mints tokens behind its own login).
+Serves ``web/page`` (the page and its style), the page's script bundled by
+esbuild into ``web/dist`` at set-up (``scripts/setup.sh`` runs ``npm ci`` and
+``npm run build`` in ``web/``; nothing comes from a CDN at run time) and
+``POST /token`` (agent/token_endpoint.py; what callers may choose is set by
+``AGENT_TOKEN_*``). It binds to loopback unless AGENT_WEB_HOST says otherwise:
+put a deployment's own login in front of it, or set AGENT_TOKEN_SECRET.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
-import re
-import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -21,14 +21,14 @@ from livekit import api
 
 from .config import Settings
 from .errors import SetupError
+from .token_endpoint import TokenPolicy, add_routes
 
 log = logging.getLogger("agent.web")
 
 ROOT = Path(__file__).resolve().parents[1] / "web"
 PAGE_DIR = ROOT / "page"
-CLIENT_BUNDLE = ROOT / "node_modules" / "livekit-client" / "dist" / "livekit-client.umd.js"
-ROOM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-TOKEN_TTL_S = 2 * 3600
+BUNDLE = ROOT / "dist" / "app.js"
+MISSING_BUNDLE = "run scripts/setup.sh (it runs npm ci and npm run build in web/)"
 
 
 def join_token(
@@ -45,41 +45,35 @@ def join_token(
     return token.with_ttl(datetime.timedelta(seconds=ttl_s)).with_grants(api.VideoGrants(room_join=True, room=room)).to_jwt()
 
 
-def make_app(livekit_url: str, api_key: str, api_secret: str) -> web.Application:
-    async def page(request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(PAGE_DIR / "index.html", headers={"Cache-Control": "no-store"})
+def make_app(policy: TokenPolicy) -> web.Application:
+    def static(path: Path, content_type: str | None = None) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            if not await asyncio.to_thread(path.is_file):
+                raise web.HTTPServiceUnavailable(text=f"{path} is missing: {MISSING_BUNDLE}")
+            headers = {"Cache-Control": "no-store"}
+            if content_type:
+                headers["Content-Type"] = content_type
+            return web.FileResponse(path, headers=headers)
 
-    async def script(request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(PAGE_DIR / "app.js", headers={"Cache-Control": "no-store"})
-
-    async def client_bundle(request: web.Request) -> web.StreamResponse:
-        if not CLIENT_BUNDLE.is_file():
-            raise web.HTTPServiceUnavailable(text=f"{CLIENT_BUNDLE} is missing: run scripts/setup.sh (it runs npm ci in web/)")
-        return web.FileResponse(CLIENT_BUNDLE)
-
-    async def token(request: web.Request) -> web.Response:
-        room = request.query.get("room", "demo")
-        if not ROOM_NAME.match(room):
-            raise web.HTTPBadRequest(text="room: 1 to 64 letters, digits, '-' or '_'")
-        identity = f"web-{uuid.uuid4().hex[:8]}"
-        jwt = join_token(api_key, api_secret, room, identity, ttl_s=TOKEN_TTL_S, name="web caller")
-        log.info("token for %s in room %s", identity, room)
-        return web.json_response({"url": livekit_url, "token": jwt, "room": room, "identity": identity})
+        return handler
 
     app = web.Application()
     app.add_routes([
-        web.get("/", page),
-        web.get("/app.js", script),
-        web.get("/livekit-client.js", client_bundle),
-        web.get("/token", token),
+        web.get("/", static(PAGE_DIR / "index.html")),
+        web.get("/style.css", static(PAGE_DIR / "style.css", "text/css")),
+        web.get("/app.js", static(BUNDLE, "text/javascript")),
+        web.get("/app.js.map", static(BUNDLE.with_suffix(".js.map"), "application/json")),
     ])  # fmt: skip
+    add_routes(app, policy)
     return app
 
 
 def run(settings: Settings) -> None:
     key, secret = settings.require_livekit_credentials()
-    if not CLIENT_BUNDLE.is_file():
-        raise SetupError(f"{CLIENT_BUNDLE} is missing", hint="run scripts/setup.sh (it runs npm ci in web/)")
-    app = make_app(settings.livekit_url, key, secret)
+    policy = settings.token_policy(key, secret)
+    if not BUNDLE.is_file():
+        raise SetupError(f"{BUNDLE} is missing", hint=MISSING_BUNDLE)
+    app = make_app(policy)
     print(f"[web] the callers' page: http://{settings.web_host}:{settings.web_port}/?room=demo", flush=True)
+    print(f"[web] LiveKit's token endpoint: POST http://{settings.web_host}:{settings.web_port}/token", flush=True)
     web.run_app(app, host=settings.web_host, port=settings.web_port, print=None, access_log=None)

@@ -7,7 +7,8 @@
 #   - with --sip (or AGENT_SIP=1): livekit-sip, built with cgo into the same cache, its
 #     -dev packages, and baresip (the telephony tests' SIP phone)
 #   - a virtual environment at .venv with the package and its test extra
-#   - the web page's JavaScript (livekit-client, playwright-core) with npm ci in web/,
+#   - the web page's JavaScript (livekit-client, esbuild, playwright-core) with npm ci in web/,
+#     bundled into web/dist by esbuild,
 #     and the deployment's CRD schema validator with npm ci in deploy/validate/
 # Each step prints one `[setup]` line; the tools' own output goes to a log per
 # step in .cache/setup/ (rewritten each run). A failing step says why and what
@@ -213,6 +214,14 @@ npm_ci() {
   fi
 }
 npm_ci web "the web page's JavaScript"
+# The page's script: livekit-client and src/ bundled by esbuild (no CDN at run time).
+if [[ ! -f "$ROOT/web/dist/app.js" || -n "$(find "$ROOT/web/src" "$ROOT/web/node_modules/.package-lock.json" -newer "$ROOT/web/dist/app.js" 2>/dev/null)" ]]; then
+  step "bundling the web page's script into web/dist (esbuild; log: $LOGS/npm.log)"
+  logged npm npm run --prefix "$ROOT/web" build \
+    || fail --log "$LOGS/npm.log" "bundling the web page failed" "see the esbuild errors in the log"
+else
+  step "web/dist is up to date"
+fi
 npm_ci deploy/validate "the ServiceMonitor schema validator (tests/test_deploy.py)"
 
 # --- the builds, waited for -----------------------------------------------------

@@ -32,18 +32,19 @@ def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def serve_app() -> AsyncIterator[Callable[[web.Application], Awaitable[str]]]:
-    """Serve an aiohttp app on a free loopback port for the test; returns its base URL."""
+async def serve_app() -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """Serve an aiohttp app on a free port of ``host`` (loopback unless told) for
+    the test; returns its base URL."""
     runners: list[web.AppRunner] = []
 
-    async def serve(app: web.Application) -> str:
+    async def serve(app: web.Application, host: str = "127.0.0.1") -> str:
         runner = web.AppRunner(app)
         await runner.setup()
         runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, host, 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return f"http://127.0.0.1:{port}"
+        return f"http://{host}:{port}"
 
     yield serve
     for runner in runners:

@@ -3,6 +3,7 @@ server and the worker, prints how to join, and Ctrl-C stops everything."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -83,12 +84,17 @@ async def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         token = re.search(r"token:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
         async with Caller(url, token) as caller:
             await caller.wait_for_speech(timeout=20, min_duration=0.3)
-        # ...and the callers' web page, with the LiveKit browser client it loads.
+        # ...and the callers' web page, its bundled script and LiveKit's standard token endpoint.
         page = re.search(r"in a browser: (\S+)", text).group(1)  # type: ignore[union-attr]
+        base = page.split("?")[0]
         with urllib.request.urlopen(page, timeout=5) as r:
             assert "AI voice agent" in r.read().decode()
-        with urllib.request.urlopen(page.split("?")[0] + "livekit-client.js", timeout=5) as r:
-            assert r.status == 200 and b"LivekitClient" in r.read(2000)
+        with urllib.request.urlopen(base + "app.js", timeout=5) as r:
+            assert r.status == 200 and len(r.read()) > 100_000  # livekit-client bundled in
+        ask = urllib.request.Request(base + "token", data=b'{"room_name": "demo"}', headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(ask, timeout=5) as r:
+            granted = json.loads(r.read())
+            assert r.status == 201 and granted["room_name"] == "demo" and granted["server_url"] == url
         # Ctrl-C reaches the whole foreground process group in a terminal.
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=60) == 0, out_path.read_text()

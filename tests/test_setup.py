@@ -55,6 +55,8 @@ class Clone:
         self.write(self.root / ".venv" / ".installed", "", later=True)
         for js in ("web", "deploy/validate"):
             self.write(self.root / js / "node_modules" / ".package-lock.json", "{}\n", later=True)
+        self.write(self.root / "web" / "src" / "app.js", "// the page\n")
+        self.write(self.root / "web" / "dist" / "app.js", "// bundled\n", later=True)
 
     @staticmethod
     def write(path: Path, text: str, *, later: bool = False) -> None:
@@ -116,6 +118,17 @@ def test_a_step_that_runs_prints_one_line_and_logs_the_tools_output(clone: Clone
     assert len([line for line in lines(done) if "(npm ci" in line]) == 1
     assert "Collecting package3" in (clone.logs / "pip.log").read_text()
     assert "npm warn something" in (clone.logs / "npm.log").read_text()
+
+
+def test_a_changed_page_script_is_bundled_again_in_one_line(clone: Clone) -> None:
+    os.utime(clone.root / "web" / "dist" / "app.js", (0, 0))  # older than web/src/app.js
+    clone.fake(clone.bin / "npm", f'echo "npm $*" >>"{clone.calls}"; echo "dist/app.js 580kb"')
+    done = clone.run()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert all(line.startswith("[setup] ") for line in lines(done)), lines(done)
+    assert [line for line in lines(done) if "bundling the web page" in line], lines(done)
+    assert clone.called() == [f"npm run --prefix {clone.root}/web build"]
+    assert "dist/app.js 580kb" in (clone.logs / "npm.log").read_text()
 
 
 def test_a_failing_build_names_its_log_and_shows_its_last_lines(clone: Clone) -> None:

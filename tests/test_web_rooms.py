@@ -1,12 +1,16 @@
-"""The callers' web page in headless Chromium: a browser caller is greeted,
-heard and answered, with the browser's own echo cancellation, noise
-suppression and gain control on (web/page, driven by web/drive.mjs)."""
+"""The callers' web page in headless Chromium (web/page, web/src bundled into
+web/dist; driven through web/drive.mjs by agent.testing.browser): the page gets
+its token from our standard endpoint through livekit-client's own
+``TokenSource.endpoint``, is greeted, heard and answered with the browser's
+audio processing on, and shows what the worker publishes: the agent's state,
+both transcripts, tool calls, escalation and usage. Mute, a dropped network and
+a refused token are shown as such. Screenshots at phone and desktop sizes are
+kept in ``.cache/test-artifacts/web/``."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,23 +19,24 @@ import pytest
 
 from agent import web
 from agent.sound.wav import write_wav
+from agent.testing.browser import PROJECT_ROOT, Browser, missing_parts
 from agent.testing.caller import load_wav, speech_wav
 from agent.testing.harness import Testbed, room_name
+from agent.testing.netns import SERVER_IP
+from agent.testing.remote import IsolatedLink
+from agent.token_endpoint import TokenPolicy
 
 pytestmark = [pytest.mark.room]
 
-DRIVER = web.ROOT / "drive.mjs"
-CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = PROJECT_ROOT / ".cache" / "test-artifacts" / "web"
+QUESTION = "What time does the coffee shop open on Sunday morning?"
+ANSWER = r"open 9 am to 3 pm"
+STATE = "window.callState"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def browser_ready() -> None:
-    missing = [what for what, ok in [
-        (f"{CHROMIUM} (scripts/setup.sh --browser installs it)", Path(CHROMIUM).exists()),
-        ("node", shutil.which("node") is not None),
-        ("web/node_modules (scripts/setup.sh runs npm ci)", (web.ROOT / "node_modules" / "playwright-core").is_dir()),
-        ("livekit-client's browser bundle", web.CLIENT_BUNDLE.is_file()),
-    ] if not ok]  # fmt: skip
+    missing = missing_parts()
     if missing:
         pytest.fail("the web page tests need: " + "; ".join(missing), pytrace=False)
 
@@ -44,72 +49,203 @@ def _mic_file(text: str, path: Path, *, lead_s: float, tail_s: float) -> Path:
     return path
 
 
-async def _drive(page: str, until: str, *, wav: Path | None = None, chat: str | None = None, timeout_s: float = 60) -> dict[str, Any]:
-    opts = {"page": page, "until": until, "timeoutS": timeout_s, "chromium": CHROMIUM}
-    if wav is not None:
-        opts["wav"] = str(wav)
-    if chat is not None:
-        opts["chat"] = chat
-    proc = await asyncio.create_subprocess_exec(
-        "node", str(DRIVER), json.dumps(opts), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout_s + 60)
-    try:
-        result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        raise AssertionError(f"the driver printed no result (exit {proc.returncode}):\n{out.decode()}\n{err.decode()}") from None
-    result["exit"] = proc.returncode
-    return result
+def _policy(testbed: Testbed, **changes: Any) -> TokenPolicy:
+    return replace(TokenPolicy(server_url=testbed.url, api_key=testbed.api_key, api_secret=testbed.api_secret), **changes)
 
 
 @pytest.fixture
-async def page_url(testbed: Testbed, serve_app: Any) -> str:
-    return await serve_app(web.make_app(testbed.url, testbed.api_key, testbed.api_secret))
+async def page_url(testbed: Testbed, serve_app: Callable[..., Awaitable[str]]) -> str:
+    return await serve_app(web.make_app(_policy(testbed)))
 
 
-def _agent_said(result: dict[str, Any]) -> list[str]:
-    state = result.get("state") or {}
-    return [t["text"] for t in state.get("transcripts", []) if t["identity"] != state.get("identity")]
+def said_by_agent(state: dict[str, Any]) -> list[str]:
+    return [t["text"] for t in state["transcripts"] if t["identity"] != state["identity"]]
 
 
-async def test_a_browser_caller_is_greeted_heard_and_answered(
-    browser_ready: None, page_url: str, speech_dir: Path, testbed: Testbed
+def agent_said(pattern: str) -> str:
+    """A page expression: the agent's final transcript matches ``pattern`` (case-insensitive)."""
+    return f"{STATE}.transcripts.some(t => t.identity !== {STATE}.identity && /{pattern}/i.test(t.text))"
+
+
+async def join(browser: Browser, url: str, *, timeout: float = 30) -> dict[str, Any]:
+    await browser.goto(url)
+    await browser.click("#join")
+    await browser.wait_for(f"['connected', 'failed'].includes({STATE}.status)", timeout=timeout)
+    state = await browser.state()
+    assert state["status"] == "connected", state
+    return state
+
+
+async def greeted(browser: Browser, *, timeout: float = 30) -> None:
+    """The greeting (an AI that says so) is heard, and the agent listens again."""
+    await browser.wait_for(agent_said(r"\bAI\b"), timeout=timeout)
+    await browser.wait_for(f"{STATE}.agentState === 'listening'", timeout=timeout)
+
+
+def states_after(state: dict[str, Any], t: float) -> list[str]:
+    """The agent's states after wall time ``t``, repeats folded."""
+    seen: list[str] = []
+    for name, at in state["agentStates"]:
+        if at >= t and (not seen or seen[-1] != name):
+            seen.append(name)
+    return seen
+
+
+async def test_a_browser_caller_is_greeted_heard_and_answered_and_sees_the_agent_work(
+    page_url: str, speech_dir: Path, testbed: Testbed
 ) -> None:
-    wav = _mic_file("What time does the coffee shop open on Sunday morning?", speech_dir / "browser-q.wav", lead_s=5, tail_s=10)
-    room = room_name("web")
-    result = await _drive(f"{page_url}/?room={room}", r"open 9 am to 3 pm", wav=wav, timeout_s=60)
-    state = result.get("state") or {}
-    said = _agent_said(result)
-    print(f"\n[browser caller] the agent said: {said}; receiver stats: {result.get('stats')}; page errors: {result['errors']}")
-    assert result["heard"], f"{result}\n{testbed.logs()}"
-    # The browser captured with its own audio processing on.
-    mic = state["micSettings"]
-    assert mic["echoCancellation"] and mic["noiseSuppression"] and mic["autoGainControl"], mic
-    # It was greeted by an AI that says so, and heard the agent's audio, not only its text.
-    assert "AI" in said[0], said
+    wav = _mic_file(QUESTION, speech_dir / "browser-q.wav", lead_s=6, tail_s=10)
+    async with Browser(mic_wav=wav) as browser:
+        state = await join(browser, f"{page_url}/?room={room_name('web')}")
+        # The token came from livekit-client's own endpoint token source: the room
+        # of the page's URL, a server-chosen identity, our server's URL.
+        assert state["room"].startswith("web-") and state["identity"].startswith("caller-"), state
+        assert state["serverUrl"] == testbed.url
+        # The browser captures with its own audio processing on.
+        mic = state["micSettings"]
+        assert mic["echoCancellation"] and mic["noiseSuppression"] and mic["autoGainControl"], mic
+        await greeted(browser)
+        spoken_from = (await browser.state())["agentStates"][-1][1]
+        await browser.wait_for(agent_said(ANSWER), timeout=40)
+        await browser.wait_for(f"{STATE}.agentState === 'listening'", timeout=20)
+        state = await browser.state()
+        stats = await browser.evaluate("window.callStats()")
+
+        # Keyboard: from Hang up, Tab walks the controls in reading order.
+        await browser.evaluate("document.getElementById('leave').focus()")
+        order = ["leave"]
+        for _ in range(4):
+            await browser.key("Tab")
+            order.append(await browser.evaluate("document.activeElement.id"))
+        unnamed = await browser.evaluate(
+            "[...document.querySelectorAll('button, select, input, meter')]"
+            ".filter(el => !(el.labels?.length || el.getAttribute('aria-label') || el.textContent.trim())).map(el => el.id)"
+        )
+        errors = await browser.errors()
+
+    print(f"\n[browser caller] agent said {said_by_agent(state)}; states {states_after(state, 0)}; "
+          f"level peaks {state['peaks']}; receiver stats {stats}")  # fmt: skip
+    assert "AI" in said_by_agent(state)[0]
     assert state["agentAudio"] and state["agentIdentity"].startswith("agent-"), state
-    stats = result["stats"] or {}
-    assert stats.get("bytesReceived", 0) > 10_000 and stats.get("totalAudioEnergy", 0) > 0, stats
-    assert result["errors"] == []
+    assert stats["bytesReceived"] > 10_000 and stats["totalAudioEnergy"] > 0, stats
+    # The caller's spoken question is shown as the caller's final transcript, before the answer.
+    mine = [t for t in state["transcripts"] if t["identity"] == state["identity"]]
+    assert mine and "open" in mine[0]["text"].lower(), state["transcripts"]
+    # Around the question the agent listened, thought, spoke, and listened again.
+    around = states_after(state, spoken_from)
+    assert around[:1] == ["listening"] and around[-1] == "listening", around
+    assert "thinking" in around and "speaking" in around and around.index("thinking") < around.index("speaking"), around
+    # Both sides' live levels moved.
+    assert state["peaks"]["you"] > 0.3 and state["peaks"]["agent"] > 0.3, state["peaks"]
+    assert order == ["leave", "mute", "mic", "text", "send"], order
+    assert unnamed == [], unnamed
+    assert errors == []
 
 
-async def test_a_browser_caller_can_type_to_the_agent(browser_ready: None, page_url: str) -> None:
-    room = room_name("web")
-    result = await _drive(f"{page_url}/?room={room}", r"open 9 am to 3 pm", chat="When are you open on Sunday?", timeout_s=45)
-    state = result.get("state") or {}
-    assert result["heard"], state.get("transcripts")
-    # The microphone of a caller who types is quiet (not Chromium's default beeps): no spoken turn.
+async def test_a_typed_order_shows_the_tool_call_its_outcome_the_usage_and_the_end_of_the_call(page_url: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    async with Browser() as browser:
+        await join(browser, f"{page_url}/?room={room_name('web')}")
+        await greeted(browser)
+        await browser.fill("#text", "I'd like two lattes")
+        await browser.press("#text", "Enter")
+        await browser.wait_for(f"{STATE}.tools.some(t => t.name === 'place_order' && t.status === 'done')", timeout=30)
+        await browser.wait_for(agent_said(r"order number \d+ is placed"), timeout=30)
+        await browser.wait_for(f"{STATE}.usage && {STATE}.usage.responses >= 2", timeout=20)
+        await browser.fill("#text", "Can I speak to a person please?")
+        await browser.click("#send")
+        await browser.wait_for(f"{STATE}.escalated !== null", timeout=30)
+        await browser.wait_for(f"{STATE}.agentState === 'listening'", timeout=20)
+        shots = []
+        for label, width, height in (("phone", 360, 780), ("desktop", 1280, 900)):
+            await browser.viewport(width, height)
+            overflow = await browser.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"the page is {overflow}px wider than a {width}px screen"
+            shots.append(await browser.screenshot(ARTIFACTS / f"call-{label}-{width}px.png"))
+        tools_text = await browser.evaluate("document.getElementById('tools').innerText")
+        usage_text = await browser.evaluate("document.getElementById('usage').innerText")
+        escalation_text = await browser.evaluate("document.getElementById('escalation').innerText")
+        await browser.fill("#text", "Thanks, goodbye")
+        await browser.click("#send")
+        await browser.wait_for(f"{STATE}.status === 'disconnected'", timeout=30)
+        state = await browser.state()
+        errors = await browser.errors()
+
+    print(f"\n[browser caller] tools: {tools_text!r}; usage: {usage_text!r}; screenshots: {[str(s) for s in shots]}")
+    order = next(t for t in state["tools"] if t["name"] == "place_order")
+    assert order["arguments"] == {"item": "latte", "quantity": 2} or order["arguments"] == {"item": "latte", "quantity": "two"}, order
+    assert "order number" in order["output"].lower(), order
+    assert "place_order(item: latte" in tools_text and "done" in tools_text
+    assert any(t["name"] == "escalate_to_human" and t["status"] == "done" for t in state["tools"]), state["tools"]
+    assert "person" in escalation_text.lower(), escalation_text
+    assert state["usage"]["cost_usd"] > 0 and state["usage"]["audio_out_min"] > 0, state["usage"]
+    assert "$" in usage_text and "min spoken" in usage_text
+    assert any(t["name"] == "end_call" for t in state["tools"]), state["tools"]
+    assert state["notices"][-1:] == ["The agent ended the call."], state["notices"]
+    # A caller who only types sits in a quiet room: no spoken turn of theirs.
     assert [t for t in state["transcripts"] if t["identity"] == state["identity"]] == [], state["transcripts"]
+    assert all(s.stat().st_size > 10_000 for s in shots)
+    assert errors == []
 
 
-async def test_the_token_endpoint_refuses_a_bad_room_name(page_url: str) -> None:
-    import aiohttp
+async def test_mute_stops_the_callers_audio_reaching_the_agent(page_url: str, speech_dir: Path) -> None:
+    wav = _mic_file(QUESTION, speech_dir / "browser-muted-q.wav", lead_s=4, tail_s=4)
+    async with Browser(mic_wav=wav) as browser:
+        await join(browser, f"{page_url}/?room={room_name('web')}")
+        await browser.click("#mute")  # before the question starts, 4 s into the microphone
+        assert await browser.evaluate("document.getElementById('mute').getAttribute('aria-pressed')") == "true"
+        await greeted(browser)
+        muted_at = await browser.evaluate("Date.now() / 1000")
+        # The question plays into the muted microphone (4 s lead + ~3 s sentence), then 6 s more.
+        await browser.wait_for(f"Date.now() / 1000 > {muted_at} + 10", timeout=20)
+        state = await browser.state()
+        errors = await browser.errors()
+    assert state["muted"] is True
+    assert [t for t in state["transcripts"] if t["identity"] == state["identity"]] == [], state["transcripts"]
+    assert not any("9 am" in t for t in said_by_agent(state)), said_by_agent(state)
+    assert states_after(state, muted_at) in ([], ["listening"]), state["agentStates"]
+    assert errors == []
 
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{page_url}/token", params={"room": "../etc"}) as bad:
-            assert bad.status == 400
-            assert "room" in await bad.text()
-        async with http.get(f"{page_url}/token", params={"room": "lobby"}) as good:
-            assert good.status == 200
-            body = await good.json()
-    assert body["room"] == "lobby" and body["identity"].startswith("web-") and body["token"].count(".") == 2
+
+async def test_a_dropped_connection_shows_reconnecting_then_connected_and_the_call_goes_on(
+    testbed: Testbed, serve_app: Callable[..., Awaitable[str]]
+) -> None:
+    url = await serve_app(web.make_app(_policy(testbed)), host=SERVER_IP)
+    port = int(testbed.url.rsplit(":", 1)[1])
+    with IsolatedLink(index=3) as link:
+        async with Browser(netns=link.name, secure_origins=(url,)) as browser:
+            await join(browser, f"{url}/?room={room_name('web')}")
+            await greeted(browser)
+            link.down()
+            try:
+                assert not link.reaches(SERVER_IP, port)
+                await browser.wait_for(f"{STATE}.status === 'reconnecting'", timeout=25)
+            finally:
+                link.up()
+            await browser.wait_for(f"{STATE}.status === 'connected'", timeout=30)
+            status_text = await browser.evaluate("document.getElementById('status').innerText")
+            await browser.fill("#text", "When are you open on Sunday?")
+            await browser.click("#send")
+            await browser.wait_for(agent_said(ANSWER), timeout=30)
+            state = await browser.state()
+            errors = await browser.errors()
+    statuses = [s for s, _ in state["statuses"]]
+    print(f"\n[browser caller] statuses {statuses}")
+    assert statuses[-2:] == ["reconnecting", "connected"], statuses
+    assert status_text == "Connected"
+    # livekit-client logs the cut signal connection as console errors; nothing else may fail
+    network = ("signal", "WS closed", "WebSocket", "ERR_INTERNET_DISCONNECTED", "ERR_NETWORK_CHANGED")
+    assert [e for e in errors if e.startswith("pageerror") or not any(w in e for w in network)] == [], errors
+
+
+async def test_a_refused_token_is_shown_clearly(testbed: Testbed, serve_app: Callable[..., Awaitable[str]]) -> None:
+    url = await serve_app(web.make_app(_policy(testbed, shared_secret="only-for-our-login")))
+    async with Browser() as browser:
+        await browser.goto(f"{url}/?room={room_name('web')}")
+        await browser.click("#join")
+        await browser.wait_for(f"{STATE}.status === 'failed'", timeout=20)
+        notice = await browser.evaluate("document.getElementById('notice').innerText")
+        visible = await browser.evaluate("!document.getElementById('notice').hidden")
+        join_enabled = await browser.evaluate("!document.getElementById('join').disabled")
+    assert visible and "would not let you join" in notice and "401" in notice, notice
+    assert join_enabled

@@ -1,30 +1,33 @@
-// Drive the callers' page in headless Chromium, as a person would: open it,
-// start the call, speak a WAV file into the fake microphone, optionally type a
-// message, and wait until the agent says something matching a pattern.
+// Headless Chromium for the room tests, driven by JSON lines on stdin
+// (agent/testing/browser.py is the Python side):
 //
-//   node web/drive.mjs '{"page": "http://127.0.0.1:8080/?room=demo", "wav": "q.wav",
-//                        "until": "open 9 am", "timeoutS": 60}'
+//   node web/drive.mjs '{"chromium": "/usr/bin/chromium", "wav": "q.wav", "secureOrigins": ["http://10.77.0.1:8080"]}'
+//   <- {"ready": true}
+//   -> {"id": 1, "op": "goto", "url": "http://10.77.0.1:8080/?room=demo"}
+//   <- {"id": 1, "ok": true, "value": null}
 //
-// Prints one JSON object: the page's window.callState, the agent track's
-// receiver stats and any page errors. Exit 0 when the pattern was heard,
-// 1 when it was not (timeout or a failed call), 2 on bad arguments.
+// Ops: goto {url}; click {selector}; fill {selector, text}; select {selector, value};
+// press {selector, key}; key {key} (to the focused element); eval {expr} (a JS expression, awaited); waitFor {expr, timeoutS}
+// (until the expression is truthy); viewport {width, height}; screenshot {path, fullPage};
+// errors (page errors and console errors so far); close. EOF on stdin closes the browser.
+//
+// The fake microphone plays `wav` once from when the page opens it ("%noloop"),
+// then silence; without one it plays a second of silence (Chromium's default
+// beeps, which the agent would hear as someone talking).
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
 
 let opts;
 try {
-  opts = JSON.parse(process.argv[2] ?? "");
-  if (!opts.page || !opts.until) throw new Error("page and until are required");
+  opts = JSON.parse(process.argv[2] ?? "{}");
 } catch (err) {
-  console.error(`usage: node drive.mjs '{"page": URL, "until": REGEX, "wav"?: FILE, "chat"?: TEXT, "timeoutS"?: N}': ${err.message}`);
+  console.error(`usage: node drive.mjs '{"chromium"?: PATH, "wav"?: FILE}': ${err.message}`);
   process.exit(2);
 }
-const until = new RegExp(opts.until, "i");
-const timeoutMs = (opts.timeoutS ?? 60) * 1000;
 
-// One second of 16-bit mono silence at 48 kHz, as a WAV file at `path`.
 function silentWav(path) {
   const rate = 48000, bytes = rate * 2;
   const wav = Buffer.alloc(44 + bytes);
@@ -35,54 +38,74 @@ function silentWav(path) {
   writeFileSync(path, wav);
   return path;
 }
+
+const profile = mkdtempSync(join(tmpdir(), "agent-chromium-"));
+const micFile = opts.wav ?? silentWav(join(profile, "silence.wav"));
 const args = [
   "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
   "--disable-component-update", "--disable-sync", "--no-first-run",
   "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
   "--autoplay-policy=no-user-gesture-required",
+  `--use-file-for-fake-audio-capture=${micFile}%noloop`,
 ];
-const profile = mkdtempSync(join(tmpdir(), "agent-chromium-"));
-// Without a file, Chromium's fake microphone beeps every second, which the agent
-// hears as someone talking: a caller who only types sits in a quiet room.
-const micFile = opts.wav ?? silentWav(join(profile, "silence.wav"));
-// "%noloop": the file plays once from when the page opens the microphone, then silence.
-args.push(`--use-file-for-fake-audio-capture=${micFile}%noloop`);
+// A page served over plain HTTP from an address other than loopback is no
+// secure context, so it gets no microphone; the test's own origins are trusted.
+if (opts.secureOrigins?.length) args.push(`--unsafely-treat-insecure-origin-as-secure=${opts.secureOrigins.join(",")}`);
 const errors = [];
 let context;
-let heard = false;
-let result = {};
+let closing = false;
+
+async function close(code) {
+  if (closing) return;
+  closing = true;
+  await context?.close().catch(() => {});
+  rmSync(profile, { recursive: true, force: true });
+  process.exit(code);
+}
+
+const send = (msg) => process.stdout.write(`${JSON.stringify(msg)}\n`);
+
 try {
   context = await chromium.launchPersistentContext(profile, {
     executablePath: opts.chromium ?? "/usr/bin/chromium", headless: true, args,
-    permissions: ["microphone"],
+    permissions: ["microphone"], viewport: { width: 1280, height: 900 },
   });
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.on("pageerror", (err) => errors.push(`pageerror: ${err.message}`));
-  page.on("console", (msg) => { if (msg.type() === "error") errors.push(`console: ${msg.text()}`); });
-  await page.goto(opts.page);
-  const started = Date.now();
-  await page.click("#join");
-  await page.waitForFunction(() => ["connected", "failed"].includes(window.callState.status), null, { timeout: timeoutMs });
-  const agentSaid = () => page.evaluate(() => window.callState.transcripts.filter((t) => t.identity !== window.callState.identity).map((t) => t.text));
-  if (opts.chat) {
-    // after the greeting, as a person would
-    while (Date.now() - started < timeoutMs && (await agentSaid()).length === 0) await page.waitForTimeout(200);
-    await page.fill("#text", opts.chat);
-    await page.click("#send");
-  }
-  while (Date.now() - started < timeoutMs) {
-    const status = await page.evaluate(() => window.callState.status);
-    if (status === "failed") break;
-    if ((await agentSaid()).some((text) => until.test(text))) { heard = true; break; }
-    await page.waitForTimeout(200);
-  }
-  result = await page.evaluate(async () => ({ state: window.callState, stats: await window.callStats() }));
-  await page.click("#leave").catch(() => {});
 } catch (err) {
-  errors.push(`driver: ${err.message}`);
-} finally {
-  await context?.close().catch(() => {});
-  rmSync(profile, { recursive: true, force: true });
+  send({ ready: false, error: err.message });
+  await close(1);
 }
-console.log(JSON.stringify({ heard, ...result, errors }));
-process.exit(heard ? 0 : 1);
+const page = context.pages()[0] ?? (await context.newPage());
+page.on("pageerror", (err) => errors.push(`pageerror: ${err.message}`));
+page.on("console", (msg) => { if (msg.type() === "error") errors.push(`console: ${msg.text()}`); });
+send({ ready: true });
+
+const ops = {
+  goto: ({ url }) => page.goto(url).then(() => null),
+  click: ({ selector }) => page.click(selector),
+  fill: ({ selector, text }) => page.fill(selector, text),
+  press: ({ selector, key }) => page.press(selector, key),
+  key: ({ key }) => page.keyboard.press(key),
+  select: ({ selector, value }) => page.selectOption(selector, value).then(() => null),
+  eval: ({ expr }) => page.evaluate(`(async () => (${expr}))()`),
+  waitFor: ({ expr, timeoutS }) => page.waitForFunction(expr, null, { timeout: (timeoutS ?? 30) * 1000, polling: 100 }).then(() => true),
+  viewport: ({ width, height }) => page.setViewportSize({ width, height }),
+  screenshot: ({ path, fullPage }) => page.screenshot({ path, fullPage: fullPage ?? true }).then(() => path),
+  errors: () => errors,
+};
+
+const lines = createInterface({ input: process.stdin });
+for await (const line of lines) {
+  if (!line.trim()) continue;
+  let msg;
+  try { msg = JSON.parse(line); } catch { send({ ok: false, error: `not JSON: ${line}` }); continue; }
+  if (msg.op === "close") { send({ id: msg.id, ok: true, value: null }); break; }
+  const op = ops[msg.op];
+  if (!op) { send({ id: msg.id, ok: false, error: `unknown op ${msg.op}` }); continue; }
+  try {
+    const value = await op(msg);
+    send({ id: msg.id, ok: true, value: value ?? null });
+  } catch (err) {
+    send({ id: msg.id, ok: false, error: err.message });
+  }
+}
+await close(0);

@@ -27,7 +27,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -62,6 +62,14 @@ def current_call() -> CallContext:
 
 
 Runner = Callable[[dict[str, Any], CallContext], Awaitable[Any]]
+
+
+class ToolObserver(Protocol):
+    """Hears of each tool call the model makes, as it starts and as it ends."""
+
+    def tool_started(self, call_id: str, name: str, arguments: Any) -> None: ...
+
+    def tool_finished(self, call_id: str, name: str, arguments: Any, output: str, *, is_error: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -197,17 +205,28 @@ class ToolRegistry:
 
     # ------------------------------------------------------------------ livekit-agents
 
-    def function_tools(self, make_call: Callable[[RunContext[Any]], CallContext]) -> list[Any]:
+    def function_tools(self, make_call: Callable[[RunContext[Any]], CallContext], observer: ToolObserver | None = None) -> list[Any]:
         """The registry as livekit-agents raw function tools for an Agent.
 
         ``make_call`` turns the framework's RunContext into our CallContext
-        (call id, room, services).
+        (call id, room, services); ``observer`` hears of each call as it starts
+        and ends (agent.feed publishes them to the room).
         """
-        return [self._function_tool(t, make_call) for t in self._tools.values()]
+        return [self._function_tool(t, make_call, observer) for t in self._tools.values()]
 
-    def _function_tool(self, tool: ToolDef, make_call: Callable[[RunContext[Any]], CallContext]) -> Any:
+    def _function_tool(self, tool: ToolDef, make_call: Callable[[RunContext[Any]], CallContext], observer: ToolObserver | None) -> Any:
         async def handler(raw_arguments: dict[str, Any], context: RunContext[Any]) -> str:
-            outcome = await self.execute(tool.name, raw_arguments, make_call(context))
+            call = make_call(context)
+            if observer is not None:
+                observer.tool_started(call.call_id, tool.name, raw_arguments)
+            try:
+                outcome = await self.execute(tool.name, raw_arguments, call)
+            except asyncio.CancelledError:  # the reply was interrupted: the call did not end by itself
+                if observer is not None:
+                    observer.tool_finished(call.call_id, tool.name, raw_arguments, "cancelled", is_error=True)
+                raise
+            if observer is not None:
+                observer.tool_finished(call.call_id, tool.name, raw_arguments, outcome.output, is_error=outcome.is_error)
             if outcome.is_error:
                 raise ToolError(outcome.output.removeprefix("error: "))
             return outcome.output
