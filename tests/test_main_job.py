@@ -22,7 +22,9 @@ from agent.testing.harness import SLOTS, free_port, room_name, shipped_config_on
 from agent.testing.netns import SERVER_IP
 from agent.testing.telephony import Phone, voiced_segments
 
-pytestmark = [pytest.mark.room]  # not background: `up` of a cluster starts many processes at once
+# In the background lane (scripts/lanes.sh): `up` starts many processes at once,
+# which at the idle CPU priority cannot delay the audio of the room lane.
+pytestmark = [pytest.mark.room, pytest.mark.background]
 
 ROOT = Path(__file__).resolve().parents[1]
 

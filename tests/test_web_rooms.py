@@ -121,6 +121,7 @@ async def test_a_browser_caller_is_greeted_heard_and_answered_and_sees_the_agent
             "[...document.querySelectorAll('button, select, input, meter')]"
             ".filter(el => !(el.labels?.length || el.getAttribute('aria-label') || el.textContent.trim())).map(el => el.id)"
         )
+        lines_of_caller = await browser.evaluate("document.querySelectorAll('#transcript li.you').length")
         errors = await browser.errors()
 
     print(f"\n[browser caller] agent said {said_by_agent(state)}; states {states_after(state, 0)}; "
@@ -130,7 +131,10 @@ async def test_a_browser_caller_is_greeted_heard_and_answered_and_sees_the_agent
     assert stats["bytesReceived"] > 10_000 and stats["totalAudioEnergy"] > 0, stats
     # The caller's spoken question is shown as the caller's final transcript, before the answer.
     mine = [t for t in state["transcripts"] if t["identity"] == state["identity"]]
-    assert mine and "open" in mine[0]["text"].lower(), state["transcripts"]
+    assert len(mine) == 1 and "open" in mine[0]["text"].lower(), state["transcripts"]
+    # Its interim version was shown first, then replaced in place by the final one.
+    assert [t for t in state["interims"] if t["identity"] == state["identity"] and t["time"] <= mine[0]["time"]], state["interims"]
+    assert lines_of_caller == 1, lines_of_caller
     # Around the question the agent listened, thought, spoke, and listened again.
     around = states_after(state, spoken_from)
     assert around[:1] == ["listening"] and around[-1] == "listening", around
@@ -207,6 +211,7 @@ async def test_mute_stops_the_callers_audio_reaching_the_agent(page_url: str, sp
     assert errors == []
 
 
+@pytest.mark.background  # waits on the network and the page, times nothing a caller hears
 async def test_a_dropped_connection_shows_reconnecting_then_connected_and_the_call_goes_on(
     testbed: Testbed, serve_app: Callable[..., Awaitable[str]]
 ) -> None:
@@ -238,6 +243,7 @@ async def test_a_dropped_connection_shows_reconnecting_then_connected_and_the_ca
     assert [e for e in errors if e.startswith("pageerror") or not any(w in e for w in network)] == [], errors
 
 
+@pytest.mark.background  # waits on the network and the page, times nothing a caller hears
 async def test_a_refused_token_is_shown_clearly(testbed: Testbed, serve_app: Callable[..., Awaitable[str]]) -> None:
     url = await serve_app(web.make_app(_policy(testbed, shared_secret="only-for-our-login")))
     async with Browser() as browser:

@@ -28,7 +28,7 @@ const STATUS_WORDS = {
 const state = (window.callState = {
   status: "idle", error: null, identity: null, room: null, serverUrl: null,
   micSettings: null, muted: false, agentIdentity: null, agentAudio: false, agentState: null,
-  agentStates: [], statuses: [], transcripts: [], interim: 0, tools: [], usage: null, escalated: null,
+  agentStates: [], statuses: [], transcripts: [], interims: [], tools: [], usage: null, escalated: null,
   notices: [], devices: [], typed: [], levels: { you: 0, agent: 0 }, peaks: { you: 0, agent: 0 },
 });
 const $ = (id) => document.getElementById(id);
@@ -107,7 +107,7 @@ async function onTranscription(reader, from) {
   if (!text) return;
   showLine(key, who, text, { final, agent });
   if (final) state.transcripts.push({ identity: from.identity, text, time: now() });
-  else state.interim += 1;
+  else state.interims.push({ identity: from.identity, text, time: now() });
 }
 
 // ------------------------------------------------------------------ tools, usage, escalation
