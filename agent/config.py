@@ -102,6 +102,7 @@ class Settings:
     local_realtime_max_session_s: float = field(default=3600.0, metadata={"env": "AGENT_LOCAL_REALTIME_MAX_SESSION_S"})
     local_realtime_max_sessions: int = field(default=500, metadata={"env": "AGENT_LOCAL_REALTIME_MAX_SESSIONS"})
     brain_script: str | None = field(default=None, metadata={"env": "AGENT_BRAIN_SCRIPT"})
+    local_realtime_journal: str | None = field(default=None, metadata={"env": "AGENT_LOCAL_REALTIME_JOURNAL"})
     # Worker
     agent_name: str = field(default="", metadata={"env": "AGENT_NAME"})
     num_idle_processes: int = field(default=2, metadata={"env": "AGENT_NUM_IDLE_PROCESSES"})

@@ -8,6 +8,9 @@ livekit-agents 1.8.9 gives no public hook for two things we need:
 - the host's CPU load as livekit-agents measures it by default
   (``worker._DefaultLoadCalc``), which our load function combines with the
   job count;
+- the HTTP port of any AgentServer (``AgentServer._port``): agent.testing
+  runs other people's agents, whose servers default to port 8081 in start
+  mode, side by side;
 - the job process pool (``AgentServer._proc_pool`` and its
   ``process_closed`` event), where a job process that died is seen at once
   (the re-dispatcher replaces its agent without waiting for the server to
@@ -88,3 +91,10 @@ def on_job_process_closed(pool: Any, callback: Callable[[ClosedJobProcess], None
         "process_closed",
         lambda proc: callback(ClosedJobProcess(proc.pid, proc.running_job is not None, proc.exitcode, proc.killed)),
     )
+
+
+def set_http_port(server: AgentServer, port: int) -> None:
+    """Make ``server`` serve its health and worker endpoints on ``port`` (0: any free port)."""
+    if not hasattr(server, "_port"):
+        raise AttributeError("AgentServer._port is gone: agent/internals.py needs updating for this livekit-agents")
+    server._port = port

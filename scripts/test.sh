@@ -15,7 +15,7 @@ cd "$ROOT"
 PY="$ROOT/.venv/bin/python"
 start=$(date +%s)
 # Lint and types first: seconds, and a failure there says more than a room test would.
-"$ROOT/.venv/bin/ruff" check agent tests bench || { echo "[test] ruff found problems (above)"; exit 1; }
+"$ROOT/.venv/bin/ruff" check agent tests bench examples || { echo "[test] ruff found problems (above)"; exit 1; }
 "$ROOT/.venv/bin/mypy" agent || { echo "[test] mypy --strict found problems (above)"; exit 1; }
 set +e
 if (($#)); then

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 from livekit.agents import AgentServer, AgentSession, utils
 
-from agent.internals import DeadJob, claim_user_turn, host_cpu_load, on_job_process_died, process_pool
+from agent.internals import DeadJob, claim_user_turn, host_cpu_load, on_job_process_died, process_pool, set_http_port
 
 
 async def test_claim_user_turn_holds_the_session_user_state() -> None:
@@ -72,3 +72,11 @@ def test_every_closed_process_is_reported_with_its_pid() -> None:
     pool.emit("process_closed", SimpleNamespace(pid=11, running_job=None, exitcode=0, killed=False))
     pool.emit("process_closed", SimpleNamespace(pid=12, running_job=object(), exitcode=-9, killed=True))
     assert seen == [ClosedJobProcess(11, False, 0, False), ClosedJobProcess(12, True, -9, True)]
+
+
+def test_the_http_port_of_any_server_can_be_set() -> None:
+    source = inspect.getsource(AgentServer.run)
+    assert "self._port" in source, "AgentServer.run no longer serves on self._port"
+    server = AgentServer()
+    set_http_port(server, 0)
+    assert server._port == 0

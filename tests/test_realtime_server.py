@@ -391,3 +391,41 @@ async def test_a_failing_ticker_ends_the_connection_instead_of_leaving_it_silent
         assert srv.sessions == 0
     finally:
         await srv.aclose()
+
+
+async def test_the_journal_records_calls_outputs_and_responses_of_any_client(tmp_path: Any) -> None:
+    from agent.realtime.journal import JournalReader
+
+    path = tmp_path / "journal.jsonl"
+    srv = RealtimeServer(ServerOptions(port=0, brain_factory=brain, journal=str(path)))
+    await srv.start()
+    try:
+        client = AsyncOpenAI(base_url=f"http://127.0.0.1:{srv.port}/v1", api_key="any")
+        async with client.realtime.connect(model="gpt-realtime") as conn:
+            await conn.session.update(session={"type": "realtime", "output_modalities": ["text"], "tools": [ORDER_TOOL],
+                                               "audio": {"input": {"turn_detection": None}}})  # fmt: skip
+            await conn.conversation.item.create(
+                item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "I'd like two lattes"}]}
+            )
+            await conn.response.create()
+            call_id = None
+            async for event in conn:
+                if event.type == "response.function_call_arguments.done":
+                    call_id = event.call_id
+                if event.type == "response.done":
+                    break
+            assert call_id is not None
+            await conn.conversation.item.create(item={"type": "function_call_output", "call_id": call_id, "output": "Order 42 placed."})
+            await conn.response.create()
+            async for event in conn:
+                if event.type == "response.done":
+                    break
+    finally:
+        await srv.aclose()
+    reader = JournalReader(path)
+    kinds = [e["kind"] for e in reader.entries()]
+    assert kinds[0] == "session_opened" and kinds[-1] == "session_closed", kinds
+    assert kinds.count("response_done") == 2 and "user_text" in kinds
+    (call,) = reader.tool_calls()
+    assert (call.name, call.arguments, call.output, call.call_id) == ("place_order", {"item": "latte", "quantity": 2}, "Order 42 placed.", call_id)
+    assert reader.tool_calls(since=call.t + 60) == []

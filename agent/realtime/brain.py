@@ -131,14 +131,19 @@ class ScriptedBrain:
         *,
         heard_audio: str = "I heard you. Tell me more, or ask me anything.",
         after_tool: str = "Done. {output}",
+        instructed: str | None = None,
     ) -> None:
         self.rules = list(rules or [])
         self.heard_audio = heard_audio
         self.after_tool = after_tool
+        # What to say for a response asked for with instructions of its own (an
+        # agent's greeting, "Greet the user"), when they do not say exactly what.
+        self.instructed = instructed
 
     @classmethod
     def from_file(cls, path: str | Path) -> ScriptedBrain:
-        """Load rules from a YAML or JSON file: ``{rules: [{match, say, call, arguments, remember}]}``."""
+        """Load rules from a YAML or JSON file: ``{rules: [{match, say, call, arguments, remember}],
+        heard_audio?, after_tool?, instructed?}``."""
         text = Path(path).read_text()
         if str(path).endswith((".yaml", ".yml")):
             import yaml
@@ -147,7 +152,7 @@ class ScriptedBrain:
         else:
             data = json.loads(text)
         rules = [Rule(**r) for r in data.get("rules", [])]
-        extra = {k: data[k] for k in ("heard_audio", "after_tool") if k in data}
+        extra = {k: data[k] for k in ("heard_audio", "after_tool", "instructed") if k in data}
         return cls(rules, **extra)
 
     def _memory(self, turns: tuple[Turn, ...]) -> dict[str, str]:
@@ -163,6 +168,8 @@ class ScriptedBrain:
     def reply(self, inp: BrainInput) -> Reply:
         if inp.response_instructions and (m := _SAY_EXACTLY.search(inp.response_instructions)):
             return Reply(say=m.group("text").strip())
+        if inp.response_instructions and self.instructed is not None:
+            return Reply(say=self.instructed)
         turns = list(inp.turns)
         # A reply that was cut short answered nothing: the caller's words before it
         # (or typed while it was being cancelled, and so placed before it) still

@@ -43,6 +43,7 @@ from .brain import Brain, ScriptedBrain
 from .client_events import parse_client_event
 from .errors import ProtocolError
 from .faults import FaultPlan, FaultyBrain
+from .journal import Journal
 from .protocol import Limits, RealtimeProtocol, SpeechRequest, TranscriptionFeed, TranscriptionRequest
 from .speech import Synthesizer
 from .transcribe import Transcriber
@@ -71,6 +72,7 @@ class ServerOptions:
     max_sessions: int = 500
     limits: Limits = field(default_factory=Limits)
     brain_factory: Callable[[], Brain] = ScriptedBrain
+    journal: str | None = None  # AGENT_LOCAL_REALTIME_JOURNAL: a JSON-lines file of what sessions did (journal.py)
 
 
 def _http_error(status: HTTPStatus, message: str, code: str, type_: str = "invalid_request_error") -> Response:
@@ -126,6 +128,7 @@ class RealtimeServer:
         self._ids = itertools.count(1)
         self._faults_done: set[str] = set()  # fault injection: each scripted drop happens once
         self._server: Server | None = None
+        self.journal = Journal(self.options.journal) if self.options.journal else None
 
     async def start(self) -> None:
         opts = self.options
@@ -154,6 +157,8 @@ class RealtimeServer:
             await self._server.wait_closed()
         self.transcriber.close()
         await self.synth.aclose()
+        if self.journal is not None:
+            self.journal.close()
 
     async def serve_forever(self) -> None:
         await self.start()
@@ -208,11 +213,15 @@ class RealtimeServer:
         conn = _Connection(self, ws, proto, FaultPlan(brain, self._fault_once))
         self.sessions += 1
         log.info("session %s opened (%d active)", session_id, self.sessions)
+        if self.journal is not None:
+            self.journal.write(session_id, "session_opened", model=model)
         try:
             await conn.run()
         finally:
             self.sessions -= 1
             log.info("session %s closed (%d active)", session_id, self.sessions)
+            if self.journal is not None:
+                self.journal.write(session_id, "session_closed")
 
 
 class _Connection:
@@ -238,8 +247,11 @@ class _Connection:
     def _emit(self, events: list[BaseModel]) -> None:
         if self._dropped:
             return  # the fault cut this connection: nothing more goes out, nothing new starts
+        journal = self._server.journal
         for event in events:
             self._outbox.put_nowait(_encode(event))
+            if journal is not None:
+                journal.server_event(self._proto.session_id, event)
             if self._faults.should_drop(event):
                 self._dropped = True
                 self._outbox.put_nowait(_DROP)
@@ -343,6 +355,8 @@ class _Connection:
                     continue
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("session %s <- %s", self._proto.session_id, _describe(event))
+                if self._server.journal is not None:
+                    self._server.journal.client_event(self._proto.session_id, event)
                 self._emit(self._proto.receive(event, now))
                 if self._proto.closed:
                     break
@@ -407,6 +421,7 @@ def options_from_env(host: str | None = None, port: int | None = None) -> Server
         max_sessions=settings.local_realtime_max_sessions,
         limits=Limits(max_session_s=settings.local_realtime_max_session_s),
         brain_factory=brain_factory,
+        journal=settings.local_realtime_journal,
     )
 
 

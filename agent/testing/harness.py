@@ -77,8 +77,10 @@ SLOTS = {
     # A cluster of two nodes takes its slot and the next.
     "main-job": 5, "process-leaks": 6, "agent-dispatch": 7, "cluster": 8, "fleet-up": 11, "metrics": 14, "barge-in": 18,
     "background-testbed": 16, "telephony": 20, "sip-up": 21,
+    # agent.testing's pytest plugin (room_slot in pyproject.toml): its lab, and two side by side
+    "plugin": 22, "plugin-b": 23,
 }  # fmt: skip
-FIRST_FREE_SLOT = 22
+FIRST_FREE_SLOT = 24
 
 
 def slot_ports(slot: int) -> tuple[int, int, tuple[int, int]]:

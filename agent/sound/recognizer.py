@@ -1,0 +1,114 @@
+"""Offline speech recognition with Moonshine (base-en), for what a test caller heard.
+
+``moonshine-cpp`` (MIT, its English model and its own ONNX runtime inside the
+wheel: nothing is downloaded) runs in one child process at the idle CPU
+priority, so that decoding never delays the real-time audio of a room on a
+small machine. The audio is padded with half a second of silence on each side
+(without it Moonshine returns nothing for some short utterances), and a
+decode that runs away (the model repeating a token) is cut by a timeout.
+
+    async with Recognizer() as ear:
+        text = await ear.transcribe(pcm, 48000)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ctypes
+import multiprocessing
+import os
+import re
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from ..errors import TranscriptionError
+from .resample import resample
+
+RATE = 16_000
+PAD_S = 0.5
+
+_model: Any = None
+
+
+def _init_child() -> None:
+    """In the child: idle CPU priority, then the model (about 0.6 s to load)."""
+    global _model
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(19)
+    import moonshine_cpp
+
+    _model = moonshine_cpp.MoonshineModel()
+
+
+def _decode(audio: bytes) -> str:
+    from moonshine_cpp.moonshine_cpp import moonshine_lib
+
+    samples = np.frombuffer(audio, dtype=np.float32)
+    out = ctypes.c_char_p(0)
+    # moonshine_cpp's own transcribe() cannot take an array (it names a ctypes type
+    # that does not exist); its C function can.
+    error = moonshine_lib.moonshine_transcribe(
+        _model.model_handle, samples.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), len(samples), ctypes.byref(out)
+    )
+    if error != 0:
+        raise RuntimeError(f"moonshine_transcribe failed with code {error}")
+    text = (out.value or b"").decode("utf-8", errors="replace")
+    moonshine_lib.moonshine_free_text(out)
+    return text
+
+
+def normalize(text: str) -> str:
+    """Lower case, digits and letters only, single spaces: what matching compares."""
+    return " ".join(re.sub(r"[^a-z0-9']+", " ", text.lower()).split())
+
+
+class Recognizer:
+    def __init__(self, *, timeout: float = 30.0) -> None:
+        self.timeout = timeout
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_child
+            )
+        return self._pool
+
+    async def transcribe(self, pcm: np.ndarray, rate: int) -> str:
+        """The words in int16 mono ``pcm`` at ``rate``; TranscriptionError if decoding fails or overruns."""
+        if len(pcm) == 0:
+            return ""
+        audio = resample(np.asarray(pcm, dtype=np.int16), rate, RATE).astype(np.float32) / 32768.0
+        pad = np.zeros(int(PAD_S * RATE), np.float32)
+        data = np.concatenate([pad, audio, pad]).tobytes()
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(self._executor().submit(_decode, data)), self.timeout)
+        except TimeoutError:
+            self._reset()  # the decode ran away: a fresh process for the next one
+            raise TranscriptionError(f"decoding {len(audio) / RATE:.1f} s of audio took more than {self.timeout:g} s") from None
+        except Exception as e:
+            self._reset()
+            raise TranscriptionError(f"{type(e).__name__}: {e}") from e
+
+    def _reset(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    async def __aenter__(self) -> Recognizer:
+        return self
+
+    async def __aexit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        await asyncio.to_thread(self.close)

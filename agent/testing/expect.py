@@ -1,0 +1,282 @@
+"""Callers that do what testers need, and assertions that read as specifications.
+
+    caller = await room_caller()              # (the pytest plugin's fixture)
+    await expect(caller).to_hear("AI", within=5)
+    await caller.say("What time do you open on Sunday?")
+    await expect(caller).to_hear("open 9 am", within=3)
+    await caller.type("I'd like two lattes")
+    call = await expect(caller).to_call_tool("place_order", item="latte")
+
+What the caller heard is transcribed offline (agent/sound/recognizer.py), so
+``to_hear`` asserts on the words that reached the caller's ears, not on text
+the agent published. ``within`` counts from the end of the caller's last
+action (joining, speaking, typing). A failure says what was heard and when,
+and the plugin keeps the test's recording (both sides, as a WAV) and the
+worker's log in the test's folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from livekit import rtc
+
+from ..errors import TranscriptionError
+from ..realtime.journal import ToolCall
+from ..sound.recognizer import Recognizer, normalize
+from ..sound.wav import write_wav
+from .caller import Caller, DataMessage, load_wav, speech_wav
+from .lab import Backend, journal, tool_calls
+from .recording import SAMPLE_RATE, Recording
+
+
+@dataclass(frozen=True)
+class Heard:
+    """One stretch of the agent's speech as the caller heard it."""
+
+    start: float  # wall time
+    end: float
+    text: str  # transcribed offline
+
+    def describe(self, since: float) -> str:
+        return f"{self.start - since:+.2f}s to {self.end - since:+.2f}s: {self.text!r}"
+
+
+@dataclass
+class RoomCaller:
+    """A caller in a room (a :class:`~agent.testing.caller.Caller`) with a tester's verbs."""
+
+    caller: Caller
+    backends: list[Backend]  # the lab's realtime backends, whose journals say what the "model" did
+    ear: Recognizer
+    workdir: Path
+    last_action: float = field(default_factory=time.time)
+    said: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (start, pcm at SAMPLE_RATE) of each utterance
+    heard_texts: list[Heard] = field(default_factory=list)
+    _count: int = 0
+
+    # ------------------------------------------------------------ acting
+
+    async def say(self, text: str) -> None:
+        """Speak ``text`` (synthesised with espeak-ng) into the microphone, in real time."""
+        self._count += 1
+        path = await asyncio.to_thread(speech_wav, text, str(self.workdir / f"said-{self._count}.wav"))
+        await self.say_wav(path)
+
+    async def say_wav(self, path: str | Path) -> None:
+        pcm, rate = load_wav(path)
+        started = time.time()
+        await self.caller.say(pcm, rate)
+        from ..sound.resample import resample
+
+        self.said.append((self.caller.spoken[-1][0] if self.caller.spoken else started, resample(pcm, rate, SAMPLE_RATE)))
+        self.last_action = time.time()
+
+    async def type(self, text: str) -> None:
+        """Type ``text`` into the room chat."""
+        await self.caller.send_chat(text)
+        self.last_action = time.time()
+
+    async def barge_in(self, text: str, *, within: float = 10.0) -> None:
+        """Wait for the agent to speak, then talk over it."""
+        await self.caller.wait_for_speech(after=self.last_action, timeout=within)
+        await self.say(text)
+
+    async def leave(self) -> None:
+        await self.caller.leave()
+
+    async def wait_for_attribute(self, name: str, value: str | None = None, *, within: float = 10.0) -> str:
+        """The agent's (any remote participant's) attribute ``name`` (equal to ``value`` if given)."""
+        deadline = time.monotonic() + within
+        while True:
+            for p in self.caller.room.remote_participants.values():
+                got = p.attributes.get(name)
+                if got is not None and (value is None or got == value):
+                    return got
+            if time.monotonic() > deadline:
+                seen = {p.identity: dict(p.attributes) for p in self.caller.room.remote_participants.values()}
+                raise AssertionError(f"no participant had attribute {name!r}" + (f" = {value!r}" if value else "") + f" within {within:g}s; attributes: {seen}")
+            await asyncio.sleep(0.05)
+
+    async def wait_for_data(self, topic: str, *, within: float = 10.0) -> DataMessage:
+        deadline = time.monotonic() + within
+        while True:
+            for message in self.caller.data_messages:
+                if message.topic == topic and message.time >= self.last_action - 0.5:
+                    return message
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no data message on topic {topic!r} within {within:g}s; topics seen: {sorted({m.topic for m in self.caller.data_messages})}")
+            await asyncio.sleep(0.05)
+
+    @property
+    def agent(self) -> rtc.RemoteParticipant | None:
+        for p in self.caller.room.remote_participants.values():
+            if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
+                return p
+        return None
+
+    # ------------------------------------------------------------ hearing
+
+    async def hear_next(self, *, within: float, after: float | None = None, quiet: float = 1.0, max_s: float = 30.0) -> Heard:
+        """The agent's next stretch of speech: it starts within ``within`` s of ``after``
+        (the last action), ends at ``quiet`` s of silence; transcribed offline."""
+        since = self.last_action if after is None else after
+        start = await self.caller.wait_for_speech(after=since, timeout=within)
+        await self.caller.wait_for_quiet(quiet, timeout=max_s)
+        end = time.time() - quiet
+        frames = [f for f in self.caller.heard().frames if start - 0.1 <= f.time <= end + 0.1]
+        pcm = Recording(frames).pcm()
+        try:
+            text = await self.ear.transcribe(pcm, SAMPLE_RATE)
+        except TranscriptionError as e:
+            text = f"<could not transcribe: {e}>"
+        heard = Heard(start, end, text)
+        self.heard_texts.append(heard)
+        return heard
+
+    def tool_calls(self, since: float = 0.0) -> list[ToolCall]:
+        """The function calls the backends sent since ``since``, with the agent's outputs."""
+        return tool_calls(self.backends, since)
+
+    def journal(self, since: float = 0.0) -> list[dict[str, Any]]:
+        return journal(self.backends, since)
+
+    def talked_over(self) -> str | None:
+        """If the agent answered while the caller's last sentence was still playing,
+        how (else None): the backend ended a reply in the middle of it (the caller's
+        sentence taken as several turns), or the agent's voice started over it."""
+        if not self.said:
+            return None
+        start, pcm = self.said[-1]
+        end = start + len(pcm) / SAMPLE_RATE
+        entries = self.journal(start + 0.3)
+        replies = [e for e in entries if e["kind"] == "response_done" and e["t"] <= end - 0.2]
+        if replies:
+            turns = [e["text"] for e in entries if e["kind"] == "transcript" and e["t"] <= end + 1.0]
+            return (
+                f"{len(replies)} repl{'y' if len(replies) == 1 else 'ies'} made during the caller's {end - start:.1f}s sentence, "
+                f"the first {replies[0]['t'] - start:.2f}s into it; the sentence was taken as {len(turns)} turns: {turns}"
+            )
+        frames = [f for f in self.caller.heard().frames if start <= f.time <= end]
+        segments = [(a, b) for a, b in Recording(frames).speech_segments() if a >= start + 0.3 and b - a >= 0.3]
+        if not segments:
+            return None
+        a, b = segments[0]
+        return f"its voice came from {a - start:.2f}s to {b - start:.2f}s into the caller's {end - start:.1f}s sentence"
+
+    def transcripts(self, since: float = 0.0) -> list[str]:
+        """What the agent published as text (lk.transcription) since ``since``."""
+        me = self.caller.identity
+        return [t.text for t in self.caller.transcripts if t.time >= since and t.identity != me]
+
+    def save(self, path: Path) -> Path:
+        """Both sides as a stereo WAV: left what the caller said, right what it heard."""
+        heard = self.caller.heard()
+        tracks: list[tuple[float, np.ndarray, int]] = [(start, pcm, 0) for start, pcm in self.said]
+        if len(heard):
+            first = heard.frames[0]
+            tracks.append((first.time - len(first.pcm) / SAMPLE_RATE, heard.pcm(), 1))
+        t0 = min((t for t, _, _ in tracks), default=time.time())
+        placed = [(round((t - t0) * SAMPLE_RATE), pcm.astype(np.int32), ch) for t, pcm, ch in tracks]
+        stereo = np.zeros((max((o + len(p) for o, p, _ in placed), default=1), 2), np.int32)
+        for offset, pcm, channel in placed:
+            stereo[offset : offset + len(pcm), channel] += pcm
+        write_wav(path, np.clip(stereo, -32768, 32767).astype(np.int16), SAMPLE_RATE)
+        return path
+
+
+class Expectation:
+    def __init__(self, caller: RoomCaller) -> None:
+        self.caller = caller
+
+    async def to_hear(self, pattern: str, *, within: float = 5.0, quiet: float = 1.0) -> Heard:
+        """The agent's next speech starts within ``within`` s of the caller's last
+        action and its words (heard, transcribed offline) match ``pattern``: a regex,
+        or words, compared lower case without punctuation."""
+        c = self.caller
+        since = c.last_action
+        early = c.talked_over()
+        if early is not None:
+            raise AssertionError(
+                f"expected to hear {pattern!r} after the caller finished, but the agent spoke before the caller finished: "
+                f"{early}" + _context(c, since)
+            )
+        try:
+            heard = await c.hear_next(within=within, after=since, quiet=quiet)
+        except TimeoutError:
+            raise AssertionError(
+                f"expected to hear {pattern!r} within {within:g}s of the caller's last action, but heard no speech"
+                + _context(c, since)
+            ) from None
+        if not _matches(pattern, heard.text):
+            raise AssertionError(f"expected to hear {pattern!r} within {within:g}s; heard {heard.describe(since)}" + _context(c, since))
+        c.last_action = heard.end  # the next expectation counts from the end of this speech
+        return heard
+
+    async def to_be_silent(self, for_s: float) -> None:
+        """No speech reaches the caller for ``for_s`` s from now."""
+        c = self.caller
+        since = time.time()
+        try:
+            start = await c.caller.wait_for_speech(after=since, timeout=for_s)
+        except TimeoutError:
+            return
+        raise AssertionError(f"expected silence for {for_s:g}s, but the agent spoke {start - since:.2f}s in" + _context(c, since))
+
+    async def to_call_tool(self, name: str, *, within: float = 10.0, **arguments: Any) -> ToolCall:
+        """The backend's journal shows a call of ``name`` after the caller's last action,
+        with these arguments (others may be there too) and an output from the agent."""
+        c = self.caller
+        since = c.last_action - 1.0
+        deadline = time.monotonic() + within
+        while True:
+            calls = c.tool_calls(since)
+            for call in calls:
+                if call.name == name and isinstance(call.arguments, dict) and all(call.arguments.get(k) == v for k, v in arguments.items()):
+                    if call.output is not None:
+                        return call
+            if time.monotonic() > deadline:
+                made = [f"{k.name}({k.arguments}) -> {k.output!r}" for k in calls] or ["none"]
+                raise AssertionError(f"expected a call of {name}({arguments}) within {within:g}s; calls made: {'; '.join(made)}" + _context(c, since))
+            await asyncio.sleep(0.1)
+
+
+def expect(caller: RoomCaller) -> Expectation:
+    return Expectation(caller)
+
+
+SIMILAR = 0.8  # share of a phrase's words that must be heard, in order (one slip in five)
+
+
+def _matches(pattern: str, heard: str) -> bool:
+    """A regex (anything with its special characters) must match; plain words must be
+    heard in order, all but one in five (an offline recognizer mishears a word now and then)."""
+    if re.search(pattern, heard, re.IGNORECASE):
+        return True
+    if re.search(r"[\\^$.|?*+()\[\]{}]", pattern):
+        return False
+    want, got = normalize(pattern).split(), normalize(heard).split()
+    if not want:
+        return False
+    best = 0
+    for i in range(max(1, len(got) - len(want) + 1)):
+        window = got[i : i + len(want) + 1]
+        matcher = difflib.SequenceMatcher(a=want, b=window, autojunk=False)
+        best = max(best, sum(block.size for block in matcher.get_matching_blocks()))
+    return best >= SIMILAR * len(want)
+
+
+def _context(c: RoomCaller, since: float) -> str:
+    heard = [h.describe(since) for h in c.heard_texts if h.end >= since - 30] or ["nothing"]
+    said_as_text = c.transcripts(since - 1.0)
+    return (
+        f"\n  heard (transcribed offline, times from the last action): {'; '.join(heard)}"
+        f"\n  the agent's own transcripts since: {said_as_text}"
+    )

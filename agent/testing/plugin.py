@@ -1,0 +1,136 @@
+"""pytest plugin: test any LiveKit agent in real rooms (installed with the package,
+entry point ``pytest11: agent_rooms``).
+
+Fixtures:
+
+- ``room_lab`` (session): livekit-server and the local realtime backend in the
+  test namespace (:class:`agent.testing.lab.Lab`); the backend's scripted brain
+  comes from ``--room-brain FILE`` (or the ``room_brain`` ini option).
+- ``room_worker`` (per test): ``await room_worker("my_agent:server")``, or a
+  command (``["python", "agent.py", "start"]``), optionally with ``brain=``
+  (rules inline or a file: a backend of its own) and ``env=``; stopped at the
+  end of the test.
+- ``room_caller`` (per test): ``await room_caller(room=None)``: a caller in a
+  new room (or ``room``), with ``say``, ``type``, ``barge_in``, ``leave`` and
+  the waits of :mod:`agent.testing.expect`.
+
+``from agent.testing.expect import expect`` for the assertions. Room tests need
+a network namespace: ``python -m agent.testing.netns -- pytest``, or
+``pytest --netns`` which re-executes pytest inside one. When a test fails, its
+callers' recordings (``caller-N.wav``: left what was said, right what was
+heard) and its workers' logs are kept in the test's ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .netns import inside_namespace
+
+NOT_IN_NAMESPACE = (
+    "room tests need a private network namespace (libwebrtc ignores loopback); run pytest with --netns, or as\n"
+    "  python -m agent.testing.netns -- python -m pytest ..."
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("agent_rooms", "room tests of LiveKit agents (agent.testing)")
+    group.addoption("--netns", action="store_true", help="re-run pytest inside a private network namespace (needs root)")
+    group.addoption("--room-brain", default=None, help="YAML/JSON rules of the local realtime backend's scripted brain")
+    parser.addini("room_brain", "the scripted brain's rules file (as --room-brain)", default="")
+    parser.addini("room_slot", "port slot of the lab's livekit-server (agent.testing.harness.slot_ports)", default="0")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "room_lab: uses agent.testing's lab (livekit-server and a realtime backend)")
+    if config.getoption("netns") and not inside_namespace():
+        args = [a for a in sys.argv[1:] if a != "--netns"]
+        os.execv(sys.executable, [sys.executable, "-m", "agent.testing.netns", "--", sys.executable, "-m", "pytest", *args])
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report: Any = yield
+    if report.when == "call":
+        item.stash[_FAILED] = bool(report.failed)
+    return report  # type: ignore[no-any-return]
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    return bool(request.node.stash.get(_FAILED, False))
+
+
+@pytest.fixture(scope="session")
+def room_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if not inside_namespace():
+        pytest.fail(NOT_IN_NAMESPACE, pytrace=False)
+    from .lab import Lab
+
+    brain = request.config.getoption("room_brain") or request.config.getini("room_brain") or None
+    slot = int(request.config.getini("room_slot") or 0)
+    with Lab(tmp_path_factory.mktemp("room-lab"), slot=slot, brain=brain) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="session")
+def room_ear() -> Iterator[Any]:
+    from ..sound.recognizer import Recognizer
+
+    ear = Recognizer()
+    yield ear
+    ear.close()
+
+
+@pytest.fixture
+async def room_worker(room_lab: Any, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    import asyncio
+
+    started: list[Any] = []
+
+    async def start(target: str | list[str], **options: Any) -> Any:
+        worker = await asyncio.to_thread(room_lab.start_worker, target, **options)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        await asyncio.to_thread(worker.stop)
+        if worker.backend.process is not None:
+            await asyncio.to_thread(worker.backend.process.stop)
+        if _failed(request) and worker.process.log_path is not None:
+            shutil.copy(worker.process.log_path, tmp_path / f"{worker.name}.log")
+
+
+@pytest.fixture
+async def room_caller(
+    room_lab: Any, room_ear: Any, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    from .expect import RoomCaller
+    from .harness import room_name
+
+    callers: list[RoomCaller] = []
+
+    async def join(room: str | None = None, *, identity: str | None = None, agent_name: str | None = None, **options: Any) -> RoomCaller:
+        n = len(callers) + 1
+        caller = room_lab.caller(room or room_name("test"), identity or f"caller-{n}", agent_name=agent_name, **options)
+        await caller.join()
+        rc = RoomCaller(caller, room_lab.backends, room_ear, tmp_path)
+        callers.append(rc)
+        return rc
+
+    yield join
+    for n, rc in enumerate(callers, 1):
+        await rc.caller.leave()
+        if _failed(request):
+            rc.save(tmp_path / f"caller-{n}.wav")
+            print(f"\n[room test] kept {tmp_path / f'caller-{n}.wav'} (left: said, right: heard)")

@@ -1,0 +1,47 @@
+"""Testing agents in real rooms with agent.testing's pytest plugin (installed
+with the package): the stock livekit-agents realtime agent
+(examples/stock_agent.py) and this project's own worker, tested the same way.
+
+Run with the README test command, or on their own:
+
+    python -m agent.testing.netns -- python -m pytest examples/
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from agent.testing.expect import expect
+
+pytestmark = [pytest.mark.room]
+
+# The local backend's scripted brain: what "the model" says and calls.
+BRAIN = {
+    "instructed": "Hello! I'm an AI assistant. How can I help you today?",
+    "rules": [
+        {"match": "open on (?P<day>\\w+)", "say": "On {day} we open at nine in the morning."},
+        {"match": "(?P<quantity>\\w+) lattes", "call": "place_order", "arguments": {"item": "latte", "quantity": "{quantity}"}},
+    ],
+}
+
+
+async def test_the_stock_agent_greets_and_answers_a_spoken_question(room_worker, room_caller) -> None:
+    worker = await room_worker("examples.stock_agent:server", brain=BRAIN)
+    caller = await room_caller()
+    greeting = await expect(caller).to_hear("how can I help you", within=10)
+    print(f"\n[plugin] worker registered {worker.ready_s:.1f}s after start; greeting heard "
+          f"{greeting.start - caller.caller.joined_at:.2f}s after joining, transcribed as {greeting.text!r}")
+    await caller.say("What time do you open on Sunday?")
+    await expect(caller).to_hear("on Sunday we open at nine in the morning", within=4)
+
+
+async def test_our_worker_places_an_order_typed_in_the_chat(room_worker, room_caller) -> None:
+    await room_worker([sys.executable, "-m", "agent", "start"], brain=BRAIN, env={"AGENT_GREETING": "Hello! I'm an AI assistant. How can I help you today?"})
+    caller = await room_caller()
+    await expect(caller).to_hear("how can I help you", within=10)
+    await caller.type("I'd like two lattes")
+    call = await expect(caller).to_call_tool("place_order", item="latte", quantity=2)
+    assert "order number" in (call.output or "").lower()
+    await expect(caller).to_hear("order number", within=5)
