@@ -17,7 +17,7 @@ server = AgentServer()
 
 @server.rtc_session()
 async def entrypoint(ctx: JobContext) -> None:
-    session = AgentSession(llm=openai.realtime.RealtimeModel(voice="coral"))
+    session = AgentSession(llm=openai.realtime.RealtimeModel(voice="echo"))
     await session.start(room=ctx.room, agent=Agent(instructions="You are a helpful voice AI assistant. Tell callers you are an AI."))
     await session.generate_reply(instructions="Greet the user, say you are an AI assistant, and offer your help.")
 

@@ -3,8 +3,9 @@
 ``moonshine-cpp`` (MIT, its English model and its own ONNX runtime inside the
 wheel: nothing is downloaded) runs in one child process at the idle CPU
 priority, so that decoding never delays the real-time audio of a room on a
-small machine. The audio is padded with half a second of silence on each side
-(without it Moonshine returns nothing for some short utterances), and a
+small machine. The audio is cut to its voiced part and padded with half a second of silence
+on each side (Moonshine returns nothing for some utterances with no lead-in,
+or with a second or more of silence after them), and a
 decode that runs away (the model repeating a token) is cut by a timeout.
 
     async with Recognizer() as ear:
@@ -62,6 +63,13 @@ def _decode(audio: bytes) -> str:
     return text
 
 
+def _voiced(audio: np.ndarray, level_dbfs: float = -45.0) -> np.ndarray:
+    """From the first to the last sample above ``level_dbfs``: Moonshine returns
+    nothing for speech followed by a second or two of silence."""
+    loud = np.flatnonzero(np.abs(audio) > 10 ** (level_dbfs / 20))
+    return audio[loud[0] : loud[-1] + 1] if len(loud) else audio[:0]
+
+
 def normalize(text: str) -> str:
     """Lower case, digits and letters only, single spaces: what matching compares."""
     return " ".join(re.sub(r"[^a-z0-9']+", " ", text.lower()).split())
@@ -83,7 +91,9 @@ class Recognizer:
         """The words in int16 mono ``pcm`` at ``rate``; TranscriptionError if decoding fails or overruns."""
         if len(pcm) == 0:
             return ""
-        audio = resample(np.asarray(pcm, dtype=np.int16), rate, RATE).astype(np.float32) / 32768.0
+        audio = _voiced(resample(np.asarray(pcm, dtype=np.int16), rate, RATE).astype(np.float32) / 32768.0)
+        if len(audio) == 0:
+            return ""
         pad = np.zeros(int(PAD_S * RATE), np.float32)
         data = np.concatenate([pad, audio, pad]).tobytes()
         try:

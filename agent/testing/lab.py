@@ -68,6 +68,7 @@ class Lab(Testbed):
 
     def __init__(self, workdir: Path, *, slot: int = 0, brain: Brain | None = None) -> None:
         workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
         journal = workdir / "backend-journal.jsonl"
         env = {"AGENT_LOCAL_REALTIME_JOURNAL": str(journal)}
         if brain is not None:
