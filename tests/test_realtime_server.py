@@ -158,15 +158,20 @@ async def test_session_ends_at_max_duration_like_openai() -> None:
 # ------------------------------------------------------------------ client 2: the openai SDK
 
 
+async def ask_for_two_lattes(conn: Any, modality: str) -> None:
+    """Declare the order tool (no turn detection), type the order, ask for a response."""
+    await conn.session.update(session={"type": "realtime", "output_modalities": [modality], "tools": [ORDER_TOOL],
+                                       "audio": {"input": {"turn_detection": None}}})  # fmt: skip
+    await conn.conversation.item.create(
+        item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "I'd like two lattes"}]}
+    )
+    await conn.response.create()
+
+
 async def test_openai_sdk_client_tool_call_round_trip_with_spoken_answer(server: RealtimeServer) -> None:
     client = AsyncOpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key=KEY)
     async with client.realtime.connect(model="gpt-realtime") as conn:
-        await conn.session.update(session={"type": "realtime", "output_modalities": ["audio"], "tools": [ORDER_TOOL],
-                                           "audio": {"input": {"turn_detection": None}}})  # fmt: skip
-        await conn.conversation.item.create(
-            item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "I'd like two lattes"}]}
-        )
-        await conn.response.create()
+        await ask_for_two_lattes(conn, "audio")
         call = None
         async for event in conn:  # typed events, parsed by the SDK itself
             if event.type == "error":
@@ -402,12 +407,7 @@ async def test_the_journal_records_calls_outputs_and_responses_of_any_client(tmp
     try:
         client = AsyncOpenAI(base_url=f"http://127.0.0.1:{srv.port}/v1", api_key="any")
         async with client.realtime.connect(model="gpt-realtime") as conn:
-            await conn.session.update(session={"type": "realtime", "output_modalities": ["text"], "tools": [ORDER_TOOL],
-                                               "audio": {"input": {"turn_detection": None}}})  # fmt: skip
-            await conn.conversation.item.create(
-                item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "I'd like two lattes"}]}
-            )
-            await conn.response.create()
+            await ask_for_two_lattes(conn, "text")
             call_id = None
             async for event in conn:
                 if event.type == "response.function_call_arguments.done":

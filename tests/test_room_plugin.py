@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,18 @@ BRAIN = {
 }
 
 
+async def failure_of(expectation: Awaitable[Any]) -> str:
+    """The message an expectation fails with (it must fail)."""
+    with pytest.raises(AssertionError) as failure:
+        await expectation
+    print(f"\n[broken agent] {failure.value}")
+    return str(failure.value)
+
+
 async def test_an_agent_that_never_greets_fails_with_what_was_heard(room_worker: Any, room_caller: Any) -> None:
     await room_worker("examples.broken_agents:never_greets", brain=BRAIN)
     caller = await room_caller()
-    with pytest.raises(AssertionError) as failure:
-        await expect(caller).to_hear("how can I help you", within=6)
-    message = str(failure.value)
-    print(f"\n[broken agent] {message}")
+    message = await failure_of(expect(caller).to_hear("how can I help you", within=6))
     assert "within 6s" in message and "heard no speech" in message
 
 
@@ -51,10 +57,7 @@ async def test_an_agent_that_answers_before_the_caller_finishes_fails_so(room_wo
     caller = await room_caller()
     await expect(caller).to_hear("how can I help you", within=10)
     await caller.say("What time do you open on Sunday? I would like to come early with my two children and my mother.")
-    with pytest.raises(AssertionError) as failure:
-        await expect(caller).to_hear("we open at eight in the morning", within=4)
-    message = str(failure.value)
-    print(f"\n[broken agent] {message}")
+    message = await failure_of(expect(caller).to_hear("we open at eight in the morning", within=4))
     assert "before the caller finished" in message and "turns" in message
 
 
@@ -63,10 +66,7 @@ async def test_an_agent_that_calls_the_wrong_tool_fails_with_the_calls_made(room
     caller = await room_caller()
     await caller.caller.wait_for_audio(timeout=15)  # the agent is in the room
     await caller.type("I'd like two lattes")
-    with pytest.raises(AssertionError) as failure:
-        await expect(caller).to_call_tool("place_order", item="latte", within=8)
-    message = str(failure.value)
-    print(f"\n[broken agent] {message}")
+    message = await failure_of(expect(caller).to_call_tool("place_order", item="latte", within=8))
     assert "expected a call of place_order" in message and "cancel_order(" in message
 
 
