@@ -17,7 +17,8 @@ from agent.testing.expect import expect
 
 pytestmark = [pytest.mark.room]
 
-# The local backend's scripted brain: what "the model" says and calls.
+# The local backend's scripted brain: what "the model" says and calls. Both agents
+# speak with a male espeak-ng voice (echo), which the offline recognizer hears best.
 BRAIN = {
     "instructed": "Hello! I'm an AI assistant. How can I help you today?",
     "rules": [
@@ -38,10 +39,12 @@ async def test_the_stock_agent_greets_and_answers_a_spoken_question(room_worker,
 
 
 async def test_our_worker_places_an_order_typed_in_the_chat(room_worker, room_caller) -> None:
-    await room_worker([sys.executable, "-m", "agent", "start"], brain=BRAIN, env={"AGENT_GREETING": "Hello! I'm an AI assistant. How can I help you today?"})
+    await room_worker([sys.executable, "-m", "agent", "start"], brain=BRAIN, env={"AGENT_GREETING": "Hello! I'm an AI assistant. How can I help you today?", "AGENT_VOICE": "echo"})
     caller = await room_caller()
     await expect(caller).to_hear("how can I help you", within=10)
     await caller.type("I'd like two lattes")
     call = await expect(caller).to_call_tool("place_order", item="latte", quantity=2)
     assert "order number" in (call.output or "").lower()
     await expect(caller).to_hear("order number", within=5)
+    expect(caller).to_have_one_agent()
+    expect(caller).to_have_cut_no_reply_short()

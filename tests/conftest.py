@@ -27,6 +27,12 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
 
 
 @pytest.fixture(scope="session")
+def room_lab_slot() -> int:
+    """agent.testing's lab: a slot of its own per lane (the lanes run side by side)."""
+    return SLOTS["plugin-background"] if os.environ.get("AGENT_TEST_LANE") == "background" else SLOTS["plugin"]
+
+
+@pytest.fixture(scope="session")
 def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("speech")
 

@@ -96,7 +96,7 @@ def test_a_failing_test_keeps_its_recording_and_log_and_leaves_no_process(pytest
     started = time.time()
     result = subprocess.run(
         [
-            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", f"room_slot={SLOTS['plugin-b']}", "-o", "asyncio_mode=auto",
+            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", f"room_slot={SLOTS['plugin-inner']}", "-o", "asyncio_mode=auto",
             "--basetemp", str(pytester.path / "tmp"), str(pytester.path),
         ],
         cwd=root, capture_output=True, text=True, timeout=240,

@@ -48,7 +48,7 @@ def test_a_wrong_scenario_is_refused_with_where_and_why(tmp_path: Path, text: st
 
 def _run(scenario: Path, worker: str, out: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent.testing", "run", str(scenario), "--worker", worker, "--out", str(out), "--slot", str(SLOTS["plugin-b"])],
+        [sys.executable, "-m", "agent.testing", "run", str(scenario), "--worker", worker, "--out", str(out), "--slot", str(SLOTS["plugin-inner"])],
         cwd=ROOT, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
 
@@ -74,7 +74,7 @@ def test_a_worker_that_does_not_start_is_one_clear_error(tmp_path: Path) -> None
     scenario = _write(tmp_path, "calls:\n  - steps: [{say: hi}]\n")
     done = subprocess.run(
         [sys.executable, "-m", "agent.testing", "run", str(scenario), "--worker", "no_such_module:server", "--out", str(tmp_path / "out"),
-         "--slot", str(SLOTS["plugin-b"])],
+         "--slot", str(SLOTS["plugin-inner"])],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr

@@ -21,6 +21,7 @@ import asyncio
 import difflib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ class Heard:
     start: float  # wall time
     end: float
     text: str  # transcribed offline
+    after_s: float = 0.0  # from the caller's last action to the start of this speech: the turn's latency
 
     def describe(self, since: float) -> str:
         return f"{self.start - since:+.2f}s to {self.end - since:+.2f}s: {self.text!r}"
@@ -60,6 +62,8 @@ class RoomCaller:
     last_action: float = field(default_factory=time.time)
     said: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (start, pcm at SAMPLE_RATE) of each utterance
     heard_texts: list[Heard] = field(default_factory=list)
+    rejoin_with: Callable[[str, str], Caller] | None = None  # (room, identity) -> a new caller
+    earlier: list[Caller] = field(default_factory=list)
     _count: int = 0
 
     # ------------------------------------------------------------ acting
@@ -91,6 +95,19 @@ class RoomCaller:
 
     async def leave(self) -> None:
         await self.caller.leave()
+
+    async def rejoin(self) -> None:
+        """Leave (if still in) and join the same room again as the same identity,
+        as a person who hangs up and calls back; what was heard before is kept in
+        ``earlier`` (a list of the previous callers)."""
+        old = self.caller
+        await old.leave()
+        if self.rejoin_with is None:
+            raise RuntimeError("this caller was not made by room_caller; it cannot rejoin")
+        self.caller = self.rejoin_with(old.room.name, old.identity)
+        self.earlier.append(old)
+        await self.caller.join()
+        self.last_action = time.time()
 
     async def wait_for_attribute(self, name: str, value: str | None = None, *, within: float = 10.0) -> str:
         """The agent's (any remote participant's) attribute ``name`` (equal to ``value`` if given)."""
@@ -137,7 +154,7 @@ class RoomCaller:
             text = await self.ear.transcribe(pcm, SAMPLE_RATE)
         except TranscriptionError as e:
             text = f"<could not transcribe: {e}>"
-        heard = Heard(start, end, text)
+        heard = Heard(start, end, text, start - since)
         self.heard_texts.append(heard)
         return heard
 
@@ -246,6 +263,26 @@ class Expectation:
                 made = [f"{k.name}({k.arguments}) -> {k.output!r}" for k in calls] or ["none"]
                 raise AssertionError(f"expected a call of {name}({arguments}) within {within:g}s; calls made: {'; '.join(made)}" + _context(c, since))
             await asyncio.sleep(0.1)
+
+
+    def to_have_one_agent(self) -> None:
+        """Exactly one agent participant is in the caller's room."""
+        agents = [p.identity for p in self.caller.caller.room.remote_participants.values() if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT]
+        if len(agents) != 1:
+            raise AssertionError(f"expected one agent in the room, found {len(agents)}: {agents}")
+
+    def to_have_cut_no_reply_short(self) -> None:
+        """No reply of the agent was cancelled or cut off by the backend since the caller joined
+        (a barge-in the caller made counts: use it where the caller never talks over the agent)."""
+        c = self.caller
+        joined = c.caller.joined_at or 0.0
+        cut = [e for e in c.journal(joined) if e["kind"] == "response_done" and e["status"] != "completed"]
+        if cut:
+            raise AssertionError(
+                f"{len(cut)} repl{'y was' if len(cut) == 1 else 'ies were'} cut short: "
+                + "; ".join(f"{e['response_id']} {e['status']} at {e['t'] - joined:+.2f}s" for e in cut)
+                + _context(c, joined)
+            )
 
 
 def expect(caller: RoomCaller) -> Expectation:

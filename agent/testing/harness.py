@@ -77,10 +77,11 @@ SLOTS = {
     # A cluster of two nodes takes its slot and the next.
     "main-job": 5, "process-leaks": 6, "agent-dispatch": 7, "cluster": 8, "fleet-up": 11, "metrics": 14, "barge-in": 18,
     "background-testbed": 16, "telephony": 20, "sip-up": 21,
-    # agent.testing's pytest plugin (room_slot in pyproject.toml): its lab, and two side by side
-    "plugin": 22, "plugin-b": 23,
+    # agent.testing's pytest plugin: its lab in the room lane (room_slot in pyproject.toml), in the
+    # background lane (tests/conftest.py), and the pytest sessions and scenario runs tests start
+    "plugin": 22, "plugin-background": 23, "plugin-inner": 24,
 }  # fmt: skip
-FIRST_FREE_SLOT = 24
+FIRST_FREE_SLOT = 25
 
 
 def slot_ports(slot: int) -> tuple[int, int, tuple[int, int]]:

@@ -71,14 +71,20 @@ def _failed(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture(scope="session")
-def room_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def room_lab_slot(request: pytest.FixtureRequest) -> int:
+    """The lab's port slot: the ``room_slot`` ini option; override the fixture to
+    pick one per run (two pytest processes side by side need two)."""
+    return int(request.config.getini("room_slot") or 0)
+
+
+@pytest.fixture(scope="session")
+def room_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, room_lab_slot: int) -> Iterator[Any]:
     if not inside_namespace():
         pytest.fail(NOT_IN_NAMESPACE, pytrace=False)
     from .lab import Lab
 
     brain = request.config.getoption("room_brain") or request.config.getini("room_brain") or None
-    slot = int(request.config.getini("room_slot") or 0)
-    with Lab(tmp_path_factory.mktemp("room-lab"), slot=slot, brain=brain) as lab:
+    with Lab(tmp_path_factory.mktemp("room-lab"), slot=room_lab_slot, brain=brain) as lab:
         yield lab
 
 
@@ -124,7 +130,8 @@ async def room_caller(
         n = len(callers) + 1
         caller = room_lab.caller(room or room_name("test"), identity or f"caller-{n}", agent_name=agent_name, **options)
         await caller.join()
-        rc = RoomCaller(caller, room_lab.backends, room_ear, tmp_path)
+        rc = RoomCaller(caller, room_lab.backends, room_ear, tmp_path,
+                        rejoin_with=lambda room, who: room_lab.caller(room, who, agent_name=agent_name, **options))  # fmt: skip
         callers.append(rc)
         return rc
 
