@@ -16,13 +16,14 @@ from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
 
 INSTRUCTIONS = "You are a helpful voice AI assistant. Tell callers you are an AI."
 GREETING = "Greet the user, say you are an AI assistant, and offer your help."
+VOICE = "echo"  # a male espeak-ng voice on the local backend, which the offline recognizer hears best
 
 never_greets = AgentServer()
 
 
 @never_greets.rtc_session()
 async def _silent(ctx: JobContext) -> None:
-    session = AgentSession(llm=openai.realtime.RealtimeModel())
+    session = AgentSession(llm=openai.realtime.RealtimeModel(voice=VOICE))
     await session.start(room=ctx.room, agent=Agent(instructions=INSTRUCTIONS))
 
 
@@ -32,7 +33,7 @@ answers_early = AgentServer()
 @answers_early.rtc_session()
 async def _hasty(ctx: JobContext) -> None:
     vad = ServerVad(type="server_vad", threshold=0.5, prefix_padding_ms=300, silence_duration_ms=50)
-    session = AgentSession(llm=openai.realtime.RealtimeModel(turn_detection=vad))
+    session = AgentSession(llm=openai.realtime.RealtimeModel(voice=VOICE, turn_detection=vad))
     await session.start(room=ctx.room, agent=Agent(instructions=INSTRUCTIONS))
     await session.generate_reply(instructions=GREETING)
 
@@ -48,5 +49,5 @@ async def cancel_order(item: str, quantity: int) -> str:
 
 @wrong_tool.rtc_session()
 async def _clumsy(ctx: JobContext) -> None:
-    session = AgentSession(llm=openai.realtime.RealtimeModel(tool_choice="required"))
+    session = AgentSession(llm=openai.realtime.RealtimeModel(voice=VOICE, tool_choice="required"))
     await session.start(room=ctx.room, agent=Agent(instructions=INSTRUCTIONS, tools=[cancel_order]))
