@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent.realtime.transcribe import Transcriber  # noqa: E402
 from agent.sound.espeak import speak  # noqa: E402
 from agent.sound.g711 import phone_line  # noqa: E402
-from agent.sound.recognizer import Recognizer  # noqa: E402
+from agent.sound.recognizer import Recognizer, word_edit_distance  # noqa: E402
 
 SENTENCES = [
     "What time does the coffee shop open on Sunday morning?",
@@ -48,15 +48,6 @@ DIGITS = "zero one two three four five six seven eight nine".split()
 def words(text: str) -> list[str]:
     text = re.sub(r"\d", lambda m: f" {DIGITS[int(m.group())]} ", text.lower())
     return re.sub(r"[^a-z' ]+", " ", text).split()
-
-
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1]
 
 
 async def run(voices: list[str]) -> dict[str, dict[str, object]]:
@@ -79,7 +70,7 @@ async def run(voices: list[str]) -> dict[str, dict[str, object]]:
                     cpu += time.perf_counter() - started  # wall time of a decode on an idle machine
                     speech_s += len(pcm) / rate
                     ref = words(text)
-                    e = edit_distance(ref, words(heard))
+                    e = word_edit_distance(ref, words(heard))
                     errors, total = errors + e, total + len(ref)
                     if e / len(ref) > worst[0]:
                         worst = (e / len(ref), text, heard)

@@ -14,19 +14,14 @@ from agent.realtime import transcribe
 from agent.realtime.audio import SAMPLE_RATE, resample
 from agent.realtime.transcribe import Transcriber
 from agent.sound.espeak import speak
+from agent.sound.recognizer import word_edit_distance
 
 STEP = SAMPLE_RATE // 10  # the plugin appends 100 ms at a time
 
 
 def _words_apart(a: str, b: str) -> int:
     """Word-level edit distance."""
-    x, y = a.split(), b.split()
-    row = list(range(len(y) + 1))
-    for i, wx in enumerate(x, 1):
-        prev, row[0] = row[0], i
-        for j, wy in enumerate(y, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (wx != wy))
-    return row[-1]
+    return word_edit_distance(a.split(), b.split())
 
 
 def _turn(text: str) -> np.ndarray:

@@ -75,6 +75,16 @@ def normalize(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9']+", " ", text.lower()).split())
 
 
+def word_edit_distance(ref: list[str], hyp: list[str]) -> int:
+    """Words inserted, deleted or replaced to turn ``ref`` into ``hyp`` (for word error rates)."""
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1]
+
+
 class Recognizer:
     def __init__(self, *, timeout: float = 30.0) -> None:
         self.timeout = timeout
