@@ -32,6 +32,7 @@ from livekit import rtc
 from ..errors import TranscriptionError
 from ..realtime.journal import ToolCall
 from ..sound.recognizer import Recognizer, normalize
+from ..sound.resample import resample
 from ..sound.wav import write_wav
 from .caller import Caller, DataMessage, load_wav, speech_wav
 from .lab import Backend, journal, tool_calls
@@ -78,8 +79,6 @@ class RoomCaller:
         pcm, rate = load_wav(path)
         started = time.time()
         await self.caller.say(pcm, rate)
-        from ..sound.resample import resample
-
         self.said.append((self.caller.spoken[-1][0] if self.caller.spoken else started, resample(pcm, rate, SAMPLE_RATE)))
         self.last_action = time.time()
 
@@ -133,11 +132,13 @@ class RoomCaller:
             await asyncio.sleep(0.05)
 
     @property
+    def agents(self) -> list[rtc.RemoteParticipant]:
+        """The agent participants in the caller's room."""
+        return [p for p in self.caller.room.remote_participants.values() if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT]
+
+    @property
     def agent(self) -> rtc.RemoteParticipant | None:
-        for p in self.caller.room.remote_participants.values():
-            if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
-                return p
-        return None
+        return next(iter(self.agents), None)
 
     # ------------------------------------------------------------ hearing
 
@@ -267,7 +268,7 @@ class Expectation:
 
     def to_have_one_agent(self) -> None:
         """Exactly one agent participant is in the caller's room."""
-        agents = [p.identity for p in self.caller.caller.room.remote_participants.values() if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT]
+        agents = [p.identity for p in self.caller.agents]
         if len(agents) != 1:
             raise AssertionError(f"expected one agent in the room, found {len(agents)}: {agents}")
 
