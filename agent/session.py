@@ -26,7 +26,7 @@ from .audio.tap import FarEndTap
 from .caller_link import CallerLink
 from .config import Settings
 from .feed import RoomFeed
-from .internals import claim_user_turn
+from .internals import claim_user_turn, steady_realtime_model
 from .link import HeartbeatSession, ReconnectNotice
 from .metrics import SessionMeter
 from .phone import (
@@ -77,25 +77,27 @@ def build_model(settings: Settings, http_session: HeartbeatSession | None = None
 
     ``http_session`` carries the WebSocket heartbeat that turns a hung backend
     into a reconnect (see agent/link.py)."""
-    return openai.realtime.RealtimeModel(
-        http_session=http_session,  # type: ignore[arg-type]  # quacks like aiohttp.ClientSession for ws_connect
-        model=settings.realtime_model,
-        voice=settings.voice,
-        base_url=settings.backend_base_url,
-        api_key=settings.backend_api_key,
-        turn_detection=ServerVad(
-            type="server_vad",
-            threshold=settings.vad_threshold,
-            prefix_padding_ms=300,
-            silence_duration_ms=settings.silence_duration_ms,
-            create_response=True,
-            interrupt_response=True,
-        ),
-        input_audio_transcription=input_transcription(settings),
-        conn_options=APIConnectOptions(max_retry=settings.realtime_max_retries, retry_interval=2.0, timeout=settings.realtime_connect_timeout_s),
-        # Roll over to a new realtime session before the backend's cap (OpenAI: 60 min);
-        # the plugin waits for the current reply, then reconnects with the context.
-        max_session_duration=settings.realtime_max_session_s if settings.realtime_max_session_s else NOT_GIVEN,
+    return steady_realtime_model(
+        openai.realtime.RealtimeModel(
+            http_session=http_session,  # type: ignore[arg-type]  # quacks like aiohttp.ClientSession for ws_connect
+            model=settings.realtime_model,
+            voice=settings.voice,
+            base_url=settings.backend_base_url,
+            api_key=settings.backend_api_key,
+            turn_detection=ServerVad(
+                type="server_vad",
+                threshold=settings.vad_threshold,
+                prefix_padding_ms=300,
+                silence_duration_ms=settings.silence_duration_ms,
+                create_response=True,
+                interrupt_response=True,
+            ),
+            input_audio_transcription=input_transcription(settings),
+            conn_options=APIConnectOptions(max_retry=settings.realtime_max_retries, retry_interval=2.0, timeout=settings.realtime_connect_timeout_s),
+            # Roll over to a new realtime session before the backend's cap (OpenAI: 60 min);
+            # the plugin waits for the current reply, then reconnects with the context.
+            max_session_duration=settings.realtime_max_session_s if settings.realtime_max_session_s else NOT_GIVEN,
+        )
     )
 
 

@@ -80,3 +80,19 @@ def test_the_http_port_of_any_server_can_be_set() -> None:
     server = AgentServer()
     set_http_port(server, 0)
     assert server._port == 0
+
+
+def test_the_realtime_session_still_mirrors_and_replays_as_steady_replay_expects() -> None:
+    # The behaviour is tested against the local server in tests/test_realtime_replay.py;
+    # here, the names SteadyRealtimeSession overrides or reads.
+    from livekit.agents.llm._realtime import openai as plugin_realtime
+
+    session_source = inspect.getsource(plugin_realtime.RealtimeSession)
+    assert "self._remote_chat_ctx = llm.remote_chat_context.RemoteChatContext()" in session_source, (
+        "the reconnect no longer makes a new mirror: SteadyRealtimeSession cannot tell its replay"
+    )
+    assert "events.extend(self._create_update_chat_ctx_events(chat_ctx))" in session_source, (
+        "the reconnect no longer replays through _create_update_chat_ctx_events"
+    )
+    assert isinstance(plugin_realtime.RealtimeSession.chat_ctx, property)
+    assert "self._sessions.add(sess)" in inspect.getsource(plugin_realtime.RealtimeModel.session)

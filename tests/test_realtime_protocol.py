@@ -321,6 +321,23 @@ def test_items_are_chained_by_previous_item_id_and_can_be_deleted() -> None:
     assert d.types(got) == ["error"]
 
 
+def test_an_item_placed_first_has_no_previous_item_as_openai_says() -> None:
+    """A client asks for the first place with previous_item_id "root"; OpenAI's
+    item events then say null ("the item that precedes this one, if any").
+    Echoing "root" made livekit-agents file the item at its mirror's tail (an
+    unknown anchor), so its view of the order differed from the server's."""
+    d = Driver()
+    manual(d)
+    user = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "one"}]}
+    first = d.send({"type": "conversation.item.create", "item": user})
+    assert first[0]["previous_item_id"] is None  # an empty conversation: nothing precedes it
+    got = d.send({"type": "conversation.item.create", "item": user, "previous_item_id": "root"})
+    assert d.types(got) == ["conversation.item.added", "conversation.item.done"]
+    assert [e["previous_item_id"] for e in got] == [None, None]
+    second = d.send({"type": "conversation.item.create", "item": user})
+    assert second[0]["previous_item_id"] == first[0]["item"]["id"]  # appended after the last one
+
+
 def test_an_item_id_used_twice_is_refused_as_openai_does() -> None:
     """A replay after a reconnect may send an item the server already has:
     OpenAI answers item_create_duplicate_item_id, which livekit-agents treats

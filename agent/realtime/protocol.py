@@ -611,7 +611,8 @@ class RealtimeProtocol:
                     except (binascii.Error, ValueError):
                         raise ProtocolError(Case.ITEM_AUDIO_INVALID) from None
                     audio_ms = int(pcm.size * 1000 / audio_codec.SAMPLE_RATE)
-        anchor = prev if prev is not None else self._conversation.last_id
+        # What precedes it, if anything: null for the first place ("root"), as OpenAI says.
+        anchor = None if prev == "root" else prev if prev is not None else self._conversation.last_id
         self._conversation.insert(stored, prev, audio_ms=audio_ms)
         return [
             self._ev(rt.ConversationItemAdded, type="conversation.item.added", item=stored, previous_item_id=anchor),
