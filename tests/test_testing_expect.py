@@ -5,6 +5,7 @@ agent's own instructions, and the offline recognizer on synthesised speech."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from agent.realtime.brain import BrainInput, Rule, ScriptedBrain
 from agent.sound.espeak import speak
 from agent.sound.recognizer import Recognizer, normalize
+from agent.sound.wav import read_mono
 from agent.testing.expect import _matches
 from agent.testing.lab import _command
 
@@ -66,3 +68,13 @@ async def test_the_recognizer_hears_synthesised_speech() -> None:
     assert _matches("what time does the coffee shop open on sunday morning", text), text
     assert silence == ""
     assert _matches("what time does the coffee shop open on sunday morning", trailing), trailing
+
+
+async def test_the_recognizer_hears_a_greeting_it_once_missed() -> None:
+    # A caller's recording from a fresh-clone run (the right channel, cut to 16 kHz):
+    # with half a second of silence around it Moonshine returned nothing, and the
+    # plugin's test said the agent's greeting was heard as ''.
+    pcm, rate = read_mono(Path(__file__).parent / "data" / "heard_greeting.wav")
+    async with Recognizer() as recognizer:
+        text = await recognizer.transcribe(pcm, rate)
+    assert _matches("hello how can I help you today", text), text

@@ -3,9 +3,10 @@
 ``moonshine-cpp`` (MIT, its English model and its own ONNX runtime inside the
 wheel: nothing is downloaded) runs in one child process at the idle CPU
 priority, so that decoding never delays the real-time audio of a room on a
-small machine. The audio is cut to its voiced part and padded with half a second of silence
+small machine. The audio is cut to its voiced part and padded with silence
 on each side (Moonshine returns nothing for some utterances with no lead-in,
-or with a second or more of silence after them), and a
+or with a second or more of silence after them; when it returns nothing, a
+different padding is tried), and a
 decode that runs away (the model repeating a token) is cut by a timeout.
 
     async with Recognizer() as ear:
@@ -29,7 +30,11 @@ from ..errors import TranscriptionError
 from .resample import resample
 
 RATE = 16_000
-PAD_S = 0.5
+# Silence around the voiced part, tried in turn while Moonshine returns nothing:
+# with no lead-in it misses some utterances, and with half a second it missed
+# "Hello! How can I help you today?" as heard through a room (a fresh-clone run;
+# a quarter of a second read it right).
+PADS_S = (0.5, 0.25, 1.0)
 
 _model: Any = None
 
@@ -104,10 +109,14 @@ class Recognizer:
         audio = _voiced(resample(np.asarray(pcm, dtype=np.int16), rate, RATE).astype(np.float32) / 32768.0)
         if len(audio) == 0:
             return ""
-        pad = np.zeros(int(PAD_S * RATE), np.float32)
-        data = np.concatenate([pad, audio, pad]).tobytes()
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(self._executor().submit(_decode, data)), self.timeout)
+            for pad_s in PADS_S:
+                pad = np.zeros(int(pad_s * RATE), np.float32)
+                data = np.concatenate([pad, audio, pad]).tobytes()
+                text = await asyncio.wait_for(asyncio.wrap_future(self._executor().submit(_decode, data)), self.timeout)
+                if text.strip():
+                    return text
+            return ""
         except TimeoutError:
             self._reset()  # the decode ran away: a fresh process for the next one
             raise TranscriptionError(f"decoding {len(audio) / RATE:.1f} s of audio took more than {self.timeout:g} s") from None
