@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# The whole suite as two pytest processes side by side, inside the test
+# The whole suite as three pytest processes side by side, inside the test
 # namespace (scripts/test.sh runs this through agent.testing.netns):
-#   room lane:       room tests that carry audio and time what callers hear;
-#   background lane: everything else, at the idle CPU priority (SCHED_IDLE,
-#                    `chrt --idle`: it runs on what the room lane leaves), so
-#                    that its bursts of CPU (processes starting, unit tests)
-#                    never delay the audio of the room lane; `nice -n 10` let
-#                    a cluster's start slow the room lane by half. Its session
-#                    testbed takes a port slot of its own (tests/conftest.py).
-# The room lane prints to the terminal; the background lane to a log, shown
-# after. The exit code is the first non-zero of the two.
+#   room lane:          room tests that carry audio and time what callers hear;
+#   two background lanes: everything else (unit tests, and room tests marked
+#                       `background`: they wait for processes, reconnects or
+#                       browsers with generous bounds), split by file, at the
+#                       idle CPU priority (SCHED_IDLE, `chrt --idle`: they run on
+#                       what the room lane leaves), so that their bursts of CPU
+#                       (processes starting, unit tests) never delay the audio
+#                       of the room lane; `nice -n 10` let a cluster's start
+#                       slow the room lane by half. Two of them, because their
+#                       tests mostly wait: side by side, the waits overlap.
+#                       Each lane's session testbed and port range are its own
+#                       (AGENT_TEST_LANE; tests/conftest.py, agent/testing/harness.py).
+# The room lane prints to the terminal; the background lanes to logs, shown
+# after. The exit code is the first non-zero of the three.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="$ROOT/.venv/bin/python"
@@ -17,16 +22,35 @@ LANES="$ROOT/.cache/test-lanes"
 rm -rf "$LANES" && mkdir -p "$LANES"
 cd "$ROOT"
 
-AGENT_TEST_LANE=background chrt --idle 0 "$PY" -m pytest -p no:cacheprovider --basetemp "$LANES/background" \
-  --durations=10 -m "not room or background" >"$LANES/background.log" 2>&1 &
-background=$!
+# The second background lane's files: the process faults, `up` and the
+# process-leak tests, the scenario runner and the typed-order room tests
+# (about half of the background lanes' wall time; measured 2026-12-07).
+SECOND=(tests/test_resilience_process_rooms.py tests/test_main_job.py tests/test_processes.py
+        tests/test_scenario.py tests/test_tools_rooms.py)
+IGNORE=()
+for f in "${SECOND[@]}"; do IGNORE+=(--ignore "$f"); done
+
+background_lane() {  # name, then pytest's arguments
+  local name="$1"; shift
+  AGENT_TEST_LANE="$name" chrt --idle 0 "$PY" -m pytest -p no:cacheprovider --basetemp "$LANES/$name" \
+    --durations=10 -m "not room or background" "$@" >"$LANES/$name.log" 2>&1
+}
+background_lane background "${IGNORE[@]}" &
+first=$!
+background_lane background-2 "${SECOND[@]}" &
+second=$!
 "$PY" -m pytest -p no:cacheprovider --basetemp "$LANES/room" --durations=10 -m "room and not background"
 room_rc=$?
-echo "[test] room lane finished (exit code $room_rc); waiting for the background lane (log: $LANES/background.log)"
-wait "$background"
-background_rc=$?
-echo "----- background lane (unit tests and room tests marked background) -----"
-# Its progress dots, failures and slowest tests; the full log stays in the file.
-cat "$LANES/background.log"
+echo "[test] room lane finished (exit code $room_rc); waiting for the background lanes (logs: $LANES/background*.log)"
+wait "$first"
+first_rc=$?
+wait "$second"
+second_rc=$?
+for name in background background-2; do
+  echo "----- $name lane (unit tests and room tests marked background) -----"
+  # Its progress dots, failures and slowest tests; the full log stays in the file.
+  cat "$LANES/$name.log"
+done
 ((room_rc)) && exit "$room_rc"
-exit "$background_rc"
+((first_rc)) && exit "$first_rc"
+exit "$second_rc"

@@ -17,9 +17,10 @@ BRAIN_SCRIPT = Path(__file__).parent / "data" / "brain.yaml"
 
 @pytest.fixture(scope="session")
 def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    # scripts/test.sh runs a second pytest beside this one (the background lane),
-    # whose session testbed takes a slot of its own.
-    slot = SLOTS["background-testbed"] if os.environ.get("AGENT_TEST_LANE") == "background" else 0
+    # scripts/lanes.sh runs pytest lanes side by side; each lane's session testbed
+    # takes a slot of its own.
+    lane = os.environ.get("AGENT_TEST_LANE")
+    slot = SLOTS[f"{lane}-testbed"] if lane else 0
     with running_testbed(
         tmp_path_factory.mktemp("testbed"), slot=slot, realtime_env={"AGENT_BRAIN_SCRIPT": str(BRAIN_SCRIPT)}
     ) as bed:
@@ -29,7 +30,8 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
 @pytest.fixture(scope="session")
 def room_lab_slot() -> int:
     """agent.testing's lab: a slot of its own per lane (the lanes run side by side)."""
-    return SLOTS["plugin-background"] if os.environ.get("AGENT_TEST_LANE") == "background" else SLOTS["plugin"]
+    lane = os.environ.get("AGENT_TEST_LANE")
+    return SLOTS[f"plugin-{lane}"] if lane else SLOTS["plugin"]
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_fork import ForkedCli
 
 from agent.__main__ import COMMANDS
 from agent.testing.harness import Testbed, free_port
@@ -122,10 +124,29 @@ HELP_CASES = [
 ]  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def forked_cli() -> Iterator[ForkedCli]:
+    cli = ForkedCli()
+    try:
+        yield cli
+    finally:
+        cli.close()
+
+
 @pytest.mark.parametrize("command,flag", HELP_CASES, ids=lambda a: a or "agent")
-def test_help_needs_no_configuration(command: str, flag: str, tmp_path: Path) -> None:
+def test_help_needs_no_configuration(command: str, flag: str, tmp_path: Path, forked_cli: ForkedCli) -> None:
     # No LIVEKIT_*/AGENT_* variables, and a working directory with no .env or livekit.yaml.
-    done = run_agent(*command.split(), flag, env={}, cwd=tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AGENT_", "OPENAI_"))}
+    done = forked_cli.run(*command.split(), flag, env=env, cwd=tmp_path)
+    assert done.returncode == 0, f"exit {done.returncode}; stderr:\n{done.stderr}"
+    assert "usage" in done.stdout.lower(), done.stdout
+    assert "error" not in done.stderr.lower(), done.stderr
+
+
+@pytest.mark.parametrize("command", ["", "start"], ids=["agent", "start"])
+def test_help_needs_no_configuration_from_a_fresh_interpreter(command: str, tmp_path: Path) -> None:
+    # The cases above run in forks of one process that imported the CLI; two, here, as a user starts them.
+    done = run_agent(*command.split(), "--help", env={}, cwd=tmp_path)
     assert done.returncode == 0, f"exit {done.returncode}; stderr:\n{done.stderr}"
     assert "usage" in done.stdout.lower(), done.stdout
     assert "error" not in done.stderr.lower(), done.stderr

@@ -66,6 +66,7 @@ async def test_bad_tokens_are_refused_clearly_and_the_worker_carries_on(testbed:
         await caller.wait_for_speech(timeout=20)
 
 
+@pytest.mark.background  # typed turns and generous bounds: in a background lane (scripts/lanes.sh)
 async def test_malformed_and_oversized_chat_and_data_do_not_break_the_session(testbed: Testbed) -> None:
     caller = testbed.caller(room_name("bad"))
     try:
@@ -88,6 +89,7 @@ async def test_malformed_and_oversized_chat_and_data_do_not_break_the_session(te
         await caller.leave()
 
 
+@pytest.mark.background  # typed turns and generous bounds: in a background lane (scripts/lanes.sh)
 async def test_tool_arguments_that_are_not_json_get_an_error_not_a_crash(testbed: Testbed) -> None:
     caller = testbed.caller(room_name("bad"))
     try:

@@ -25,6 +25,7 @@ def interruption(speech_dir: Path) -> Path:
     return Path(speech_wav("Sorry to interrupt, but I am in a hurry.", str(speech_dir / "interrupt.wav")))
 
 
+@pytest.mark.background  # typed turns and generous bounds: in a background lane (scripts/lanes.sh)
 async def test_function_call_round_trip_from_room_chat(testbed: Testbed) -> None:
     async with testbed.caller(room_name("plugin")) as caller:
         await greeted(caller, timeout=15, threshold_dbfs=SPEECH_DBFS)

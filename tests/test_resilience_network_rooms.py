@@ -13,7 +13,7 @@ from agent.testing.netns import SERVER_IP
 from agent.testing.remote import IsolatedLink, RemoteCaller
 from agent.tools import Ledger, Store
 
-pytestmark = [pytest.mark.room]
+pytestmark = [pytest.mark.room, pytest.mark.background]  # waits out a network drop, generous bounds: in a background lane (scripts/lanes.sh)
 
 DROP_S = 5.0
 

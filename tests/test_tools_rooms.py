@@ -11,7 +11,7 @@ import pytest
 from agent.testing.harness import Testbed, greeted, room_name
 from agent.tools import Ledger, Store
 
-pytestmark = [pytest.mark.room]
+pytestmark = [pytest.mark.room, pytest.mark.background]  # typed turns and generous bounds: in a background lane (scripts/lanes.sh)
 
 
 async def _order_by_chat(testbed: Testbed, text: str) -> tuple[str, str]:

@@ -105,6 +105,7 @@ async def test_two_rooms_get_two_agents_that_do_not_hear_each_other(testbed: Tes
         await asyncio.gather(a.leave(), b.leave())
 
 
+@pytest.mark.background  # waits for the job to end, generous bounds: in a background lane (scripts/lanes.sh)
 async def test_job_ends_and_worker_is_free_when_the_caller_leaves(testbed: Testbed) -> None:
     await testbed.wait_active_jobs(0, timeout=30)  # earlier tests' jobs are over
     caller = testbed.caller(room_name("room"))

@@ -69,19 +69,21 @@ __all__ = [
 LIVEKIT_PORT = 7880
 
 # Slots of livekit-server ports in the test namespace, so that servers run side
-# by side (the two pytest lanes of scripts/test.sh): each module that starts
-# its own server owns a slot, and the background lane's session testbed has
-# one of its own (tests/conftest.py; the main lane's is slot 0).
+# by side (the pytest lanes of scripts/lanes.sh): each module that starts
+# its own server owns a slot, and each background lane's session testbed has
+# one of its own (tests/conftest.py; the room lane's is slot 0).
 SLOTS = {
     "harness": 1, "frontend": 2, "process-faults": 3, "rollover": 4,
     # A cluster of two nodes takes its slot and the next.
     "main-job": 5, "process-leaks": 6, "agent-dispatch": 7, "cluster": 8, "fleet-up": 11, "metrics": 14, "barge-in": 18,
     "background-testbed": 16, "telephony": 20, "sip-up": 21,
     # agent.testing's pytest plugin: its lab in the room lane (room_slot in pyproject.toml), in the
-    # background lane (tests/conftest.py), and the pytest sessions and scenario runs tests start
+    # background lanes (tests/conftest.py), and the pytest sessions and scenario runs tests start
     "plugin": 22, "plugin-background": 23, "plugin-inner": 24,
+    # the second background lane's session testbed and plugin lab
+    "background-2-testbed": 25, "plugin-background-2": 26,
 }  # fmt: skip
-FIRST_FREE_SLOT = 25
+FIRST_FREE_SLOT = 27
 
 
 def slot_ports(slot: int) -> tuple[int, int, tuple[int, int]]:
@@ -118,7 +120,7 @@ class NotInNamespace(RuntimeError):
 # Where free_port() draws from: below the kernel's ephemeral range (32768 up
 # on Linux), from which outgoing connections take local ports at any moment;
 # each pytest lane of scripts/lanes.sh has a range of its own.
-_PORT_RANGES = {"background": (26000, 32000)}
+_PORT_RANGES = {"background": (26000, 29000), "background-2": (29000, 32000)}
 _DEFAULT_PORT_RANGE = (20000, 26000)
 _handed_out: set[int] = set()
 
