@@ -146,6 +146,7 @@ async def test_a_browser_caller_is_greeted_heard_and_answered_and_sees_the_agent
     assert errors == []
 
 
+@pytest.mark.background  # typed turns, waits on the page with generous bounds, times nothing a caller hears
 async def test_a_typed_order_shows_the_tool_call_its_outcome_the_usage_and_the_end_of_the_call(page_url: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     async with Browser() as browser:
