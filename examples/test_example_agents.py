@@ -9,6 +9,7 @@ Run with the README test command, or on their own:
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -43,8 +44,14 @@ async def test_our_worker_places_an_order_typed_in_the_chat(room_worker, room_ca
     caller = await room_caller()
     await expect(caller).to_hear("how can I help you", within=10)
     await caller.type("I'd like two lattes")
+    # What our worker publishes for apps (README, "What the worker publishes"): the
+    # tool call as a data message, the session's usage as an agent attribute.
+    started = json.loads((await caller.wait_for_data("agent.tool_call")).payload)
+    assert started["name"] == "place_order", started
     call = await expect(caller).to_call_tool("place_order", item="latte", quantity=2)
     assert "order number" in (call.output or "").lower()
     await expect(caller).to_hear("order number", within=5)
+    usage = json.loads(await caller.wait_for_attribute("agent.usage"))
+    assert usage["responses"] >= 2, usage
     expect(caller).to_have_one_agent()
     expect(caller).to_have_cut_no_reply_short()

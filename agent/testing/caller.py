@@ -20,10 +20,10 @@ import collections
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from livekit import rtc
@@ -143,10 +143,11 @@ class Caller:
         # A noisy line: steady noise under everything the microphone sends, from the start.
         self.background_noise_dbfs = background_noise_dbfs
         self._acoustics = MicAcoustics(speakerphone, background_noise_dbfs)
-        # Notified whenever a frame or a transcript arrives: what the waits wait on.
+        # Notified whenever a frame, a transcript or a data message arrives, or
+        # attributes change: what the waits wait on.
         self._arrivals = asyncio.Condition()
         self.data_messages: list[DataMessage] = []
-        self._text_atasks: set[asyncio.Task[None]] = set()
+        self._event_atasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
     @property
@@ -168,6 +169,7 @@ class Caller:
         room.on("track_subscribed", self._on_track_subscribed)
         room.register_text_stream_handler(TOPIC_TRANSCRIPTION, self._on_transcription)
         room.on("data_received", self._on_data)
+        room.on("participant_attributes_changed", lambda *_: self._wake())
         await room.connect(self.url, self._token, rtc.RoomOptions(auto_subscribe=True))
         self.joined_at = time.time()
         self.identity = room.local_participant.identity
@@ -207,9 +209,10 @@ class Caller:
         """Everything received so far (optionally from one participant only)."""
         return Recording(list(self._frames)).filter(identity)
 
-    async def _wait_for(self, found: Callable[[], _T | None], timeout: float) -> _T | None:
-        """``found()``'s first value that is not None, asked again each time audio or
-        a transcript arrives; None if there is none within ``timeout`` s."""
+    async def wait_until(self, found: Callable[[], _T | None], timeout: float) -> _T | None:
+        """``found()``'s first value that is not None, asked again each time audio, a
+        transcript or a data message arrives or a participant's attributes change;
+        None if there is none within ``timeout`` s."""
         async with self._arrivals:
             try:
                 async with asyncio.timeout(timeout):
@@ -231,7 +234,7 @@ class Caller:
             rec = self.heard(identity)
             return rec.frames[0].time if len(rec) else None
 
-        t = await self._wait_for(first_frame, timeout)
+        t = await self.wait_until(first_frame, timeout)
         if t is None:
             raise TimeoutError(f"{self.identity}: no audio track from {identity or 'anyone'} within {timeout}s")
         return t
@@ -257,7 +260,7 @@ class Caller:
         def speech_start() -> float | None:
             return received().first_speech(after=after, threshold_dbfs=threshold_dbfs, min_duration=min_duration)
 
-        t = await self._wait_for(speech_start, timeout)
+        t = await self.wait_until(speech_start, timeout)
         if t is None:
             rec = received()
             who = f"from {identity!r}" if identity else "from anyone"
@@ -286,7 +289,7 @@ class Caller:
                     return t
             return None
 
-        found = await self._wait_for(matching, timeout)
+        found = await self.wait_until(matching, timeout)
         if found is None:
             seen = [t.text for t in self.transcripts if after is None or t.time > after]
             raise TimeoutError(f"{self.identity}: no transcript matching {pattern!r} within {timeout}s; saw {seen}")
@@ -323,7 +326,7 @@ class Caller:
         if self._closed:
             return
         self._closed = True
-        tasks = [t for t in (self._mic_task, *self._recorders.values(), *self._text_atasks) if t is not None]
+        tasks = [t for t in (self._mic_task, *self._recorders.values(), *self._event_atasks) if t is not None]
         for t in tasks:
             t.cancel()
         if tasks:
@@ -362,13 +365,23 @@ class Caller:
     def _on_data(self, packet: rtc.DataPacket) -> None:
         identity = packet.participant.identity if packet.participant else ""
         self.data_messages.append(DataMessage(time.time(), identity, packet.topic or "", bytes(packet.data)))
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake the waits from a room event delivered synchronously (data, attributes)."""
+        self._spawn(self._arrived(), "wake")
 
     def _on_transcription(self, reader: rtc.TextStreamReader, identity: str) -> None:
+        self._spawn(self._read_transcript(reader, identity), "text")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        """A short task of this caller's, awaited by leave()."""
         if self._closed:
+            coro.close()
             return
-        task = asyncio.get_running_loop().create_task(self._read_transcript(reader, identity), name=f"caller-text-{self.identity}")
-        self._text_atasks.add(task)
-        task.add_done_callback(self._text_atasks.discard)
+        task = asyncio.get_running_loop().create_task(coro, name=f"caller-{what}-{self.identity}")
+        self._event_atasks.add(task)
+        task.add_done_callback(self._event_atasks.discard)
 
     async def _read_transcript(self, reader: rtc.TextStreamReader, identity: str) -> None:
         text = await reader.read_all()

@@ -110,26 +110,30 @@ class RoomCaller:
 
     async def wait_for_attribute(self, name: str, value: str | None = None, *, within: float = 10.0) -> str:
         """The agent's (any remote participant's) attribute ``name`` (equal to ``value`` if given)."""
-        deadline = time.monotonic() + within
-        while True:
+
+        def found() -> str | None:
             for p in self.caller.room.remote_participants.values():
                 got = p.attributes.get(name)
                 if got is not None and (value is None or got == value):
                     return got
-            if time.monotonic() > deadline:
-                seen = {p.identity: dict(p.attributes) for p in self.caller.room.remote_participants.values()}
-                raise AssertionError(f"no participant had attribute {name!r}" + (f" = {value!r}" if value else "") + f" within {within:g}s; attributes: {seen}")
-            await asyncio.sleep(0.05)
+            return None
+
+        got = await self.caller.wait_until(found, within)
+        if got is None:
+            seen = {p.identity: dict(p.attributes) for p in self.caller.room.remote_participants.values()}
+            raise AssertionError(f"no participant had attribute {name!r}" + (f" = {value!r}" if value else "") + f" within {within:g}s; attributes: {seen}")
+        return got
 
     async def wait_for_data(self, topic: str, *, within: float = 10.0) -> DataMessage:
-        deadline = time.monotonic() + within
-        while True:
-            for message in self.caller.data_messages:
-                if message.topic == topic and message.time >= self.last_action - 0.5:
-                    return message
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no data message on topic {topic!r} within {within:g}s; topics seen: {sorted({m.topic for m in self.caller.data_messages})}")
-            await asyncio.sleep(0.05)
+        """The first data message on ``topic`` since the caller's last action (half a second of slack)."""
+
+        def found() -> DataMessage | None:
+            return next((m for m in self.caller.data_messages if m.topic == topic and m.time >= self.last_action - 0.5), None)
+
+        message = await self.caller.wait_until(found, within)
+        if message is None:
+            raise AssertionError(f"no data message on topic {topic!r} within {within:g}s; topics seen: {sorted({m.topic for m in self.caller.data_messages})}")
+        return message
 
     @property
     def agents(self) -> list[rtc.RemoteParticipant]:
