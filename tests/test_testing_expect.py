@@ -78,3 +78,21 @@ async def test_the_recognizer_hears_a_greeting_it_once_missed() -> None:
     async with Recognizer() as recognizer:
         text = await recognizer.transcribe(pcm, rate)
     assert _matches("hello how can I help you today", text), text
+
+
+def test_the_entry_runs_any_server_taking_every_job_on_its_own_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A test box's CPU is not the agent's load: at livekit-agents' default 0.7 the stock
+    # agent marked itself full beside a busy suite and its caller got no agent.
+    import math
+
+    from agent.testing import entry
+
+    ran: list[object] = []
+    monkeypatch.setattr(entry.cli, "run_app", ran.append)
+    monkeypatch.setenv("AGENT_TESTING_HTTP_PORT", "28123")
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # main() sets the CLI's argv
+    entry.main(["examples.stock_agent:server"])
+    (server,) = ran
+    assert server._load_threshold == math.inf  # type: ignore[attr-defined]
+    assert server._port == 28123  # type: ignore[attr-defined]
+    assert sys.argv[1:] == ["start"]

@@ -83,6 +83,9 @@ async def test_agent_answers_after_the_end_of_the_sentence(testbed: Testbed, que
 
 
 async def test_two_rooms_get_two_agents_that_do_not_hear_each_other(testbed: Testbed, question: Path) -> None:
+    # An earlier test's job may still be ending (its process exits a few hundred ms
+    # after its caller left): it would count among the jobs below (seen: 3 for 2 rooms).
+    await testbed.wait_active_jobs(0, timeout=30)
     a = testbed.caller(room_name("room"), "caller-a")
     b = testbed.caller(room_name("room"), "caller-b")
     try:

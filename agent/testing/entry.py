@@ -7,11 +7,19 @@ by default). livekit-agents reads ``LIVEKIT_URL``, ``LIVEKIT_API_KEY`` and
 ``OPENAI_API_KEY``, which agent.testing points at the local realtime backend.
 ``AGENT_TESTING_HTTP_PORT`` moves the worker's HTTP endpoint off its default
 port 8081, so that several workers can run side by side.
+
+The worker takes every job it is offered (load threshold infinite, as in
+livekit-agents' dev mode): its default load is the host's CPU, and a test
+box's CPU, shared with livekit-server, the backend, the callers and other
+tests, is not the agent's load. At 0.7 the stock agent marked itself full
+while a busy suite ran beside it and its caller got no agent (a fresh-clone
+run, 2026-12-07).
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import sys
 
@@ -40,6 +48,7 @@ def main(argv: list[str]) -> None:
     port = os.environ.get("AGENT_TESTING_HTTP_PORT")
     if port:
         set_http_port(server, int(port))
+    server.update_options(load_threshold=math.inf)
     sys.argv = [argv[0], *(argv[1:] or ["start"])]
     cli.run_app(server)
 
