@@ -36,7 +36,9 @@ async def test_the_stock_agent_greets_and_answers_a_spoken_question(room_worker,
     print(f"\n[plugin] worker registered {worker.ready_s:.1f}s after start; greeting heard "
           f"{greeting.start - caller.caller.joined_at:.2f}s after joining, transcribed as {greeting.text!r}")
     await caller.say("What time do you open on Sunday?")
-    await expect(caller).to_hear("on Sunday we open early in the morning", within=4)
+    # The words that carry the answer: the offline recognizer once heard the reply's
+    # first two words, "On Sunday", as "And suddenly" (a fresh-clone run).
+    await expect(caller).to_hear("we open early in the morning", within=4)
 
 
 async def test_our_worker_places_an_order_typed_in_the_chat(room_worker, room_caller) -> None:

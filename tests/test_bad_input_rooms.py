@@ -69,9 +69,7 @@ async def test_bad_tokens_are_refused_clearly_and_the_worker_carries_on(testbed:
 
 @pytest.mark.background  # typed turns and generous bounds: in a background lane (scripts/lanes.sh)
 async def test_malformed_and_oversized_chat_and_data_do_not_break_the_session(testbed: Testbed) -> None:
-    caller = testbed.caller(room_name("bad"))
-    try:
-        await caller.join()
+    async with testbed.caller(room_name("bad")) as caller:
         await greeted(caller)
         local = caller.room.local_participant
         await local.publish_data(os.urandom(2000), topic="lk.chat", reliable=True)  # not a text stream at all
@@ -86,15 +84,11 @@ async def test_malformed_and_oversized_chat_and_data_do_not_break_the_session(te
         await caller.wait_for_quiet(1.0, timeout=60)
         await _still_answers(caller)
         assert testbed.worker is not None and testbed.worker.alive()
-    finally:
-        await caller.leave()
 
 
 @pytest.mark.background  # typed turns and generous bounds: in a background lane (scripts/lanes.sh)
 async def test_tool_arguments_that_are_not_json_get_an_error_not_a_crash(testbed: Testbed) -> None:
-    caller = testbed.caller(room_name("bad"))
-    try:
-        await caller.join()
+    async with testbed.caller(room_name("bad")) as caller:
         await greeted(caller)
         asked = time.time()
         await caller.send_chat("What is the status of my order?")  # the brain sends "{order_id: seven"
@@ -103,8 +97,6 @@ async def test_tool_arguments_that_are_not_json_get_an_error_not_a_crash(testbed
         assert "error" in said.text.lower() or "invalid" in said.text.lower()
         await caller.wait_for_quiet(1.0, timeout=30)
         await _still_answers(caller)
-    finally:
-        await caller.leave()
 
 
 def _rss_mb(pid: int) -> float:
