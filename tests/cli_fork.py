@@ -26,11 +26,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _child(args: list[str], env: dict[str, str], cwd: str, out: int, err: str) -> None:
+def _child(args: list[str], env: dict[str, str], cwd: str, out: int, err: int) -> None:
     import agent.__main__ as cli
 
     os.dup2(out, 1)
-    os.dup2(os.open(err, os.O_WRONLY), 2)
+    os.dup2(err, 2)
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
@@ -67,7 +67,7 @@ def _serve() -> None:
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
-                _child(req["args"], req["env"], req["cwd"], out.fileno(), err.name)
+                _child(req["args"], req["env"], req["cwd"], out.fileno(), err.fileno())
             _, status = os.waitpid(pid, 0)
             result = {
                 "returncode": os.waitstatus_to_exitcode(status),

@@ -26,9 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # A guard against a hang, not a speed limit: this file runs in the background lane
 # (SCHED_IDLE), which gets no CPU while the room lane's cluster tests take both cores.
+def unconfigured_env() -> dict[str, str]:
+    """This environment without any LIVEKIT_*, AGENT_* or OPENAI_* variable."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AGENT_", "OPENAI_"))}
+
+
 def run_agent(*args: str, env: dict[str, str], timeout: float = 180, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AGENT_", "OPENAI_"))}
-    full_env.update(env)
+    full_env = {**unconfigured_env(), **env}
     return subprocess.run(
         [sys.executable, "-m", "agent", *args],
         env=full_env,
@@ -136,8 +140,7 @@ def forked_cli() -> Iterator[ForkedCli]:
 @pytest.mark.parametrize("command,flag", HELP_CASES, ids=lambda a: a or "agent")
 def test_help_needs_no_configuration(command: str, flag: str, tmp_path: Path, forked_cli: ForkedCli) -> None:
     # No LIVEKIT_*/AGENT_* variables, and a working directory with no .env or livekit.yaml.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AGENT_", "OPENAI_"))}
-    done = forked_cli.run(*command.split(), flag, env=env, cwd=tmp_path)
+    done = forked_cli.run(*command.split(), flag, env=unconfigured_env(), cwd=tmp_path)
     assert done.returncode == 0, f"exit {done.returncode}; stderr:\n{done.stderr}"
     assert "usage" in done.stdout.lower(), done.stdout
     assert "error" not in done.stderr.lower(), done.stderr
