@@ -10,9 +10,22 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from agent.testing.harness import SLOTS, Testbed, running_testbed
+from agent.testing.harness import SLOTS, Deployment, Testbed, running_testbed
 
 BRAIN_SCRIPT = Path(__file__).parent / "data" / "brain.yaml"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed room test's report carries the tails of its deployment's process
+    logs (livekit-server, realtime backend, worker): CI keeps only what pytest
+    prints, and a flake seen once there must be readable from that alone."""
+    report: pytest.TestReport = yield
+    if report.when == "call" and report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            if isinstance(value, Deployment):
+                report.sections.append((f"process logs of {name}", value.logs(60)))
+    return report
 
 
 @pytest.fixture(scope="session")
