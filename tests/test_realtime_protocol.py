@@ -45,8 +45,9 @@ class Driver:
     Speech for replies is a tone of 60 ms per word, made at once (no espeak).
     """
 
-    def __init__(self, brain: ScriptedBrain | None = None, limits: Limits = Limits()) -> None:
+    def __init__(self, brain: ScriptedBrain | None = None, limits: Limits = Limits(), *, transcribe: bool = True) -> None:
         self.now = 1000.0
+        self.transcribe = transcribe  # False: transcription requests wait in self.requests for the test to answer
         self.proto = RealtimeProtocol(session_id="sess_test", brain=brain or ScriptedBrain(), now=self.now, limits=limits)
         self.events: list[dict[str, Any]] = []
         self.feeds: list[TranscriptionFeed] = []  # what the shell would decode while the caller speaks
@@ -65,6 +66,8 @@ class Driver:
                 self.feeds.append(job)
                 continue
             self.requests.append(job)
+            if not self.transcribe:
+                continue
             got += self._collect(self.proto.transcription_ready(job.item_id, f"heard {len(job.pcm)} samples", self.now))
         for req in self.proto.speech_requests():
             words = max(1, len(req.text.split()))
@@ -519,6 +522,33 @@ def test_a_turn_goes_to_the_transcriber_while_the_caller_speaks() -> None:
     streamed = np.concatenate([f.pcm for f in fed if f.pcm is not None])
     assert np.array_equal(streamed, d.requests[0].pcm)
     assert d.last("conversation.item.input_audio_transcription.completed")["item_id"] == item
+
+
+def _slow_transcriber(wait_s: float) -> Driver:
+    d = Driver(ScriptedBrain(rules=[Rule(match=r"open on (?P<day>\w+)", say="We open at nine on {day}.")]),
+               Limits(transcript_wait_s=wait_s), transcribe=False)  # fmt: skip
+    d.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"transcription": {"model": "whisper-1"}}}}})
+    d.append(np.concatenate([silence(200), tone(800), silence(800)]))  # committed; its response waits
+    assert d.requests and "response.created" in d.types()
+    return d
+
+
+def test_a_response_waits_for_a_slow_transcript_up_to_the_limit() -> None:
+    d = _slow_transcriber(wait_s=20.0)
+    d.run(15.0)  # a busy transcriber: 15 s and no words yet, no answer either
+    assert "response.output_audio_transcript.done" not in d.types()
+    d._collect(d.proto.transcription_ready(d.requests[0].item_id, "when are you open on sunday", d.now))
+    d.run(5.0)
+    assert d.last("response.output_audio_transcript.done")["transcript"] == "We open at nine on sunday."
+
+
+def test_a_response_goes_on_without_the_transcript_at_the_limit() -> None:
+    d = _slow_transcriber(wait_s=3.0)
+    d.run(2.0)  # (the response was created up to 0.3 s before: the last appends were silence)
+    assert "response.output_audio_transcript.done" not in d.types()
+    d.run(3.0)  # the brain answers without the words
+    assert d.last("response.done")["response"]["status"] == "completed"
+    assert "sunday" not in d.last("response.output_audio_transcript.done")["transcript"]
 
 
 def test_a_turn_dropped_before_its_commit_cancels_its_stream() -> None:

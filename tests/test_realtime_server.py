@@ -51,8 +51,11 @@ def brain() -> ScriptedBrain:
 
 @pytest.fixture
 async def server() -> AsyncIterator[RealtimeServer]:
+    # A transcript wait longer than any stall of a loaded test machine: the tests
+    # that speak assert on what the brain made of the words (the bound itself is
+    # tests/test_realtime_protocol.py's; 6 s ran out in a CI lane at idle priority).
     srv = RealtimeServer(ServerOptions(port=0, api_key=KEY, max_sessions=3, brain_factory=brain,
-                                       limits=Limits(max_event_bytes=64 * 1024)))  # fmt: skip
+                                       limits=Limits(max_event_bytes=64 * 1024, transcript_wait_s=60.0)))  # fmt: skip
     await srv.start()
     try:
         yield srv

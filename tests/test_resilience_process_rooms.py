@@ -105,9 +105,16 @@ async def _wait_agent_back(bed: Testbed, room: str, timeout: float) -> float:
 
 
 async def _in_call(bed: Testbed, room: str, identity: str) -> Caller:
+    """A caller joined and greeted; the caller's to leave. If the greeting never
+    comes, the caller leaves here, so that its agent's job ends with this test
+    rather than hold the worker through the next ones."""
     caller = bed.caller(room, identity)
     await caller.join()
-    await greeted(caller)
+    try:
+        await greeted(caller)
+    except BaseException:
+        await caller.leave()
+        raise
     return caller
 
 

@@ -65,6 +65,7 @@ class Limits:
     audio_pace: float = 2.0  # seconds of audio sent per second of wall time
     first_burst_ms: int = 400  # audio sent at once when a reply starts
     chunk_ms: int = 100  # audio per delta
+    transcript_wait_s: float = TRANSCRIPT_WAIT_S  # a response's wait for the caller's last words
 
     @property
     def pace(self) -> Pace:
@@ -664,7 +665,7 @@ class RealtimeProtocol:
             fmt=self._output_format,
             in_conversation=not (params is not None and params.conversation == "none"),
             usage_in=usage_in,
-            transcript_deadline=now + TRANSCRIPT_WAIT_S,
+            transcript_deadline=now + self.limits.transcript_wait_s,
         )
         self._response = resp
         out = [
