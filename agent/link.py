@@ -106,6 +106,14 @@ class ReconnectNotice:
         if self._text and self._announce_atask is None:
             self._announce_atask = asyncio.create_task(self._announce(), name="reconnect_notice")
 
+    def on_server_event(self, event: dict[str, Any]) -> None:
+        """Any event from the backend. ``session.created`` says a connection is up:
+        the plugin emits ``session_reconnected`` only when it *re*connects, so an
+        outage that began before the session's first connection ends here (left
+        open, it would silence the notice for every later outage of the call)."""
+        if event.get("type") == "session.created":
+            self.on_reconnected()
+
     def on_reconnected(self, _ev: object = None) -> None:
         if self._down_since is None:
             return

@@ -102,6 +102,12 @@ def build_model(settings: Settings, http_session: HeartbeatSession | None = None
 
 
 RESUME_LINE = "Sorry, I lost the line for a moment. I'm back, and I remember our conversation."
+# livekit-agents gives a reply 10 s to start (response.created), then drops it for
+# good: a backend that stalls as a call comes in would leave the caller waiting
+# in silence for a greeting that never comes. The greeting is asked for again,
+# a second after each failure, for this long.
+GREETING_RETRY_S = 60.0
+GREETING_RETRY_PAUSE_S = 1.0
 
 
 class VoiceAgent(Agent):
@@ -126,12 +132,14 @@ class VoiceAgent(Agent):
         self._notice = notice
         self._meter = meter
         self._reask_atask: asyncio.Task[None] | None = None
+        self._greet_atask: asyncio.Task[None] | None = None
 
     async def on_enter(self) -> None:
         rt = self.realtime_llm_session
         if self._notice is not None:
             rt.on("error", self._notice.on_error)
             rt.on("session_reconnected", self._notice.on_reconnected)
+            rt.on("openai_server_event_received", self._notice.on_server_event)
         rt.on("session_reconnected", self._on_reconnected)
         if self._meter is not None:
             self._meter.watch_realtime(rt)  # before the greeting, so its usage counts
@@ -139,9 +147,9 @@ class VoiceAgent(Agent):
             rt.on("openai_server_event_received", self._timeline.on_server_event)
         if self._resumed:
             # A new job for a room whose agent died: the conversation goes on.
-            self.session.generate_reply(instructions=f'Say exactly: "{RESUME_LINE}"')
+            self.greet(f'Say exactly: "{RESUME_LINE}"')
         elif self._greet:
-            self.session.generate_reply(instructions=greeting_instructions(self._greeting))
+            self.greet()
         if self._clock is not None:
             self._clock.lap("agent started")
             log.info("job set-up until the greeting is asked for: %s", self._clock.summary())
@@ -161,11 +169,57 @@ class VoiceAgent(Agent):
         if unanswered and (self._reask_atask is None or self._reask_atask.done()):
             self._reask_atask = asyncio.create_task(self._reask(), name="reask_after_reconnect")
 
+    def greet(self, instructions: str | None = None) -> None:
+        """Greet the caller (or say what ``instructions`` ask for in its place), asking
+        again while the reply fails to start (:data:`GREETING_RETRY_S`), until the
+        caller speaks first. A greeting asked for before is superseded."""
+        if self._greet_atask is not None:
+            self._greet_atask.cancel()
+        self._greet_atask = asyncio.create_task(
+            self._greet_until_said(instructions or greeting_instructions(self._greeting)), name="greeting"
+        )
+
+    def _turns(self, role: str) -> int:
+        return sum(1 for item in self.session.history.items if isinstance(item, llm.ChatMessage) and item.role == role)
+
+    async def _greet_until_said(self, instructions: str) -> None:
+        """Two ways a greeting goes unsaid: livekit-agents drops a reply that did
+        not start within 10 s (the handle carries the error), and a reply stalled
+        by a link outage is interrupted by the spoken reconnect notice
+        (agent.link.ReconnectNotice) with nothing said. A greeting cut short by
+        the caller was said (its message is in the history), and once the
+        caller speaks the conversation goes on without one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GREETING_RETRY_S
+        said, spoken = self._turns("assistant"), self._turns("user")
+        attempt = 1
+        while True:
+            try:
+                handle = self.session.generate_reply(instructions=instructions)
+            except RuntimeError as e:  # the session is closing
+                log.info("greeting not asked for: %s", e)
+                return
+            await handle  # never raises; a failure is on the handle
+            error = handle.exception()
+            if (error is None and not handle.interrupted) or self._turns("assistant") > said:
+                return
+            why = str(error) if error is not None else "interrupted before a word was said"
+            if self._turns("user") > spoken:
+                log.warning("greeting failed (%s); the caller has spoken since, the conversation goes on", why)
+                return
+            if loop.time() >= deadline:
+                log.error("greeting failed %d times in %.0f s (%s); the agent waits for the caller", attempt, GREETING_RETRY_S, why)
+                return
+            attempt += 1
+            log.warning("greeting failed (%s); asking again (attempt %d)", why, attempt)
+            await asyncio.sleep(GREETING_RETRY_PAUSE_S)
+
     async def aclose(self) -> None:
-        """Cancel and await what this agent started (a re-ask in flight); the job's shutdown calls it."""
-        if self._reask_atask is not None:
-            self._reask_atask.cancel()
-            await asyncio.gather(self._reask_atask, return_exceptions=True)
+        """Cancel and await what this agent started (a greeting or re-ask in flight); the job's shutdown calls it."""
+        tasks = [t for t in (self._reask_atask, self._greet_atask) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _reask(self) -> None:
         try:
@@ -425,7 +479,7 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
         frontend.on_phone_line(hooks.phone_caller is not None)
         session.room_io.set_participant(identity)
         session.interrupt()
-        session.generate_reply(instructions=greeting_instructions(settings.greeting))
+        agent.greet()
 
     keypad = KeypadBuffer(lambda text: _user_text(session, text), pause_s=settings.dtmf_pause_s, caller=lambda: hooks.phone_caller)
     ctx.add_shutdown_callback(keypad.aclose)
@@ -467,7 +521,7 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
                     ctx.shutdown(reason="the callee did not answer")
                     return None
                 log.info("room %s: %s answered; greeting", ctx.room.name, placed.to)
-                session.generate_reply(instructions=greeting_instructions(settings.greeting))
+                agent.greet()
         return linked.identity if linked else None
 
     link = CallerLink(

@@ -118,3 +118,23 @@ async def test_an_error_event_from_a_backend_that_is_up_is_no_outage() -> None:
     await notice._announce_atask
     assert session.calls == ["interrupt", "say:One moment, please."]
     await notice.aclose()
+
+
+async def test_an_outage_before_the_first_connection_ends_when_the_session_is_created() -> None:
+    """The backend was down as the call started: the plugin never emits
+    session_reconnected for its first connection, so session.created ends that
+    outage, and the next outage of the call is announced again."""
+    notice, session = _notice(0.05)
+    down = SimpleNamespace(recoverable=True, error=APIConnectionError("connection timed out"))
+    notice.on_error(down)
+    assert notice._announce_atask is not None
+    await notice._announce_atask
+    notice.on_server_event({"type": "rate_limits.updated"})  # not a new connection
+    assert notice.outages == []
+    notice.on_server_event({"type": "session.created", "session": {}})
+    assert len(notice.outages) == 1
+    notice.on_error(down)
+    assert notice._announce_atask is not None
+    await notice._announce_atask
+    assert session.calls == ["interrupt", "say:One moment, please."] * 2
+    await notice.aclose()

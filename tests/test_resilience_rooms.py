@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import DEFAULT_RECONNECT_NOTICE
+from agent.config import DEFAULT_GREETING, DEFAULT_RECONNECT_NOTICE
 from agent.testing.caller import Caller
 from agent.testing.harness import SLOTS, Testbed, ask_name, greeted, introduce, room_name, running_testbed
 from agent.tools import Ledger, Store
@@ -95,6 +95,35 @@ async def test_hung_backend_is_detected_announced_and_reconnected(testbed: Testb
           f"order confirmed {said.time - resumed:.1f}s after the backend came back")
     assert heard - stopped < 10.0
     assert notice.time >= stopped
+
+
+@pytest.mark.background  # mostly a 12 s wait; the background lane's own testbed
+async def test_backend_hung_as_the_call_starts_the_caller_is_still_greeted(testbed: Testbed) -> None:
+    """The realtime backend stops answering just as a call comes in: the job's
+    connection and its greeting request go unanswered for longer than
+    livekit-agents waits for a reply to start (10 s), after which the stock
+    session drops the greeting for good, and a caller who waits for the agent
+    to speak first hears nothing. Ours asks again, and the caller is greeted
+    once (the AI disclosure) after the backend comes back."""
+    assert testbed.realtime is not None
+    await testbed.wait_active_jobs(0, timeout=30)
+    os.kill(testbed.realtime.pid, signal.SIGSTOP)
+    stopped = time.time()
+    try:
+        caller = testbed.caller(room_name("hung-start"))
+        await caller.join()
+        await asyncio.sleep(max(0.0, stopped + HANG_S - time.time()))
+    finally:
+        os.kill(testbed.realtime.pid, signal.SIGCONT)
+    resumed = time.time()
+    try:
+        greeting = await caller.wait_for_transcript(re.escape(DEFAULT_GREETING), timeout=30, after=stopped)
+        await caller.wait_for_quiet(2.0, timeout=30)
+        greetings = [t for t in caller.transcripts if re.search(re.escape(DEFAULT_GREETING), t.text)]
+    finally:
+        await caller.leave()
+    print(f"\n[figure] backend hung {HANG_S:.0f}s as the call started: greeted {greeting.time - resumed:.1f}s after it came back")
+    assert len(greetings) == 1, [t.text for t in caller.transcripts]
 
 
 @pytest.fixture(scope="module")
