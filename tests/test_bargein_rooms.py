@@ -40,8 +40,11 @@ SPEECH_DBFS = -45.0  # what counts as agent speech in what the caller heard
 # How soon after the caller's onset the caller must hear the agent stop. Without
 # the worker's VAD the murmur never stops the agent (the story plays on for
 # seconds); measured here 0.17-0.23 s onset -> pause plus 0.05-0.1 s until the
-# caller hears the last of it. The figure itself is bench/latency.py's.
-STOP_BOUND_S = 0.5
+# caller hears the last of it. The figure itself is bench/latency.py's (speed is
+# a benchmark's to measure, not a test's): the bound only tells "stopped by the
+# caller" from "played on", with room for a loaded 2-core machine (a fresh-clone
+# run heard 0.89 s while the job's event loop stalled for 130-460 ms).
+STOP_BOUND_S = 1.2
 LEAD = re.compile(r"(\d+) confirmed by the backend \(agent stopped (\S+) ms before it")
 
 

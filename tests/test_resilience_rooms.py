@@ -30,6 +30,10 @@ async def _greeted_then_introduced(caller: Caller) -> None:
     await introduce(caller)
 
 
+# Background lane (scripts/lanes.sh): the faults of the realtime link wait out
+# reconnects with bounds of seconds; the rollover test stays in the room lane
+# (its rollovers run on a timer that a starved worker would miss).
+@pytest.mark.background
 async def test_realtime_connection_cut_mid_answer_reconnects_and_answers(testbed: Testbed) -> None:
     assert testbed.realtime is not None
     async with testbed.caller(room_name("cut")) as caller:
@@ -63,6 +67,7 @@ async def test_realtime_connection_cut_mid_answer_reconnects_and_answers(testbed
 HANG_S = 12.0  # how long the backend stays stopped
 
 
+@pytest.mark.background
 async def test_hung_backend_is_detected_announced_and_reconnected(testbed: Testbed) -> None:
     """The realtime backend stops answering (SIGSTOP) while the caller orders: the
     worker's WebSocket heartbeat notices, the caller hears a spoken notice, and
@@ -97,7 +102,7 @@ async def test_hung_backend_is_detected_announced_and_reconnected(testbed: Testb
     assert notice.time >= stopped
 
 
-@pytest.mark.background  # mostly a 12 s wait; the background lane's own testbed
+@pytest.mark.background
 async def test_backend_hung_as_the_call_starts_the_caller_is_still_greeted(testbed: Testbed) -> None:
     """The realtime backend stops answering just as a call comes in: the job's
     connection and its greeting request go unanswered for longer than
