@@ -23,6 +23,7 @@ from agent.audio.frontend import (
     AudioFrontend,
     EchoReturnLoss,
     FrontendConfig,
+    StreamClock,
     _Timeline,
     estimate_lag,
 )
@@ -622,3 +623,60 @@ def test_for_a_caller_on_a_phone_line_the_reference_keeps_only_the_telephone_ban
     assert _reference_fed_dbfs(False, 6000) > -20
     assert _reference_fed_dbfs(True, 6000) < -60  # above the band: gone from the reference
     assert abs(_reference_fed_dbfs(True, 1000) - _reference_fed_dbfs(False, 1000)) < 0.5  # in the band: as it was
+
+
+# ---------------------------------------------------------------- a stalled event loop
+
+
+def stalled_handling(frames: int, stalls: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """(arrival, handled) of 10 ms frames whose handler stands still during each
+    (start, end) stall and then handles the backlog in a burst (0.3 ms a frame)."""
+    arrival = (np.arange(frames) + 1) * FRAME / RATE
+    handled = np.empty(frames)
+    free = 0.0
+    for k, t in enumerate(arrival):
+        for start, end in stalls:
+            if start <= t < end:
+                t = end
+        handled[k] = free = max(t, free + 0.0003)
+    return arrival, handled
+
+
+def test_stream_clock_tells_arrival_through_a_burst_after_a_stall() -> None:
+    arrival, handled = stalled_handling(300, [(1.0, 1.45)])
+    clock = StreamClock(RATE)
+    stamped = np.array([clock.stamp(FRAME, h) for h in handled])
+    assert np.max(handled - arrival) > 0.4  # the stall: frames handled up to 450 ms late
+    assert np.max(np.abs(stamped - arrival)) < 0.001
+
+
+def test_stream_clock_follows_a_stream_that_paused() -> None:
+    """A stream that stops for 2 s (no frames at all) and goes on: after one
+    window of the new frames, the stamps are the new arrival times."""
+    clock = StreamClock(RATE, window_s=1.0)
+    for k in range(100):
+        clock.stamp(FRAME, (k + 1) * 0.01 + 0.003)
+    late = [clock.stamp(FRAME, 3.0 + (k + 1) * 0.01 + 0.003) for k in range(200)]
+    assert late[0] < 2.0  # at first the pause is taken for a stall...
+    assert late[-1] == pytest.approx(3.0 + 200 * 0.01 + 0.003, abs=0.001)  # ...then followed
+
+
+def test_a_stalled_event_loop_lets_no_echo_through() -> None:
+    """The frames of a -6 dB, 300 ms echo handled by a loop that stalls 300-450 ms
+    every 1.5 s: without arrival times told from the stream, the reference the
+    canceller and the suppressor read is off by up to the stall (offline, 1-8
+    echo turns per 20 s; bench/frontend_stalls.py)."""
+    far = LONG_FAR.astype(np.int16)
+    d = int(0.3 * RATE)
+    mic = np.zeros(len(far) + d + RATE // 2)
+    mic[d : d + len(far)] = far * 10 ** (-6 / 20)
+    mic = np.round(mic).astype(np.int16)
+    frames = len(mic) // FRAME
+    stalls = [(1.5 * i + 1.0, 1.5 * i + 1.0 + (0.3 if i % 2 else 0.45)) for i in range(int(frames * 0.01 / 1.5))]
+    _, handled = stalled_handling(frames, stalls)
+    times = iter(handled)
+    fe = AudioFrontend(FrontendConfig(), rate=RATE, clock=lambda: next(times))
+    fe.push_far(far, at=0.0)
+    out = np.concatenate([fe.process_near(mic[k * FRAME : (k + 1) * FRAME]) for k in range(frames)])
+    started = [e.audio_start_ms for e in EnergyVad(VadConfig()).process(out) if isinstance(e, SpeechStarted)]
+    assert started == [], f"the echo started turns at {started} ms"

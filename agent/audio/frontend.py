@@ -357,6 +357,43 @@ def _dbfs(pcm: np.ndarray) -> float:
     return 10.0 * math.log10(max(power, 1e-12) / 32768.0**2)
 
 
+class StreamClock:
+    """When each chunk of a steady stream arrived, told from when it is handled.
+
+    The caller's audio arrives at its own steady pace (the receiver hands out
+    10 ms every 10 ms), but the job's event loop that handles it can stall
+    (livekit-agents' loop monitor logs 130-460 ms stalls on a loaded 2-core
+    machine). The frames that queued up meanwhile are then handled in a burst,
+    and stamped "now" they would all read the canceller's reference at about
+    the same time, off by up to the stall: offline (bench/frontend_measure.py
+    --stalls), 150-450 ms stalls every 1.7 s let 1-8 echo turns through in
+    20 s of -6 dB echo, none with the true times.
+
+    A chunk is never handled before it arrives, and the stream's sample count
+    says how far apart chunks arrived: sample ``n`` arrived at ``n / rate`` plus
+    the smallest ``handled - n / rate`` seen over the last ``window_s`` of the
+    stream (a sliding minimum: bursts after a stall do not move it). A stream
+    that pauses moves it up once the whole window comes from after the pause.
+    """
+
+    def __init__(self, rate: int, window_s: float = 1.0) -> None:
+        self.rate = rate
+        self._samples = 0
+        self._window = int(window_s * rate)
+        self._lowest: collections.deque[tuple[int, float]] = collections.deque()  # (sample count, offset), offsets rising
+
+    def stamp(self, samples: int, handled_at: float) -> float:
+        """The arrival time of the last of ``samples`` new samples, handled at ``handled_at``."""
+        self._samples += samples
+        offset = handled_at - self._samples / self.rate
+        while self._lowest and self._lowest[-1][1] >= offset:
+            self._lowest.pop()
+        self._lowest.append((self._samples, offset))
+        while self._lowest[0][0] < self._samples - self._window:
+            self._lowest.popleft()
+        return self._samples / self.rate + self._lowest[0][1]
+
+
 class AudioFrontend:
     """One caller's front-end: near end in, cleaned near end out; far end as reference."""
 
@@ -375,6 +412,7 @@ class AudioFrontend:
         self._far_paused_at: float | None = None
         self._near_hist: collections.deque[tuple[float, np.ndarray]] = collections.deque()
         self._pending = np.zeros(0, np.int16)
+        self._near_clock = StreamClock(rate)
         self._out_queue = np.zeros(self.frame, np.int16)
         self.erl = EchoReturnLoss(self.frame, round(LEAD_S * 1000 / FRAME_MS))
         self._gain = 1.0
@@ -476,14 +514,17 @@ class AudioFrontend:
     # ------------------------------------------------------------------ near end
 
     def process_near(self, pcm: np.ndarray, *, at: float | None = None) -> np.ndarray:
-        """Clean ``pcm`` (int16 mono at ``rate``) that arrived at ``at`` (its last sample; default now).
+        """Clean ``pcm`` (int16 mono at ``rate``) that arrived at ``at`` (its last sample).
 
-        Any length; output has the same length and is the processed stream
-        delayed by one 10 ms frame (the price of 10 ms framing for any chunk size).
+        Without ``at``, the arrival is told from the stream's sample count and
+        the clock (:class:`StreamClock`: a stalled event loop handles frames late
+        and in bursts). Any length; output has the same length and is the
+        processed stream delayed by one 10 ms frame (the price of 10 ms framing
+        for any chunk size).
         """
         if not self.config.enabled:
             return pcm
-        t_end = self.clock() if at is None else at
+        t_end = self._near_clock.stamp(len(pcm), self.clock()) if at is None else at
         started = time.thread_time()
         data = np.concatenate([self._pending, np.asarray(pcm, np.int16)])
         whole = len(data) // self.frame * self.frame
