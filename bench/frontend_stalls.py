@@ -1,7 +1,7 @@
 """The echo canceller when the job's event loop stalls: arrival times told from
 the clock alone against :class:`agent.audio.frontend.StreamClock`.
 
-Run ``.venv/bin/python bench/frontend_stalls.py`` (about 40 s on two cores).
+Run ``.venv/bin/python bench/frontend_stalls.py`` (about 25 s on one core).
 It prints a table and ``[figure]`` lines; it asserts nothing.
 
 **Scene.** The agent speaks for 20 s (espeak-ng, the local server's "marin"
@@ -26,10 +26,10 @@ front-end's output (every one is the agent answering its own echo), and the
 from __future__ import annotations
 
 import numpy as np
+from frontend_measure import RATE, synthesize_speech  # bench/, beside this script
 
 from agent.audio.frontend import AudioFrontend, FrontendConfig, StreamClock
 from agent.sound.vad import EnergyVad, SpeechStarted, VadConfig
-from bench.frontend_measure import RATE, synthesize_speech
 
 FRAME = RATE // 100
 SCENE_S = 20.0

@@ -16,6 +16,7 @@ from livekit import rtc
 
 from agent.audio.frontend import (
     DEFAULT_LAG_S,
+    EARLY_ECHO_S,
     LEAD_S,
     MIN_LAG_CORRELATION,
     NEW_TURN_GAP_S,
@@ -388,8 +389,10 @@ def test_the_residual_suppressor_holds_a_loud_echo_even_if_the_canceller_lets_al
     barge_in = 8 * RATE
     mic[barge_in : barge_in + len(NEAR)] += NEAR * 10 ** (4 / 20)
     mic = np.round(mic).astype(np.int16)
+    ahead = int(EARLY_ECHO_S * RATE)  # the far end as far ahead of the reference as the suppressor looks
+    far = np.concatenate([LONG_FAR, np.zeros(ahead)]).astype(np.int16)
     out = np.concatenate([
-        fe._suppress_residual(mic[i : i + FRAME], mic[i : i + FRAME], LONG_FAR[i : i + FRAME].astype(np.int16))
+        fe._suppress_residual(mic[i : i + FRAME], mic[i : i + FRAME], far[i : i + FRAME], far[i + ahead : i + ahead + FRAME])
         for i in range(0, len(mic) // FRAME * FRAME, FRAME)
     ])  # fmt: skip
     started = [e.audio_start_ms + VadConfig().prefix_padding_ms for e in EnergyVad(VadConfig()).process(out) if isinstance(e, SpeechStarted)]
@@ -679,4 +682,30 @@ def test_a_stalled_event_loop_lets_no_echo_through() -> None:
     fe.push_far(far, at=0.0)
     out = np.concatenate([fe.process_near(mic[k * FRAME : (k + 1) * FRAME]) for k in range(frames)])
     started = [e.audio_start_ms for e in EnergyVad(VadConfig()).process(out) if isinstance(e, SpeechStarted)]
+    assert started == [], f"the echo started turns at {started} ms"
+
+
+@pytest.mark.parametrize("shorter_s", [0.12, 0.2])
+def test_an_echo_path_shorter_at_the_next_agent_turn_starts_no_turn(shorter_s: float) -> None:
+    """The echo path was 480 ms through the agent's first turn (the lag estimator
+    followed it) and is shorter at the next turn, after a silence (a receiver's
+    jitter buffer drained): the onset of its echo arrives before the reference
+    fed says the far end plays. Seen in a room trace: 120 ms shorter, one echo
+    turn."""
+    first, second = LONG_FAR[: 5 * RATE], speech_like(3.0, seed=11).astype(np.float64)
+    d1, d2, t2 = 0.48, 0.48 - shorter_s, 7.0
+    mic = np.zeros(int((t2 + 4.0) * RATE))
+    mic[int(d1 * RATE) : int(d1 * RATE) + len(first)] += first * 10 ** (-6 / 20)
+    mic[int((t2 + d2) * RATE) : int((t2 + d2) * RATE) + len(second)] += second * 10 ** (-6 / 20)
+    mic = np.round(mic).astype(np.int16)
+    fe = AudioFrontend(FrontendConfig(), rate=RATE, clock=lambda: 0.0)
+    fe.push_far(first.astype(np.int16), at=0.0)
+    out = []
+    for k in range(len(mic) // FRAME):
+        t = (k + 1) * FRAME / RATE
+        if k == int(t2 * 100):
+            fe.push_far(second.astype(np.int16), at=t2)
+        out.append(fe.process_near(mic[k * FRAME : (k + 1) * FRAME], at=t))
+    started = [e.audio_start_ms for e in EnergyVad(VadConfig()).process(np.concatenate(out)) if isinstance(e, SpeechStarted)]
+    assert fe.turns == 2 and fe.lag_s == pytest.approx(d2, abs=0.02)  # the estimator found the new path (later)
     assert started == [], f"the echo started turns at {started} ms"

@@ -89,6 +89,11 @@ MIN_LAG_CORRELATION = 0.25
 # One window this well correlated is echo: a caller's voice over the agent's stays under 0.2.
 ECHO_FOUND_CORRELATION = 0.5
 RESIDUAL_WINDOW_FRAMES = 12  # 120 ms of reference energies the residual suppressor looks back over
+# ... and how far it looks ahead of the reference fed: an echo path that got
+# shorter since the lag was estimated brings the onset of the next agent turn
+# back early (a room trace: 120 ms, after a receiver's jitter buffer drained in
+# the silence between turns), before the reference says the far end plays.
+EARLY_ECHO_S = 0.15
 _FAR_ACTIVE_ENERGY = 300.0**2  # per sample: the far end is playing (about -41 dBFS)
 _DOUBLE_TALK_MARGIN = 4.0  # 6 dB over the loudest echo expected: the caller is talking (Geigel's rule)
 _RESIDUAL_GAIN = 10 ** (-30 / 20)
@@ -365,8 +370,8 @@ class StreamClock:
     (livekit-agents' loop monitor logs 130-460 ms stalls on a loaded 2-core
     machine). The frames that queued up meanwhile are then handled in a burst,
     and stamped "now" they would all read the canceller's reference at about
-    the same time, off by up to the stall: offline (bench/frontend_measure.py
-    --stalls), 150-450 ms stalls every 1.7 s let 1-8 echo turns through in
+    the same time, off by up to the stall: offline (bench/frontend_stalls.py),
+    150-900 ms stalls every 1.4-2 s let 30 echo turns through in 12 scenes of
     20 s of -6 dB echo, none with the true times.
 
     A chunk is never handled before it arrives, and the stream's sample count
@@ -418,6 +423,8 @@ class AudioFrontend:
         self._gain = 1.0
         self._far_peak = 0.0  # the loudest reference frame so far (energy)
         self._ref_energies: collections.deque[float] = collections.deque(maxlen=RESIDUAL_WINDOW_FRAMES)
+        # Energies of the far end EARLY_ECHO_S ahead of the reference fed, over as long.
+        self._early_energies: collections.deque[float] = collections.deque(maxlen=round(EARLY_ECHO_S * 1000 / FRAME_MS) + 1)
         # Until the lag is first estimated, what played in the last MAX_LAG_S (energy per frame).
         self._unlocated: collections.deque[float] = collections.deque(maxlen=round(MAX_LAG_S * 1000 / FRAME_MS))
         self._last_estimate = -math.inf
@@ -565,14 +572,15 @@ class AudioFrontend:
             if not self.lag_estimates:
                 playing = self._far.read(t, self.frame)
                 self._unlocated.append(float(np.dot(playing.astype(np.float64), playing)))
-            out = self._suppress_residual(chunk, out, ref)
+            early = self._far.read(t - self.lag_s + LEAD_S + EARLY_ECHO_S, self.frame)
+            out = self._suppress_residual(chunk, out, ref, early)
         if self.config.noise_suppression and self.frames * self.frame <= NS_WARMUP_S * self.rate:
             out[:] = 0
         if self.trace is not None:
             self.trace.append((t, chunk, out, ref if ref is not None else np.zeros_like(chunk)))
         return out
 
-    def _suppress_residual(self, near: np.ndarray, out: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    def _suppress_residual(self, near: np.ndarray, out: np.ndarray, ref: np.ndarray, early: np.ndarray) -> np.ndarray:
         """Residual echo suppression after the APM (a classic non-linear processor).
 
         Over codecs and a moving room path the APM's filter leaks at turn
@@ -581,11 +589,19 @@ class AudioFrontend:
         the loudest echo we expect (the recent far-end peak x the learned echo
         return loss, plus 6 dB) is echo, whatever the APM left of it:
         attenuate it. A caller talking over the agent is louder than that and
-        passes untouched (double talk).
+        passes untouched (double talk). Where the reference is silent, a far
+        end that starts within ``EARLY_ECHO_S`` of it counts (``early``: the far
+        end that far ahead of the reference), for an echo path that got shorter.
         """
         self._ref_energies.append(float(np.dot(ref.astype(np.float64), ref)))
+        self._early_energies.append(float(np.dot(early.astype(np.float64), early)))
         self._far_peak = max(self._far_peak, self._ref_energies[-1])
         far = max(self._ref_energies)  # the echo trails its reference by up to the lead and some jitter
+        if far < _FAR_ACTIVE_ENERGY * self.frame:
+            # No far end under the reference: if one starts within EARLY_ECHO_S, its
+            # onset may echo early. (Only here: looking ahead while the far end plays
+            # raised the bar for a caller talking over it; 2.4 s late at 300 ms, -6 dB.)
+            far = max(self._early_energies)
         if not self.lag_estimates and self._unlocated:
             # The echo is not located yet (the call's first second; the default lag
             # was 110-180 ms short in rooms): anything played within MAX_LAG_S may be echoing.
