@@ -13,6 +13,7 @@ import collections
 import numpy as np
 import pytest
 from livekit import rtc
+from test_stream_clock import stalled_handling  # tests/, beside this file
 
 from agent.audio.frontend import (
     DEFAULT_LAG_S,
@@ -24,7 +25,6 @@ from agent.audio.frontend import (
     AudioFrontend,
     EchoReturnLoss,
     FrontendConfig,
-    StreamClock,
     _Timeline,
     estimate_lag,
 )
@@ -629,39 +629,6 @@ def test_for_a_caller_on_a_phone_line_the_reference_keeps_only_the_telephone_ban
 
 
 # ---------------------------------------------------------------- a stalled event loop
-
-
-def stalled_handling(frames: int, stalls: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """(arrival, handled) of 10 ms frames whose handler stands still during each
-    (start, end) stall and then handles the backlog in a burst (0.3 ms a frame)."""
-    arrival = (np.arange(frames) + 1) * FRAME / RATE
-    handled = np.empty(frames)
-    free = 0.0
-    for k, t in enumerate(arrival):
-        for start, end in stalls:
-            if start <= t < end:
-                t = end
-        handled[k] = free = max(t, free + 0.0003)
-    return arrival, handled
-
-
-def test_stream_clock_tells_arrival_through_a_burst_after_a_stall() -> None:
-    arrival, handled = stalled_handling(300, [(1.0, 1.45)])
-    clock = StreamClock(RATE)
-    stamped = np.array([clock.stamp(FRAME, h) for h in handled])
-    assert np.max(handled - arrival) > 0.4  # the stall: frames handled up to 450 ms late
-    assert np.max(np.abs(stamped - arrival)) < 0.001
-
-
-def test_stream_clock_follows_a_stream_that_paused() -> None:
-    """A stream that stops for 2 s (no frames at all) and goes on: after one
-    window of the new frames, the stamps are the new arrival times."""
-    clock = StreamClock(RATE, window_s=1.0)
-    for k in range(100):
-        clock.stamp(FRAME, (k + 1) * 0.01 + 0.003)
-    late = [clock.stamp(FRAME, 3.0 + (k + 1) * 0.01 + 0.003) for k in range(200)]
-    assert late[0] < 2.0  # at first the pause is taken for a stall...
-    assert late[-1] == pytest.approx(3.0 + 200 * 0.01 + 0.003, abs=0.001)  # ...then followed
 
 
 def test_a_stalled_event_loop_lets_no_echo_through() -> None:

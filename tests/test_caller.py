@@ -15,9 +15,10 @@ import time
 import numpy as np
 import pytest
 
+from agent.sound.stream_clock import StreamClock
 from agent.testing.acoustics import BackgroundNoise, MicAcoustics, Speakerphone
 from agent.testing.caller import Caller, Transcript
-from agent.testing.recording import FRAME_SAMPLES, Recording, dbfs, sum_squares, voiced_span
+from agent.testing.recording import FRAME_SAMPLES, SAMPLE_RATE, Recording, dbfs, sum_squares, voiced_span
 
 SILENCE = np.zeros(FRAME_SAMPLES, np.int16)
 
@@ -104,6 +105,23 @@ async def _feed(caller: Caller, frames: list[np.ndarray], identity: str = "agent
     for frame in frames:
         await caller._receive(identity, "TR_1", frame)
         await asyncio.sleep(0.01)  # 10 ms frames, in real time
+
+
+async def test_speech_received_in_a_burst_after_a_stall_still_lasts_as_long_as_it_played() -> None:
+    """The test process stalls (a background lane at idle priority) while the
+    agent speaks; the frames that queued up meanwhile are handled at once. Their
+    times come from the track's sample count (as ``Caller._record`` stamps them),
+    so 0.3 s of speech handled in a burst still reads as 0.3 s of speech."""
+    caller = Caller("ws://unused", "unused")
+    clock = StreamClock(SAMPLE_RATE)
+    for _ in range(10):  # silence, in real time
+        await caller._receive("agent-1", "TR_1", SILENCE, at=clock.stamp(FRAME_SAMPLES, time.time()))
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)  # the stall: 30 frames of speech arrive meanwhile...
+    for _ in range(30):  # ...and are handled in a burst
+        await caller._receive("agent-1", "TR_1", _tone(-20), at=clock.stamp(FRAME_SAMPLES, time.time()))
+    started = await caller.wait_for_speech(timeout=1.0, min_duration=0.2)
+    assert started == pytest.approx(caller.heard().frames[10].time - 0.01, abs=0.02)
 
 
 async def test_wait_for_speech_returns_when_speech_has_lasted_long_enough() -> None:

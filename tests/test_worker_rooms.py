@@ -147,13 +147,17 @@ async def test_a_double_dispatch_leaves_exactly_one_agent_in_the_room(testbed: T
             await _greeted(caller)
             log = testbed.worker.log_text()
             jobs = log.count(f"joining room {room}")
-            left = re.findall(rf"room {room} already has agent (\S+): job \S+ leaves", log)
+            left = re.findall(rf"room {room} already has agent (\S+): job (\S+) leaves", log)
             assert jobs >= 2, f"the dispatches did not race: {jobs} job(s)\n{testbed.logs()}"
             assert len(left) == jobs - 1, log
             await asyncio.sleep(2.0)  # any straggler would be in the room by now
             people = (await lk.room.list_participants(api.ListParticipantsRequest(room=room))).participants
             agents = [p.identity for p in people if p.kind == api.ParticipantInfo.Kind.AGENT]
-            assert agents == [left[0]], (agents, left)
+            # The one that stays is one a leaver found in the room, and not a leaver
+            # itself. (Not always the first named: a leaver may have seen an agent
+            # that then found the keeper and left too; seen in a fresh-clone run.)
+            seen, leavers = {a for a, _ in left}, {f"agent-{j}" for _, j in left}
+            assert len(agents) == 1 and agents[0] in seen - leavers, (agents, left)
             # one voice greeted the caller: an agent that leaves mutes itself at once (its
             # silent track may have reached the caller before it left)
             heard = caller.heard()

@@ -57,6 +57,7 @@ import numpy as np
 from livekit import rtc
 
 from ..sound.g711 import PhoneBand
+from ..sound.stream_clock import StreamClock
 from ..sound.wav import write_wav
 
 FRAME_MS = 10
@@ -360,43 +361,6 @@ class Dropouts:
 def _dbfs(pcm: np.ndarray) -> float:
     power = float(np.dot(pcm.astype(np.float64), pcm)) / len(pcm)
     return 10.0 * math.log10(max(power, 1e-12) / 32768.0**2)
-
-
-class StreamClock:
-    """When each chunk of a steady stream arrived, told from when it is handled.
-
-    The caller's audio arrives at its own steady pace (the receiver hands out
-    10 ms every 10 ms), but the job's event loop that handles it can stall
-    (livekit-agents' loop monitor logs 130-460 ms stalls on a loaded 2-core
-    machine). The frames that queued up meanwhile are then handled in a burst,
-    and stamped "now" they would all read the canceller's reference at about
-    the same time, off by up to the stall: offline (bench/frontend_stalls.py),
-    150-900 ms stalls every 1.4-2 s let 30 echo turns through in 12 scenes of
-    20 s of -6 dB echo, none with the true times.
-
-    A chunk is never handled before it arrives, and the stream's sample count
-    says how far apart chunks arrived: sample ``n`` arrived at ``n / rate`` plus
-    the smallest ``handled - n / rate`` seen over the last ``window_s`` of the
-    stream (a sliding minimum: bursts after a stall do not move it). A stream
-    that pauses moves it up once the whole window comes from after the pause.
-    """
-
-    def __init__(self, rate: int, window_s: float = 1.0) -> None:
-        self.rate = rate
-        self._samples = 0
-        self._window = int(window_s * rate)
-        self._lowest: collections.deque[tuple[int, float]] = collections.deque()  # (sample count, offset), offsets rising
-
-    def stamp(self, samples: int, handled_at: float) -> float:
-        """The arrival time of the last of ``samples`` new samples, handled at ``handled_at``."""
-        self._samples += samples
-        offset = handled_at - self._samples / self.rate
-        while self._lowest and self._lowest[-1][1] >= offset:
-            self._lowest.pop()
-        self._lowest.append((self._samples, offset))
-        while self._lowest[0][0] < self._samples - self._window:
-            self._lowest.popleft()
-        return self._samples / self.rate + self._lowest[0][1]
 
 
 class AudioFrontend:

@@ -29,6 +29,7 @@ import numpy as np
 from livekit import rtc
 
 from ..sound.espeak import speak_wav
+from ..sound.stream_clock import StreamClock
 from ..sound.wav import read_mono as load_wav
 from .acoustics import MicAcoustics, Speakerphone
 from .recording import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, ReceivedFrame, Recording, sum_squares
@@ -252,9 +253,11 @@ class Caller:
         ``min_duration`` s (starting later than ``after``); TimeoutError otherwise."""
 
         def received() -> Recording:
-            # Asked at every arrival: only the frames after ``after`` are looked at
-            # (arrival times only grow, so a bisection finds where they start).
-            start = 0 if after is None else bisect.bisect_right(self._frames, after, key=lambda f: f.time)
+            # Asked at every arrival: only the frames after ``after`` are looked at. A
+            # bisection finds where they start: arrival times grow, but per track
+            # (two tracks' frames may interleave a little out of order, hence the
+            # second of margin; the filter is exact).
+            start = 0 if after is None else bisect.bisect_right(self._frames, after - 1.0, key=lambda f: f.time)
             return Recording([f for f in self._frames[start:] if (identity is None or f.identity == identity) and (after is None or f.time > after)])
 
         def speech_start() -> float | None:
@@ -393,15 +396,22 @@ class Caller:
 
     async def _record(self, track: rtc.Track, identity: str) -> None:
         stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
+        # A frame's time is its arrival, told from the track's sample count: this
+        # process can stall (a background lane runs at idle priority) and then
+        # handles the frames that queued up in a burst, which stamped "now" would
+        # all arrive at once (a greeting heard so never lasted 0.2 s).
+        clock = StreamClock(SAMPLE_RATE)
         try:
             async for event in stream:
-                await self._receive(identity, track.sid or "", np.frombuffer(event.frame.data, dtype=np.int16).copy())
+                pcm = np.frombuffer(event.frame.data, dtype=np.int16).copy()
+                await self._receive(identity, track.sid or "", pcm, at=clock.stamp(len(pcm), time.time()))
         finally:
             await stream.aclose()
 
-    async def _receive(self, identity: str, track_sid: str, pcm: np.ndarray) -> None:
-        """One frame from a remote track: recorded, played on the speakerphone, waits woken."""
-        self._frames.append(ReceivedFrame(time.time(), identity, track_sid, pcm, sum_squares(pcm)))
+    async def _receive(self, identity: str, track_sid: str, pcm: np.ndarray, *, at: float | None = None) -> None:
+        """One frame from a remote track, arrived at ``at`` (default now): recorded,
+        played on the speakerphone, waits woken."""
+        self._frames.append(ReceivedFrame(time.time() if at is None else at, identity, track_sid, pcm, sum_squares(pcm)))
         self._acoustics.heard(identity, pcm)
         await self._arrived()
 
