@@ -28,7 +28,8 @@ from __future__ import annotations
 import numpy as np
 from frontend_measure import RATE, synthesize_speech  # bench/, beside this script
 
-from agent.audio.frontend import AudioFrontend, FrontendConfig, StreamClock
+from agent.audio.frontend import AudioFrontend, FrontendConfig
+from agent.sound.stream_clock import StreamClock, handled_in_bursts
 from agent.sound.vad import EnergyVad, SpeechStarted, VadConfig
 
 FRAME = RATE // 100
@@ -52,14 +53,7 @@ def handling_times(frames: int, stall_s: float, seed: int = 7) -> tuple[np.ndarr
     while at < arrival[-1]:
         stalls.append((at, at + stall_s))
         at += stall_s + rng.uniform(1.4, 2.0)
-    handled = np.empty(frames)
-    free = 0.0
-    for k, t in enumerate(arrival):
-        for start, end in stalls:
-            if start <= t < end:
-                t = end
-        handled[k] = free = max(t, free + 0.0003)
-    return arrival, handled
+    return arrival, handled_in_bursts(arrival, stalls)
 
 
 def run(far: np.ndarray, delay_s: float, stall_s: float, stamps: str) -> tuple[int, int]:

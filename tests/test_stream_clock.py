@@ -5,24 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.sound.stream_clock import StreamClock
+from agent.sound.stream_clock import StreamClock, handled_in_bursts
 
 RATE = 24000
 FRAME = RATE // 100
 
 
 def stalled_handling(frames: int, stalls: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """(arrival, handled) of 10 ms frames whose handler stands still during each
-    (start, end) stall and then handles the backlog in a burst (0.3 ms a frame)."""
+    """(arrival, handled) of ``frames`` 10 ms frames through a loop that stalls."""
     arrival = (np.arange(frames) + 1) * FRAME / RATE
-    handled = np.empty(frames)
-    free = 0.0
-    for k, t in enumerate(arrival):
-        for start, end in stalls:
-            if start <= t < end:
-                t = end
-        handled[k] = free = max(t, free + 0.0003)
-    return arrival, handled
+    return arrival, handled_in_bursts(arrival, stalls)
 
 
 def test_stream_clock_tells_arrival_through_a_burst_after_a_stall() -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import collections
 
+import numpy as np
+
 
 class StreamClock:
     """Arrival times of a steady stream's chunks, from when they are handled.
@@ -50,3 +52,18 @@ class StreamClock:
         while self._lowest[0][0] < self._samples - self._window:
             self._lowest.popleft()
         return self._samples / self.rate + self._lowest[0][1]
+
+
+def handled_in_bursts(arrival: np.ndarray, stalls: list[tuple[float, float]], per_chunk_s: float = 0.0003) -> np.ndarray:
+    """When a loop that stalls handles chunks that arrive at ``arrival``: it
+    stands still during each ``(start, end)`` stall and then works off the
+    backlog, ``per_chunk_s`` a chunk. The model the tests and
+    ``bench/frontend_stalls.py`` put :class:`StreamClock` through."""
+    handled = np.empty(len(arrival))
+    free = -np.inf
+    for k, t in enumerate(arrival):
+        for start, end in stalls:
+            if start <= t < end:
+                t = end
+        handled[k] = free = max(float(t), free + per_chunk_s)
+    return handled
