@@ -302,16 +302,23 @@ class _Connection:
             self._server.transcriber.feed(key, job.pcm)
 
     async def _transcribe(self, job: TranscriptionRequest) -> None:
+        started = time.monotonic()
         try:
             text = None
             if job.streamed:
                 text = await self._server.transcriber.finish(f"{self._proto.session_id}/{job.item_id}")
+            how = "streamed"
             if text is None:  # not streamed, or the stream was dropped: the whole turn
                 text = await self._server.transcriber.transcribe(job.pcm)
+                how = "whole"
         except Exception as e:  # any failure: the response waiting for these words goes on without them
             log.error("transcription failed: %s: %s", type(e).__name__, e)
             self._emit(self._proto.transcription_failed(job.item_id, f"{type(e).__name__}: {e}", time.monotonic()))
             return
+        # A response waits for these words (up to Limits.transcript_wait_s): the
+        # time they took is most of a slow answer's delay, so it is logged.
+        log.info("session %s: transcript of %s ready %.0f ms after its commit (%s)",
+                 self._proto.session_id, job.item_id, (time.monotonic() - started) * 1000, how)  # fmt: skip
         self._emit(self._proto.transcription_ready(job.item_id, text, time.monotonic()))
 
     async def run(self) -> None:

@@ -3,9 +3,10 @@
 Inside the test namespace (see :mod:`agent.testing.netns`) every process shares
 one network, so cutting "the caller's network" would cut the agent's too.
 :class:`IsolatedLink` makes a second namespace joined to the first by a veth
-pair (``10.78.N.1`` on the test side, ``10.78.N.2`` inside); :class:`RemoteCaller`
-runs a :class:`~agent.testing.caller.Caller` there, in a child process driven
-by JSON lines on stdin/stdout. ``link.down()`` / ``link.up()`` pull the cable.
+pair (``10.78.N.2`` inside, routed point to point; the test side's end has
+no address: see :class:`IsolatedLink`); :class:`RemoteCaller` runs a
+:class:`~agent.testing.caller.Caller` there, in a child process driven by JSON
+lines on stdin/stdout. ``link.down()`` / ``link.up()`` pull the cable.
 
 The child is this module run as ``python -m agent.testing.remote``.
 """
@@ -28,7 +29,15 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass
 class IsolatedLink:
-    """A network namespace behind one veth pair that can be taken down and up."""
+    """A network namespace behind one veth pair that can be taken down and up.
+
+    The test namespace's end of the pair has no address, only a route to the
+    inside address (and the inside a default route onto the pair): every WebRTC
+    agent in the test namespace gathers each local address as an ICE host
+    candidate, and one of them (livekit-sip, in another lane of the suite) once
+    chose the test side's 10.78.1.1 for its media, which died when this link
+    went down ("network is unreachable"). Without an address it cannot be chosen.
+    """
 
     index: int = 1
 
@@ -44,21 +53,22 @@ class IsolatedLink:
     def inner_ip(self) -> str:
         return f"10.78.{self.index}.2"
 
+    @property
+    def inner_if(self) -> str:
+        return f"vc{self.index}i"
+
     def create(self) -> IsolatedLink:
-        host, inner, gw = self.host_if, f"vc{self.index}i", f"10.78.{self.index}.1"
         ip("netns", "add", self.name)
         try:
-            ip("link", "add", host, "type", "veth", "peer", "name", inner)
-            ip("link", "set", inner, "netns", self.name)
-            ip("addr", "add", f"{gw}/24", "dev", host)
-            ip("link", "set", host, "up")
+            ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.inner_if)
+            ip("link", "set", self.inner_if, "netns", self.name)
             for cmd in (
-                ("addr", "add", f"{self.inner_ip}/24", "dev", inner),
-                ("link", "set", inner, "up"),
+                ("addr", "add", f"{self.inner_ip}/32", "dev", self.inner_if),
+                ("link", "set", self.inner_if, "up"),
                 ("link", "set", "lo", "up"),
-                ("route", "add", "default", "via", gw),
             ):
                 ip("netns", "exec", self.name, "ip", *cmd)
+            self.up()
         except Exception:
             self.delete()
             raise
@@ -68,7 +78,12 @@ class IsolatedLink:
         ip("link", "set", self.host_if, "down")
 
     def up(self) -> None:
+        # A link taken down loses its routes: they are set again each time. Both
+        # ends answer ARP for their own namespace's addresses (the default), so
+        # device routes are all a point-to-point pair needs.
         ip("link", "set", self.host_if, "up")
+        ip("route", "replace", self.inner_ip, "dev", self.host_if)
+        ip("netns", "exec", self.name, "ip", "route", "replace", "default", "dev", self.inner_if)
 
     def reaches(self, host: str, port: int) -> bool:
         """Can a TCP connection from inside the namespace reach ``host:port`` within 1 s?"""
