@@ -676,3 +676,24 @@ def test_an_echo_path_shorter_at_the_next_agent_turn_starts_no_turn(shorter_s: f
     started = [e.audio_start_ms for e in EnergyVad(VadConfig()).process(np.concatenate(out)) if isinstance(e, SpeechStarted)]
     assert fe.turns == 2 and fe.lag_s == pytest.approx(d2, abs=0.02)  # the estimator found the new path (later)
     assert started == [], f"the echo started turns at {started} ms"
+
+
+@pytest.mark.parametrize("longer_to_s", [0.43, 0.5])
+def test_an_echo_path_that_grows_near_the_end_of_a_turn_starts_no_turn(longer_to_s: float) -> None:
+    """The echo path grows from 300 ms (a receiver's jitter buffer stretching)
+    0.7 s before the agent's turn ends, too late for the lag estimator to follow
+    it in time: the echo of the last words comes back after the reference says
+    the far end stopped. Seen in a room trace: 130 ms longer near the end of the
+    greeting, one echo turn."""
+    far = speech_like(5.0, seed=2)
+    switch = int(4.3 * RATE)
+    mic = np.zeros(int(7.0 * RATE))
+    a, b = int(0.3 * RATE), int(longer_to_s * RATE)
+    mic[a : a + switch] += far[:switch] * 10 ** (-6 / 20)
+    mic[b + switch : b + len(far)] += far[switch:] * 10 ** (-6 / 20)
+    mic = np.round(mic).astype(np.int16)
+    fe = AudioFrontend(FrontendConfig(), rate=RATE, clock=lambda: 0.0)
+    fe.push_far(far, at=0.0)
+    out = run(fe, mic)
+    started = [e.audio_start_ms for e in EnergyVad(VadConfig()).process(out) if isinstance(e, SpeechStarted)]
+    assert started == [], f"the echo started turns at {started} ms"

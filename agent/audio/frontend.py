@@ -95,6 +95,11 @@ RESIDUAL_WINDOW_FRAMES = 12  # 120 ms of reference energies the residual suppres
 # back early (a room trace: 120 ms, after a receiver's jitter buffer drained in
 # the silence between turns), before the reference says the far end plays.
 EARLY_ECHO_S = 0.15
+# ... and how much further back than the window: a path that got longer within
+# a turn, before the lag estimator followed it, brings the echo of the turn's
+# last words back after the reference says the far end stopped (a room trace:
+# 130 ms longer near the end of the greeting, one echo turn).
+LATE_ECHO_S = 0.15
 _FAR_ACTIVE_ENERGY = 300.0**2  # per sample: the far end is playing (about -41 dBFS)
 _DOUBLE_TALK_MARGIN = 4.0  # 6 dB over the loudest echo expected: the caller is talking (Geigel's rule)
 _RESIDUAL_GAIN = 10 ** (-30 / 20)
@@ -387,8 +392,12 @@ class AudioFrontend:
         self._gain = 1.0
         self._far_peak = 0.0  # the loudest reference frame so far (energy)
         self._ref_energies: collections.deque[float] = collections.deque(maxlen=RESIDUAL_WINDOW_FRAMES)
-        # Energies of the far end EARLY_ECHO_S ahead of the reference fed, over as long.
+        # Energies of the far end EARLY_ECHO_S ahead of the reference fed, over as long,
+        # and of the reference fed over the window and LATE_ECHO_S before it.
         self._early_energies: collections.deque[float] = collections.deque(maxlen=round(EARLY_ECHO_S * 1000 / FRAME_MS) + 1)
+        self._late_energies: collections.deque[float] = collections.deque(
+            maxlen=RESIDUAL_WINDOW_FRAMES + round(LATE_ECHO_S * 1000 / FRAME_MS)
+        )
         # Until the lag is first estimated, what played in the last MAX_LAG_S (energy per frame).
         self._unlocated: collections.deque[float] = collections.deque(maxlen=round(MAX_LAG_S * 1000 / FRAME_MS))
         self._last_estimate = -math.inf
@@ -555,17 +564,22 @@ class AudioFrontend:
         attenuate it. A caller talking over the agent is louder than that and
         passes untouched (double talk). Where the reference is silent, a far
         end that starts within ``EARLY_ECHO_S`` of it counts (``early``: the far
-        end that far ahead of the reference), for an echo path that got shorter.
+        end that far ahead of the reference), for an echo path that got shorter,
+        and one that stopped within ``LATE_ECHO_S`` before the window, for a path
+        that got longer.
         """
         self._ref_energies.append(float(np.dot(ref.astype(np.float64), ref)))
+        self._late_energies.append(self._ref_energies[-1])
         self._early_energies.append(float(np.dot(early.astype(np.float64), early)))
         self._far_peak = max(self._far_peak, self._ref_energies[-1])
         far = max(self._ref_energies)  # the echo trails its reference by up to the lead and some jitter
         if far < _FAR_ACTIVE_ENERGY * self.frame:
             # No far end under the reference: if one starts within EARLY_ECHO_S, its
-            # onset may echo early. (Only here: looking ahead while the far end plays
-            # raised the bar for a caller talking over it; 2.4 s late at 300 ms, -6 dB.)
-            far = max(self._early_energies)
+            # onset may echo early, and if one stopped within LATE_ECHO_S before the
+            # window, its end may echo late. (Only here: looking further while the far
+            # end plays raised the bar for a caller talking over it; 2.4 s late at
+            # 300 ms, -6 dB.)
+            far = max(max(self._early_energies), max(self._late_energies))
         if not self.lag_estimates and self._unlocated:
             # The echo is not located yet (the call's first second; the default lag
             # was 110-180 ms short in rooms): anything played within MAX_LAG_S may be echoing.
