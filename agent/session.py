@@ -213,6 +213,11 @@ class VoiceAgent(Agent):
             attempt += 1
             log.warning("greeting failed (%s); asking again (attempt %d)", why, attempt)
             await asyncio.sleep(GREETING_RETRY_PAUSE_S)
+            # A caller who cut in before the first word may still be talking, or
+            # their turn was committed meanwhile: their answer comes first.
+            if self._turns("user") > spoken or self.session.user_state == "speaking":
+                log.info("the caller spoke before the greeting; the conversation goes on without it")
+                return
 
     async def aclose(self) -> None:
         """Cancel and await what this agent started (a greeting or re-ask in flight); the job's shutdown calls it."""
