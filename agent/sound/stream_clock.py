@@ -32,20 +32,25 @@ class StreamClock:
     A chunk is never handled before it arrives, and the stream's sample count
     says how far apart chunks arrived: sample ``n`` arrived at ``n / rate`` plus
     the smallest ``handled - n / rate`` seen over the last ``window_s`` of the
-    stream (a sliding minimum: bursts after a stall do not move it). A stream
-    that pauses moves it up once the whole window comes from after the pause.
+    stream (a sliding minimum: bursts after a stall do not move it). A chunk
+    handled more than ``max_stall_s`` later than that says the stream itself
+    paused (a caller's network dropped, a new track after a reconnect): no
+    loop stalls that long, and the stamps start again from it at once.
     """
 
-    def __init__(self, rate: int, window_s: float = 1.0) -> None:
+    def __init__(self, rate: int, window_s: float = 1.0, max_stall_s: float = 1.5) -> None:
         self.rate = rate
         self._samples = 0
         self._window = int(window_s * rate)
+        self._max_stall_s = max_stall_s
         self._lowest: collections.deque[tuple[int, float]] = collections.deque()  # (sample count, offset), offsets rising
 
     def stamp(self, samples: int, handled_at: float) -> float:
         """The arrival time of the last of ``samples`` new samples, handled at ``handled_at``."""
         self._samples += samples
         offset = handled_at - self._samples / self.rate
+        if self._lowest and offset - self._lowest[0][1] > self._max_stall_s:
+            self._lowest.clear()
         while self._lowest and self._lowest[-1][1] >= offset:
             self._lowest.pop()
         self._lowest.append((self._samples, offset))
