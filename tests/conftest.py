@@ -3,7 +3,9 @@ for the room tests of a test session, started lazily by the first test that asks
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -26,6 +28,32 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             if isinstance(value, Deployment):
                 report.sections.append((f"process logs of {name}", value.logs(60)))
     return report
+
+
+_EXIT_STATUS: list[int] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave without the interpreter's finalization once pytest has reported.
+
+    livekit's FFI runtime (Rust, tokio) can still call back into Python while
+    the interpreter finalizes; a fresh-clone run whose 690 tests had all passed
+    ended with "thread 'tokio-rt-worker' panicked ... panic in a function that
+    cannot unwind ... aborting" and exit code 134. Everything the session owes
+    is done by now (reports printed, fixtures torn down, processes stopped), so
+    the exit status is pytest's own."""
+    if not _EXIT_STATUS:
+        return
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT_STATUS[-1])
 
 
 @pytest.fixture(scope="session")
