@@ -71,6 +71,25 @@ def _as_text(value: object) -> str:
     return str(value)
 
 
+def readable(line: str) -> str:
+    """A JSON log line as the text format would print it (time, level, logger,
+    message, the job's room, the exception's last line); other lines as they are.
+    For failure reports, where a page of JSON hides what happened."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(record, dict) or "message" not in record:
+        return line
+    stamp = str(record.get("timestamp", ""))[11:23]
+    text = f"{stamp} {record.get('level', '')} {record.get('name', '')}: {record['message']}"
+    if record.get("room") and str(record["room"]) not in text:
+        text += f" [room {record['room']}]"
+    if record.get("exc_info"):
+        text += f" | {str(record['exc_info']).strip().splitlines()[-1]}"
+    return text
+
+
 def formatter(fmt: str) -> logging.Formatter:
     return JsonLines() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
 

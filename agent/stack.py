@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from . import logs
 from .config import Settings
 from .errors import ServerConfigError, SetupError
 from .parent_death import dying_with_parent
@@ -235,8 +236,14 @@ class ManagedProcess:
             return ""
         return self.log_path.read_text(errors="replace")
 
-    def tail(self, lines: int = 20) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
+    def tail(self, lines: int = 20, *, readable: bool = False, skip_debug: bool = False) -> str:
+        """The last ``lines`` lines of the log; ``readable``: JSON lines as text
+        (agent.logs.readable); ``skip_debug``: DEBUG records left out first."""
+        rows = self.log_text().splitlines()
+        if skip_debug:
+            rows = [r for r in rows if '"level": "DEBUG"' not in r and " DEBUG " not in r[:40]]
+        rows = rows[-lines:]
+        return "\n".join(map(logs.readable, rows) if readable else rows)
 
     def send_signal(self, sig: int) -> None:
         if self.alive():

@@ -26,7 +26,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.when == "call" and report.failed:
         for name, value in getattr(item, "funcargs", {}).items():
             if isinstance(value, Deployment):
-                report.sections.append((f"process logs of {name}", value.logs(60)))
+                report.sections.append((f"process logs of {name}", value.failure_logs(60)))
     return report
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 
 import numpy as np
@@ -138,9 +139,13 @@ async def test_wait_for_speech_returns_when_speech_has_lasted_long_enough() -> N
 async def test_wait_for_speech_times_out_saying_what_was_heard() -> None:
     caller = Caller("ws://unused", "unused")
     feeding = asyncio.create_task(_feed(caller, [_tone(-50)] * 20))
-    with pytest.raises(TimeoutError, match=r"received \d+ frames from \['agent-1'\], loudest -50\.\d dBFS"):
+    await caller._transcribed(Transcript(time.time(), "agent-1", "Hello, I'm an AI assistant.", {}))
+    with pytest.raises(TimeoutError) as failed:
         await caller.wait_for_speech(timeout=0.3)
     await feeding
+    # How much arrived and when, how loud, and what the agent's transcripts say it said meanwhile.
+    assert re.search(r"received 20 frames \(arrived \+0\.0 s to \+0\.\d s of the wait\) from \['agent-1'\], loudest -50\.\d dBFS", str(failed.value)), failed.value
+    assert re.search(r"transcripts meanwhile: \['[-+]0\.0 s .Hello, I.*m an AI assistant", str(failed.value)), failed.value
 
 
 async def test_wait_for_audio_and_transcripts_wake_on_arrival() -> None:

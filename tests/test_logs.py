@@ -19,7 +19,7 @@ from livekit.agents.cli.log import JsonFormatter
 
 from agent.config import Settings
 from agent.errors import ConfigError
-from agent.logs import JsonLines, log_format, use_json_lines
+from agent.logs import JsonLines, log_format, readable, use_json_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,3 +120,16 @@ def test_a_bad_format_is_one_error_line() -> None:
     done = run_program(AGENT_LOG_FORMAT="xml")
     assert done.returncode == 2
     assert done.stderr.strip() == "error: AGENT_LOG_FORMAT='xml' must be one of text, json", done.stderr
+
+
+def test_a_json_line_reads_as_text_for_failure_reports() -> None:
+    line = json.dumps(
+        {
+            "message": "greeting failed", "level": "WARNING", "name": "agent.session", "room": "again-1",
+            "timestamp": "2026-12-07T13:43:17.030123+00:00", "exc_info": "Traceback ...\nTimeoutError: no reply",
+        }
+    )  # fmt: skip
+    assert readable(line) == "13:43:17.030 WARNING agent.session: greeting failed [room again-1] | TimeoutError: no reply"
+    # Text lines and JSON that is not a record pass as they are.
+    assert readable("2026-12-07 13:42:10,843 INFO websockets.server: listening") == "2026-12-07 13:42:10,843 INFO websockets.server: listening"
+    assert readable("[1, 2]") == "[1, 2]"

@@ -135,6 +135,8 @@ class Caller:
         self._mic_task: asyncio.Task[None] | None = None
         self._recorders: dict[str, asyncio.Task[None]] = {}  # track sid -> task
         self.transcripts: list[Transcript] = []
+        # (wall time, what): remote tracks published, subscribed, failed to subscribe
+        self.track_events: list[tuple[float, str]] = []
         self.speakerphone = speakerphone
         # What the microphone track carries (a phone bridge at 8 kHz, a stereo
         # interface at 48 kHz...); everything inside stays 48 kHz mono.
@@ -168,6 +170,8 @@ class Caller:
             raise RuntimeError("Caller.join() called twice")
         room = self._room = rtc.Room()
         room.on("track_subscribed", self._on_track_subscribed)
+        room.on("track_published", self._on_track_published)
+        room.on("track_subscription_failed", self._on_subscription_failed)
         room.register_text_stream_handler(TOPIC_TRANSCRIPTION, self._on_transcription)
         room.on("data_received", self._on_data)
         room.on("participant_attributes_changed", lambda *_: self._wake())
@@ -263,16 +267,22 @@ class Caller:
         def speech_start() -> float | None:
             return received().first_speech(after=after, threshold_dbfs=threshold_dbfs, min_duration=min_duration)
 
+        began = time.time()
         t = await self.wait_until(speech_start, timeout)
         if t is None:
             rec = received()
             who = f"from {identity!r}" if identity else "from anyone"
+            span = f" (arrived {rec.frames[0].time - began:+.1f} s to {rec.frames[-1].time - began:+.1f} s of the wait)" if len(rec) else ""
+            # What the agent's transcripts say it said meanwhile tells a reply
+            # never made from one made and lost on the way.
+            said = [f"{x.time - began:+.1f} s {x.text[:60]!r}" for x in self.transcripts if x.time >= began - 1.0]
+            tracks = [f"{t - began:+.1f} s {what}" for t, what in self.track_events]
             raise TimeoutError(
                 f"{self.identity}: no speech {who} above {threshold_dbfs} dBFS for "
                 f"{min_duration}s within {timeout}s"
                 + (f" after t={after:.3f}" if after is not None else "")
-                + f"; received {len(rec)} frames from {rec.identities()}, "
-                f"loudest {rec.max_dbfs():.1f} dBFS"
+                + f"; received {len(rec)} frames{span} from {rec.identities()}, "
+                f"loudest {rec.max_dbfs():.1f} dBFS; transcripts meanwhile: {said or 'none'}; tracks: {tracks or 'none'}"
             )
         return t
 
@@ -360,10 +370,21 @@ class Caller:
     ) -> None:
         if self._closed or track.kind != rtc.TrackKind.KIND_AUDIO or track.sid in self._recorders:
             return
+        self.track_events.append((time.time(), f"subscribed {participant.identity}/{track.sid}"))
         task = asyncio.get_running_loop().create_task(
             self._record(track, participant.identity), name=f"caller-rec-{self.identity}<-{participant.identity}"
         )
         self._recorders[track.sid] = task
+
+    def _on_track_published(self, publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant) -> None:
+        self.track_events.append((time.time(), f"published {participant.identity}/{publication.sid}"))
+
+    def _on_subscription_failed(self, participant: rtc.RemoteParticipant, track_sid: str, error: str) -> None:
+        # The SDK gives up on a track whose publication it did not learn of in
+        # time; what the track carried meanwhile is never heard.
+        logger.warning("%s: subscription to %s/%s failed: %s", self.identity, participant.identity, track_sid, error)
+        self.track_events.append((time.time(), f"subscription to {participant.identity}/{track_sid} failed: {error}"))
+        self._wake()
 
     def _on_data(self, packet: rtc.DataPacket) -> None:
         identity = packet.participant.identity if packet.participant else ""

@@ -241,6 +241,13 @@ class Deployment:
         """The last lines of every process log, for failure messages."""
         return "\n".join(f"--- {p.name} ({p.log_path}) ---\n{p.tail(lines)}" for p in self.stack.processes)
 
+    def failure_logs(self, lines: int = 60) -> str:
+        """What a failed test's report carries: the tails of the process logs,
+        the worker's first (it says what the agent did; CI output may be cut
+        after a page), JSON lines as text, DEBUG records left out."""
+        procs = sorted(self.stack.processes, key=lambda p: not p.name.startswith("worker"))
+        return "\n".join(f"--- {p.name} ({p.log_path}) ---\n{p.tail(lines, readable=True, skip_debug=True)}" for p in procs)
+
 
 class Testbed(Deployment):
     """livekit-server + realtime backend + worker, started for tests.
