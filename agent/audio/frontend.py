@@ -50,7 +50,7 @@ from __future__ import annotations
 import collections
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -286,8 +286,8 @@ class EchoReturnLoss:
         self.lead = lead_frames
         self._frames: list[tuple[float, float, float]] = []
 
-    def observe(self, near_energy: float, ref_energies: collections.deque[float]) -> None:
-        """One frame: the microphone's energy and the reference energies fed so far (newest last)."""
+    def observe(self, near_energy: float, ref_energies: Sequence[float]) -> None:
+        """One frame: the microphone's energy and the reference energies fed over the residual window (newest last)."""
         recent = list(ref_energies)
         # the echo of this frame was fed about `lead` frames ago, give or take 20 ms of jitter
         aligned = recent[max(0, len(recent) - self.lead - 3) : max(1, len(recent) - self.lead + 2)]
@@ -391,13 +391,12 @@ class AudioFrontend:
         self.erl = EchoReturnLoss(self.frame, round(LEAD_S * 1000 / FRAME_MS))
         self._gain = 1.0
         self._far_peak = 0.0  # the loudest reference frame so far (energy)
-        self._ref_energies: collections.deque[float] = collections.deque(maxlen=RESIDUAL_WINDOW_FRAMES)
-        # Energies of the far end EARLY_ECHO_S ahead of the reference fed, over as long,
-        # and of the reference fed over the window and LATE_ECHO_S before it.
-        self._early_energies: collections.deque[float] = collections.deque(maxlen=round(EARLY_ECHO_S * 1000 / FRAME_MS) + 1)
-        self._late_energies: collections.deque[float] = collections.deque(
+        # Energies of the reference fed, newest last: the residual window and LATE_ECHO_S before it.
+        self._ref_energies: collections.deque[float] = collections.deque(
             maxlen=RESIDUAL_WINDOW_FRAMES + round(LATE_ECHO_S * 1000 / FRAME_MS)
         )
+        # Energies of the far end EARLY_ECHO_S ahead of the reference fed, over as long.
+        self._early_energies: collections.deque[float] = collections.deque(maxlen=round(EARLY_ECHO_S * 1000 / FRAME_MS) + 1)
         # Until the lag is first estimated, what played in the last MAX_LAG_S (energy per frame).
         self._unlocated: collections.deque[float] = collections.deque(maxlen=round(MAX_LAG_S * 1000 / FRAME_MS))
         self._last_estimate = -math.inf
@@ -568,24 +567,25 @@ class AudioFrontend:
         and one that stopped within ``LATE_ECHO_S`` before the window, for a path
         that got longer.
         """
-        self._ref_energies.append(float(np.dot(ref.astype(np.float64), ref)))
-        self._late_energies.append(self._ref_energies[-1])
+        energy = float(np.dot(ref.astype(np.float64), ref))
+        self._ref_energies.append(energy)
+        window = list(self._ref_energies)[-RESIDUAL_WINDOW_FRAMES:]
         self._early_energies.append(float(np.dot(early.astype(np.float64), early)))
-        self._far_peak = max(self._far_peak, self._ref_energies[-1])
-        far = max(self._ref_energies)  # the echo trails its reference by up to the lead and some jitter
+        self._far_peak = max(self._far_peak, energy)
+        far = max(window)  # the echo trails its reference by up to the lead and some jitter
         if far < _FAR_ACTIVE_ENERGY * self.frame:
             # No far end under the reference: if one starts within EARLY_ECHO_S, its
             # onset may echo early, and if one stopped within LATE_ECHO_S before the
             # window, its end may echo late. (Only here: looking further while the far
             # end plays raised the bar for a caller talking over it; 2.4 s late at
             # 300 ms, -6 dB.)
-            far = max(max(self._early_energies), max(self._late_energies))
+            far = max(max(self._early_energies), max(self._ref_energies))
         if not self.lag_estimates and self._unlocated:
             # The echo is not located yet (the call's first second; the default lag
             # was 110-180 ms short in rooms): anything played within MAX_LAG_S may be echoing.
             far = max(far, max(self._unlocated))
         near_energy = float(np.dot(near.astype(np.float64), near))
-        self.erl.observe(near_energy, self._ref_energies)
+        self.erl.observe(near_energy, window)
         if far < _FAR_ACTIVE_ENERGY * self.frame:
             self._gain = min(1.0, self._gain * _GAIN_RELEASE)
             return out if self._gain >= 1.0 else (out * self._gain).astype(np.int16)

@@ -20,12 +20,14 @@ import numpy as np
 class StreamClock:
     """Arrival times of a steady stream's chunks, from when they are handled.
 
-    The caller's audio arrives at its own steady pace (the receiver hands out
-    10 ms every 10 ms), but the job's event loop that handles it can stall
-    (livekit-agents' loop monitor logs 130-460 ms stalls on a loaded 2-core
-    machine). The frames that queued up meanwhile are then handled in a burst,
-    and stamped "now" they would all read the canceller's reference at about
-    the same time, off by up to the stall: offline (bench/frontend_stalls.py),
+    A received track's audio arrives at its own steady pace (the receiver
+    hands out 10 ms every 10 ms), but the event loop that handles it can stall
+    (livekit-agents' loop monitor logs 130-460 ms stalls of a job's loop on a
+    loaded 2-core machine; a test process at idle priority stalls longer). The
+    frames that queued up meanwhile are then handled in a burst, and stamped
+    "now" they would all read as arriving together: in the worker, the caller's
+    frames would all read the canceller's reference at about the same time, off
+    by up to the stall; offline (bench/frontend_stalls.py),
     150-900 ms stalls every 1.4-2 s let 30 echo turns through in 12 scenes of
     20 s of -6 dB echo, none with the true times.
 
