@@ -387,7 +387,7 @@ class AudioFrontend:
         self._near_hist: collections.deque[tuple[float, np.ndarray]] = collections.deque()
         self._pending = np.zeros(0, np.int16)
         self._near_clock = StreamClock(rate)
-        self._out_queue = np.zeros(0, np.int16)  # processed output not handed back yet (see process_near)
+        self._out_queue = np.zeros(self.frame, np.int16)
         self.erl = EchoReturnLoss(self.frame, round(LEAD_S * 1000 / FRAME_MS))
         self._gain = 1.0
         self._far_peak = 0.0  # the loudest reference frame so far (energy)
@@ -497,11 +497,9 @@ class AudioFrontend:
 
         Without ``at``, the arrival is told from the stream's sample count and
         the clock (:class:`StreamClock`: a stalled event loop handles frames late
-        and in bursts). Any length; output has the same length. Chunks of whole
-        10 ms frames (RoomIO hands over 50 ms) come back processed at once; the
-        first chunk that leaves part of a frame over makes the stream late by
-        that part for good (silence fills it, once; never more than a frame
-        in all), since a frame is processed only when whole.
+        and in bursts). Any length; output has the same length and is the
+        processed stream delayed by one 10 ms frame (the price of 10 ms framing
+        for any chunk size).
         """
         if not self.config.enabled:
             return pcm
@@ -515,14 +513,10 @@ class AudioFrontend:
             t_chunk = t_end - (len(data) - i) / self.rate  # arrival time of the chunk's first sample
             out[i : i + self.frame] = self._process_frame(chunk, t_chunk)
         self._pending = data[whole:]
-        # Hand back exactly as many samples as came in. Queue + pending input hold
-        # the stream's delay: none while chunks are whole frames; when more input
-        # is pending than the delay covers, the delay grows to it (silence in
-        # front of this chunk's output), and it never shrinks, so the output
-        # stays one stream.
+        # Hand back exactly as many samples as came in. The output queue starts
+        # with one frame of silence: queue + pending input always hold exactly
+        # one frame, so any chunk size comes out as the same stream, 10 ms late.
         ready = np.concatenate([self._out_queue, out])
-        if len(ready) < len(pcm):
-            ready = np.concatenate([np.zeros(len(pcm) - len(ready), np.int16), ready])
         self._out_queue = ready[len(pcm) :]
         self.cpu_s += time.thread_time() - started
         return ready[: len(pcm)]
