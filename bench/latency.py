@@ -376,7 +376,7 @@ def main() -> int:
     parser.add_argument("--bursts", type=int, default=3, help="times each worker takes 2 and 5 rooms at once")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--plot", type=Path, help="write a PNG of the distributions here (needs matplotlib)")
-    parser.add_argument("--logs", type=Path, help="copy both workers' logs into this folder")
+    parser.add_argument("--logs", type=Path, help="copy both workers' logs and the server's and backend's into this folder")
     parser.add_argument(
         "--ours-env", action="append", default=[], metavar="NAME=VALUE",
         help="a setting for our worker only (repeatable), e.g. AGENT_BARGE_IN=0 for a before/after",
@@ -398,6 +398,9 @@ def main() -> int:
             args.logs.mkdir(parents=True, exist_ok=True)
             for kind, worker in bench.workers.items():
                 shutil.copy(worker.log_path, args.logs / f"{kind}.log")
+            for proc in bench.bed.stack.processes:  # livekit-server, the realtime backend (its VAD events)
+                if proc.log_path is not None and proc.log_path.exists():
+                    shutil.copy(proc.log_path, args.logs / f"{proc.name}.log")
 
     table, rows = report(bench)
     print("\n" + table)
