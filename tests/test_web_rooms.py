@@ -19,7 +19,7 @@ import pytest
 
 from agent import web
 from agent.sound.wav import write_wav
-from agent.testing.browser import PROJECT_ROOT, Browser, missing_parts
+from agent.testing.browser import PROJECT_ROOT, Browser, BrowserError, missing_parts
 from agent.testing.caller import load_wav, speech_wav
 from agent.testing.harness import Testbed, room_name
 from agent.testing.netns import SERVER_IP
@@ -229,7 +229,11 @@ async def test_a_dropped_connection_shows_reconnecting_then_connected_and_the_ca
                 await browser.wait_for(f"{STATE}.status === 'reconnecting'", timeout=25)
             finally:
                 link.up()
-            await browser.wait_for(f"{STATE}.status === 'connected'", timeout=30)
+            try:
+                await browser.wait_for(f"{STATE}.status === 'connected'", timeout=30)
+            except BrowserError as e:  # what the page went through says where the recovery stopped
+                seen = await browser.state()
+                raise BrowserError(f"{e}; the page's statuses {seen.get('statuses')}, its errors {await browser.errors()}") from None
             status_text = await browser.evaluate("document.getElementById('status').innerText")
             await browser.fill("#text", "When are you open on Sunday?")
             await browser.click("#send")
