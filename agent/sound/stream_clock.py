@@ -28,7 +28,7 @@ class StreamClock:
     "now" they would all read as arriving together: in the worker, the caller's
     frames would all read the canceller's reference at about the same time, off
     by up to the stall; offline (bench/frontend_stalls.py),
-    150-900 ms stalls every 1.4-2 s let 30 echo turns through in 12 scenes of
+    150-900 ms stalls every 1.4-2 s let 29 echo turns through in 12 scenes of
     20 s of -6 dB echo, none with the true times.
 
     A chunk is never handled before it arrives, and the stream's sample count
