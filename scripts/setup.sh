@@ -113,6 +113,7 @@ command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v unshare >/dev/null && command -v setpriv >/dev/null || need_pkgs+=(util-linux)
 command -v node >/dev/null || need_pkgs+=(nodejs)
 command -v npm >/dev/null || need_pkgs+=(npm)
+command -v nft >/dev/null || need_pkgs+=(nftables)  # a caller behind a firewall that drops UDP (agent.testing.remote)
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)  # a LiveKit cluster's shared state (agent.testing.Cluster)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_pkgs+=(postgresql)  # the session-records tests start one
 if ((SIP)); then

@@ -1,5 +1,6 @@
 """The caller's network drops for 5 s (its veth pair goes down, then up): the
-room connection resumes, the same agent is still there, the conversation goes on."""
+room connection resumes, the same agent is still there, the conversation goes on.
+A caller whose network drops UDP is served over ICE/TCP."""
 
 from __future__ import annotations
 
@@ -50,3 +51,19 @@ async def test_caller_network_drop_resumes_with_the_same_agent_and_conversation(
     orders = Store(testbed.db_path).orders(room=room)
     assert len(orders) == 1, f"expected exactly one order row, got {orders}"
     assert len([e for e in Ledger(testbed.db_path).entries("place_order") if e.room == room]) == 1
+
+
+async def test_a_caller_whose_network_drops_udp_is_served_over_tcp(testbed: Testbed) -> None:
+    """Networks that let only TCP out (many company firewalls) reach the agent
+    through livekit-server's ICE/TCP candidate. It is also where livekit-server
+    moves a call whose ICE failed soon after a resume: when ICE/TCP did not work
+    here, the web page's network-drop test failed whenever that happened."""
+    room = room_name("tcponly")
+    with IsolatedLink(index=4) as link:
+        link.block_udp()
+        async with RemoteCaller(link, testbed.url, testbed.token(room, "caller")) as caller:
+            await greeted(caller)
+    assert testbed.livekit is not None
+    active = [line for line in testbed.livekit.log_text().splitlines() if "participant active" in line and f'"room": "{room}"' in line]
+    caller_line = next((line for line in active if '"participant": "caller"' in line), "")
+    assert '"connectionType": "tcp"' in caller_line, f"the caller's connection was not over TCP: {caller_line or active}"

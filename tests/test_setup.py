@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SETUP = ROOT / "scripts" / "setup.sh"
 LIVEKIT_VERSION = re.search(r'^LIVEKIT_VERSION="(v[\d.]+)"$', SETUP.read_text(), re.M).group(1)  # type: ignore[union-attr]
 SIP_VERSION = re.search(r'^SIP_VERSION="(v[\d.]+)"$', SETUP.read_text(), re.M).group(1)  # type: ignore[union-attr]
-PRESENT = ("espeak-ng", "sox", "ip", "unshare", "node", "redis-server", "baresip")  # Debian packages the script only looks for
+PRESENT = ("espeak-ng", "sox", "ip", "unshare", "node", "nft", "redis-server", "baresip")  # Debian packages the script only looks for
 INSTALLERS = ("apt-get", "npm", "go")
 
 

@@ -195,6 +195,14 @@ class Deployment:
                 "node_ip": address,
                 # Without this the server hands clients public STUN servers.
                 "stun_servers": [f"{address}:3478"],
+                # Gather on this address only. The namespace holds several (both
+                # veth ends, other nodes' addresses); each becomes a host candidate
+                # rewritten to node_ip, and the duplicate ICE/TCP candidates left
+                # pion's TCP mux handing a caller's connection to the one dropped:
+                # no call over TCP ever connected, and a resumed call that
+                # livekit-server moved to TCP (it does so after a short ICE
+                # failure) was closed 5 s later.
+                "ips": {"includes": [f"{address}/32"]},
             },
             "keys": {self.api_key: self.api_secret},
             "room": {"auto_create": True, "empty_timeout": 5, "departure_timeout": 2},
@@ -239,14 +247,19 @@ class Deployment:
 
     def logs(self, lines: int = 40) -> str:
         """The last lines of every process log, for failure messages."""
-        return "\n".join(f"--- {p.name} ({p.log_path}) ---\n{p.tail(lines)}" for p in self.stack.processes)
+        return _tails(self.stack.processes, lines)
 
     def failure_logs(self, lines: int = 60) -> str:
         """What a failed test's report carries: the tails of the process logs,
         the worker's first (it says what the agent did; CI output may be cut
         after a page), JSON lines as text, DEBUG records left out."""
         procs = sorted(self.stack.processes, key=lambda p: not p.name.startswith("worker"))
-        return "\n".join(f"--- {p.name} ({p.log_path}) ---\n{p.tail(lines, readable=True, skip_debug=True)}" for p in procs)
+        return _tails(procs, lines, readable=True, skip_debug=True)
+
+
+def _tails(procs: Iterable[ManagedProcess], lines: int, *, readable: bool = False, skip_debug: bool = False) -> str:
+    """One "--- name (log) ---" section per process, with its log's last lines."""
+    return "\n".join(f"--- {p.name} ({p.log_path}) ---\n{p.tail(lines, readable=readable, skip_debug=skip_debug)}" for p in procs)
 
 
 class Testbed(Deployment):

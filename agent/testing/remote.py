@@ -85,6 +85,17 @@ class IsolatedLink:
         ip("route", "replace", self.inner_ip, "dev", self.host_if)
         ip("netns", "exec", self.name, "ip", "route", "replace", "default", "dev", self.inner_if)
 
+    def block_udp(self) -> None:
+        """Drop every UDP datagram the namespace sends, as a firewall that lets
+        only TCP out does: WebRTC must then use livekit-server's ICE/TCP candidate.
+        (nftables: the kernel here has no tc classifiers; iptables is not installed.)"""
+        for rule in (
+            ("add", "table", "inet", "callerfw"),
+            ("add", "chain", "inet", "callerfw", "out", "{ type filter hook output priority 0; policy accept; }"),
+            ("add", "rule", "inet", "callerfw", "out", "meta", "l4proto", "udp", "drop"),
+        ):
+            ip("netns", "exec", self.name, "nft", *rule)
+
     def reaches(self, host: str, port: int) -> bool:
         """Can a TCP connection from inside the namespace reach ``host:port`` within 1 s?"""
         probe = f"import socket; socket.create_connection(({host!r}, {port}), timeout=1).close()"
