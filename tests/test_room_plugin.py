@@ -2,24 +2,34 @@
 (examples/broken_agents.py): each fails with a message that says why. And the
 plugin itself: it refuses to run outside a network namespace with one clear
 message; a failing test keeps its recording and the worker's log and leaves no
-process behind, with a second lab running beside this session's."""
+process behind, with a second lab running beside this session's; two pytest
+sessions whose tests have labs of their own run side by side; Ctrl-C during a
+call stops every process the session started. A caller speaks a live stream."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from agent.sound.resample import resample
 from agent.stack import cache_dir
+from agent.testing.caller import load_wav, speech_wav
 from agent.testing.expect import expect
-from agent.testing.harness import SLOTS
+from agent.testing.harness import LIVEKIT_PORT, SLOTS
+from agent.testing.lab import leased_slot
 
 # Taken before pytester points HOME at its own folder.
 HOME = os.environ.get("HOME", "/root")
@@ -111,3 +121,148 @@ def test_a_failing_test_keeps_its_recording_and_log_and_leaves_no_process(pytest
     for pattern in (str(pytester.path), "agent.testing.entry examples.stock_agent"):
         left = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
         assert left == [], f"processes left behind ({pattern}): {left}"
+
+
+async def test_a_live_stream_is_spoken_as_it_arrives_and_answered(room_worker: Any, room_caller: Any) -> None:
+    await room_worker("examples.stock_agent:server", brain=BRAIN)
+    caller = await room_caller()
+    await expect(caller).to_hear("how can I help you", within=10)
+    pcm, rate = load_wav(speech_wav("What time do you open on Sunday?", str(caller.workdir / "question.wav")))
+    pcm = resample(pcm, rate, 16000)  # a 16 kHz source, as a telephony or ASR feed would be
+    chunk = 1600  # 100 ms
+
+    async def live() -> AsyncIterator[np.ndarray]:  # produced in real time, as a microphone or a socket would
+        for i in range(0, len(pcm), chunk):
+            yield pcm[i : i + chunk]
+            await asyncio.sleep(0.1)
+
+    started = time.time()
+    await caller.say_stream(live(), 16000)
+    start, end = caller.caller.spoken[-1]
+    print(f"\n[live stream] {len(pcm) / 16000:.2f}s of speech in 100 ms chunks played over {end - start:.2f}s, first frame {start - started:+.2f}s")
+    assert abs((end - start) - len(pcm) / 16000) < 0.25, (start, end)  # played as it came, without gaps or loss
+    await expect(caller).to_hear("we open early in the morning", within=6)
+
+
+INNER_OWN_LAB = """
+import asyncio, json, os, time
+import pytest
+from agent.testing.expect import expect
+
+@pytest.mark.room_lab(scope="test", brain={"instructed": "Hello! How can I help you today?"})
+async def test_call(room_current_lab, room_worker, room_caller):
+    body = time.time()
+    await room_worker("examples.stock_agent:server")
+    registered = time.time()
+    caller = await room_caller()
+    heard = await expect(caller).to_hear("how can I help you", within=10)
+    report = {"url": room_current_lab.url, "workdir": str(room_current_lab.workdir), "body": body,
+              "registered": registered, "greeted": heard.start}
+    with open(os.environ["INNER_REPORT"], "w") as f:
+        json.dump(report, f)
+    if os.environ.get("INNER_HOLD"):  # the outer test presses Ctrl-C now
+        await asyncio.sleep(120)
+"""
+
+
+def _inner_pytest(folder: Path, report: Path, *, hold: bool = False) -> subprocess.Popen[str]:
+    """A pytest session of its own on ``folder`` (INNER_OWN_LAB), in a process group
+    of its own, as a developer's terminal runs it (Ctrl-C goes to the whole group)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "HOME": HOME, "AGENT_CACHE_DIR": str(CACHE), "INNER_REPORT": str(report), "INNER_HOLD": "1" if hold else ""}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "--durations=0", "-q",
+         "--basetemp", str(folder / "tmp"), str(folder)],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    """pid -> /proc start time of every process under ``pid`` (the start time tells a reused pid)."""
+    children: dict[int, list[int]] = {}
+    starts: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        child = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(child)
+        starts[child] = fields[19]
+    found: dict[int, str] = {}
+    todo = list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        found[p] = starts[p]
+        todo.extend(children.get(p, []))
+    return found
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ").strip()
+    except OSError:
+        return f"({pid} gone)"
+
+
+def _alive(procs: dict[int, str]) -> list[int]:
+    left = []
+    for pid, start in procs.items():
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19] == start:
+                left.append(pid)
+        except OSError:
+            pass
+    return left
+
+
+def test_two_sessions_with_labs_of_their_own_run_side_by_side_and_ctrl_c_stops_one_mid_call(pytester: pytest.Pytester) -> None:
+    """Session 1 runs its call to the end; session 2 holds its call until Ctrl-C,
+    which must stop every process that session started, and nothing of session 1's."""
+    folders = [pytester.mkdir(f"session-{n}") for n in (1, 2)]
+    reports = [folder / "report.json" for folder in folders]
+    for folder in folders:
+        (folder / "test_inner.py").write_text(INNER_OWN_LAB)
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    started = time.time()
+    runs = [_inner_pytest(folders[0], reports[0]), _inner_pytest(folders[1], reports[1], hold=True)]
+    try:
+        deadline = time.time() + 120
+        while not reports[1].exists() and runs[1].poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert reports[1].exists(), f"session 2 never reached its call:\n{runs[1].communicate(timeout=30)[0] if runs[1].poll() is not None else ''}"
+        held = _descendants(runs[1].pid)
+        names = sorted({_command(p).split(" ")[0].rsplit("/", 1)[-1] for p in _alive(held)})
+        os.killpg(runs[1].pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        pressed = time.time()
+        interrupted = runs[1].communicate(timeout=60)[0]
+        took = time.time() - pressed
+        finished = runs[0].communicate(timeout=240)[0]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait()
+    # multiprocessing's resource tracker (the offline ear's process pool starts one)
+    # ignores SIGINT by design and exits when the session that started it has gone:
+    # a moment after it, not with it. Anything still there 5 s on was left behind.
+    deadline = time.time() + 5
+    while (left := _alive(held)) and time.time() < deadline:
+        time.sleep(0.1)
+    print(f"\n[plugin] Ctrl-C during session 2's call: {len(held)} processes ({', '.join(names)}); it ended {took:.1f}s after, exit {runs[1].returncode}")
+    assert runs[0].returncode == 0, finished
+    assert len(held) >= 3, held  # livekit-server, the backend, the worker (and its job processes)
+    assert left == [], f"processes left after Ctrl-C: {[_command(p) for p in left]}\n{interrupted}"
+    assert runs[1].returncode == 2, interrupted  # pytest's exit code for an interrupted session
+    assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout == namespaces
+    results = [json.loads(report.read_text()) for report in reports]
+    assert results[0]["url"] != results[1]["url"], results  # two servers, on leased slots of their own
+    for n, (result, out) in enumerate(zip(results, (finished, interrupted), strict=True), 1):
+        setup = re.search(r"([\d.]+)s setup\s+\S*test_call", out)
+        print(f"[plugin] session {n} ({result['url']}): pytest start -> test body {result['body'] - started:.1f}s "
+              f"(its lab's set-up {setup.group(1) + 's' if setup else 'not reported'}), worker registered "
+              f"{result['registered'] - started:.1f}s, first caller greeted {result['greeted'] - started:.1f}s")  # fmt: skip
+    assert subprocess.run(["pgrep", "-f", str(folders[0])], capture_output=True, text=True).stdout.split() == []
+    slot = (int(results[1]["url"].rsplit(":", 1)[1]) - LIVEKIT_PORT) // 10
+    with leased_slot([slot]):  # session 2's lease ended with it
+        pass

@@ -20,7 +20,7 @@ import collections
 import logging
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -194,17 +194,55 @@ class Caller:
 
         Utterances queue behind each other; between them the mic sends silence.
         """
+        self._check_mic()
+        start, end = await self._enqueue(_resample(np.asarray(pcm), sample_rate))
+        self.spoken.append((start, end))
+        await asyncio.sleep(max(0.0, end - time.time()))
+
+    async def say_stream(self, chunks: AsyncIterable[np.ndarray], sample_rate: int) -> None:
+        """Speak a live stream: int16 mono chunks as they come (from a socket, a
+        generator, another process), each played once it has arrived and what came
+        before it has played; where the stream runs late the mic sends silence.
+        Returns when the stream has ended and played; ``spoken`` gets one
+        (start, end) for the whole stream."""
+        self._check_mic()
+        resampler = None
+        if sample_rate != SAMPLE_RATE:
+            resampler = rtc.AudioResampler(sample_rate, SAMPLE_RATE, num_channels=1, quality=rtc.AudioResamplerQuality.HIGH)
+        queued: list[asyncio.Future[tuple[float, float]]] = []
+
+        def queue(pcm: np.ndarray) -> None:
+            if len(pcm):
+                queued.append(self._enqueue(pcm))
+
+        async for chunk in chunks:
+            pcm = _mono_int16(chunk)
+            if resampler is None:
+                queue(pcm)
+            else:
+                queue(_frames_pcm(resampler.push(bytearray(pcm.tobytes()))))
+        if resampler is not None:
+            queue(_frames_pcm(resampler.flush()))
+        if not queued:
+            return
+        played = await asyncio.gather(*queued)
+        start, end = played[0][0], played[-1][1]
+        self.spoken.append((start, end))
+        await asyncio.sleep(max(0.0, end - time.time()))
+
+    def _check_mic(self) -> None:
         if self._mic_task is None or self._closed:
             raise RuntimeError("Caller is not joined")
         if self._mic_task.done():
             self._mic_task.result()  # re-raise why the mic died
             raise RuntimeError("Caller's mic task has stopped")
-        data = _resample(np.asarray(pcm), sample_rate)
+
+    def _enqueue(self, data: np.ndarray) -> asyncio.Future[tuple[float, float]]:
+        """Queue 48 kHz mono ``data`` behind what the mic has yet to play; the
+        future gives the wall times its first frame and its end play at."""
         done: asyncio.Future[tuple[float, float]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Utterance(data, done))
-        start, end = await done
-        self.spoken.append((start, end))
-        await asyncio.sleep(max(0.0, end - time.time()))
+        return done
 
     async def say_wav(self, path: str | Path) -> None:
         pcm, rate = load_wav(path)
@@ -460,7 +498,7 @@ class Caller:
             out = self._mic_resampler.push(bytearray(data.tobytes()))
             if not out:
                 return None
-            pcm = np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in out])
+            pcm = _frames_pcm(out)
         if self.mic_channels > 1:
             pcm = np.repeat(pcm, self.mic_channels)  # interleaved: the same signal on every channel
         return rtc.AudioFrame(pcm.tobytes(), self.mic_rate, self.mic_channels, len(pcm) // self.mic_channels)
@@ -501,12 +539,22 @@ class Caller:
             raise
 
 
-def _resample(pcm: np.ndarray, rate: int) -> np.ndarray:
+def _mono_int16(pcm: np.ndarray) -> np.ndarray:
+    pcm = np.asarray(pcm)
     if pcm.ndim != 1:
         raise ValueError("say() wants mono audio (a 1-D int16 array)")
-    pcm = pcm.astype(np.int16, copy=False)
+    return pcm.astype(np.int16, copy=False)
+
+
+def _frames_pcm(frames: list[rtc.AudioFrame]) -> np.ndarray:
+    if not frames:
+        return np.zeros(0, np.int16)
+    return np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in frames]).astype(np.int16)
+
+
+def _resample(pcm: np.ndarray, rate: int) -> np.ndarray:
+    pcm = _mono_int16(pcm)
     if rate == SAMPLE_RATE or len(pcm) == 0:
         return pcm
     resampler = rtc.AudioResampler(rate, SAMPLE_RATE, num_channels=1, quality=rtc.AudioResamplerQuality.HIGH)
-    frames = resampler.push(bytearray(pcm.tobytes())) + resampler.flush()
-    return np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in frames]).astype(np.int16)
+    return _frames_pcm(resampler.push(bytearray(pcm.tobytes())) + resampler.flush())

@@ -21,7 +21,7 @@ import asyncio
 import difflib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,22 @@ class RoomCaller:
         started = time.time()
         await self.caller.say(pcm, rate)
         self.said.append((self.caller.spoken[-1][0] if self.caller.spoken else started, resample(pcm, rate, SAMPLE_RATE)))
+        self.last_action = time.time()
+
+    async def say_stream(self, chunks: AsyncIterable[np.ndarray], sample_rate: int) -> None:
+        """Speak a live stream of int16 mono chunks as they arrive (Caller.say_stream)."""
+        kept: list[np.ndarray] = []
+
+        async def keeping() -> AsyncIterator[np.ndarray]:
+            async for chunk in chunks:
+                kept.append(np.asarray(chunk, np.int16))
+                yield chunk
+
+        started = time.time()
+        await self.caller.say_stream(keeping(), sample_rate)
+        if kept:  # what was said, as one utterance (a late stream's gaps are not in it)
+            pcm = resample(np.concatenate(kept), sample_rate, SAMPLE_RATE)
+            self.said.append((self.caller.spoken[-1][0] if self.caller.spoken else started, pcm))
         self.last_action = time.time()
 
     async def type(self, text: str) -> None:

@@ -13,11 +13,15 @@ calls from. A worker may get a backend of its own with a brain given inline
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shlex
 import sys
+import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +29,42 @@ from typing import Any
 import yaml
 
 from ..realtime.journal import JournalReader, ToolCall
-from ..stack import ManagedProcess
+from ..stack import ManagedProcess, port_open
 from .caller import Caller
-from .harness import Testbed, free_port
+from .harness import Testbed, free_port, slot_ports
+from .netns import SERVER_IP
 
 Brain = dict[str, Any] | str | Path  # rules inline, or a YAML/JSON file
+
+# Slots the labs of single tests lease (agent.testing.harness.SLOTS has the fixed ones below 50).
+LEASED_SLOTS = range(50, 71)
+_LEASES = Path(tempfile.gettempdir()) / "agent-testing-slots"
+
+
+@contextlib.contextmanager
+def leased_slot(slots: Iterable[int] = LEASED_SLOTS) -> Iterator[int]:
+    """A port slot that no other lab on this machine holds, until the block ends.
+
+    Each slot has a lock file (flock): pytest processes side by side never get
+    the same one, and a lock dies with its process, so a killed run holds none.
+    A slot whose signal port something already listens on is skipped.
+    """
+    _LEASES.mkdir(parents=True, exist_ok=True)
+    for slot in slots:
+        lock = open(_LEASES / f"slot-{slot}.lock", "w")  # held open for the lease
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        try:
+            if port_open(SERVER_IP, slot_ports(slot)[0], timeout=0.2):
+                continue
+            yield slot
+            return
+        finally:
+            lock.close()  # closing the file releases the lock
+    raise RuntimeError(f"no free port slot for a lab among {list(slots)}: other labs hold them all")
 
 
 @dataclass

@@ -6,6 +6,11 @@ Fixtures:
 - ``room_lab`` (session): livekit-server and the local realtime backend in the
   test namespace (:class:`agent.testing.lab.Lab`); the backend's scripted brain
   comes from ``--room-brain FILE`` (or the ``room_brain`` ini option).
+- ``room_current_lab`` (per test): the lab the test's workers and callers use:
+  the session's, or, for a test marked ``@pytest.mark.room_lab(scope="test")``
+  (optionally ``brain=``), a lab of its own on a port slot leased for the test
+  (:func:`agent.testing.lab.leased_slot`), so that pytest processes side by
+  side never share a server; stopped when the test ends.
 - ``room_worker`` (per test): ``await room_worker("my_agent:server")``, or a
   command (``["python", "agent.py", "start"]``), optionally with ``brain=``
   (rules inline or a file: a backend of its own) and ``env=``; stopped at the
@@ -49,7 +54,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "room_lab: uses agent.testing's lab (livekit-server and a realtime backend)")
+    config.addinivalue_line(
+        "markers",
+        "room_lab(scope='session', brain=None): scope='test' gives the test a lab of its own "
+        "(livekit-server and a realtime backend with brain's rules), stopped when it ends",
+    )
     if config.getoption("netns") and not inside_namespace():
         args = [a for a in sys.argv[1:] if a != "--netns"]
         os.execv(sys.executable, [sys.executable, "-m", "agent.testing.netns", "--", sys.executable, "-m", "pytest", *args])
@@ -88,6 +97,24 @@ def room_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         yield lab
 
 
+@pytest.fixture
+def room_current_lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    marker = request.node.get_closest_marker("room_lab")
+    scope = marker.kwargs.get("scope", "session") if marker is not None else "session"
+    if scope == "session":
+        yield request.getfixturevalue("room_lab")
+        return
+    if scope != "test":
+        raise pytest.UsageError(f"room_lab(scope={scope!r}): the scope is 'session' or 'test'")
+    if not inside_namespace():
+        pytest.fail(NOT_IN_NAMESPACE, pytrace=False)
+    from .lab import Lab, leased_slot
+
+    assert marker is not None
+    with leased_slot() as slot, Lab(tmp_path / "lab", slot=slot, brain=marker.kwargs.get("brain")) as lab:
+        yield lab
+
+
 @pytest.fixture(scope="session")
 def room_ear() -> Iterator[Any]:
     from ..sound.recognizer import Recognizer
@@ -98,13 +125,13 @@ def room_ear() -> Iterator[Any]:
 
 
 @pytest.fixture
-async def room_worker(room_lab: Any, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+async def room_worker(room_current_lab: Any, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
     import asyncio
 
     started: list[Any] = []
 
     async def start(target: str | list[str], **options: Any) -> Any:
-        worker = await asyncio.to_thread(room_lab.start_worker, target, **options)
+        worker = await asyncio.to_thread(room_current_lab.start_worker, target, **options)
         started.append(worker)
         return worker
 
@@ -119,7 +146,7 @@ async def room_worker(room_lab: Any, request: pytest.FixtureRequest, tmp_path: P
 
 @pytest.fixture
 async def room_caller(
-    room_lab: Any, room_ear: Any, request: pytest.FixtureRequest, tmp_path: Path
+    room_current_lab: Any, room_ear: Any, request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
     from .expect import RoomCaller
     from .harness import room_name
@@ -128,10 +155,10 @@ async def room_caller(
 
     async def join(room: str | None = None, *, identity: str | None = None, agent_name: str | None = None, **options: Any) -> RoomCaller:
         n = len(callers) + 1
-        caller = room_lab.caller(room or room_name("test"), identity or f"caller-{n}", agent_name=agent_name, **options)
+        caller = room_current_lab.caller(room or room_name("test"), identity or f"caller-{n}", agent_name=agent_name, **options)
         await caller.join()
-        rc = RoomCaller(caller, room_lab.backends, room_ear, tmp_path,
-                        rejoin_with=lambda room, who: room_lab.caller(room, who, agent_name=agent_name, **options))  # fmt: skip
+        rc = RoomCaller(caller, room_current_lab.backends, room_ear, tmp_path,
+                        rejoin_with=lambda room, who: room_current_lab.caller(room, who, agent_name=agent_name, **options))  # fmt: skip
         callers.append(rc)
         return rc
 
