@@ -61,8 +61,12 @@ def tool_event(call_id: str, name: str, arguments: Any, status: str, output: str
 class RoomFeed:
     """Publishes tool calls and usage for one session's room."""
 
-    def __init__(self, participant: LocalParticipant, usage: Callable[[], dict[str, Any]] | None = None) -> None:
-        self._participant = participant
+    def __init__(
+        self, participant: LocalParticipant | Callable[[], LocalParticipant], usage: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
+        # A callable: the room's local participant, which exists once the room is
+        # joined (the session starts before that; nothing is sent before it).
+        self._participant_of = participant if callable(participant) else (lambda: participant)
         self._usage = usage
         self._last_usage: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -80,7 +84,7 @@ class RoomFeed:
 
     def _send(self, event: dict[str, Any]) -> None:
         payload = json.dumps(event, default=str).encode()
-        self._spawn(self._participant.publish_data(payload, reliable=True, topic=TOOL_TOPIC), f"tool call {event['name']}")
+        self._spawn(self._participant_of().publish_data(payload, reliable=True, topic=TOOL_TOPIC), f"tool call {event['name']}")
 
     # ---------------------------------------------------------------- usage
 
@@ -92,7 +96,7 @@ class RoomFeed:
         if value == self._last_usage:
             return
         self._last_usage = value
-        self._spawn(self._participant.set_attributes({USAGE_ATTRIBUTE: value}), "usage")
+        self._spawn(self._participant_of().set_attributes({USAGE_ATTRIBUTE: value}), "usage")
 
     # ---------------------------------------------------------------- tasks
 

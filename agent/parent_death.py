@@ -10,8 +10,10 @@ does nothing, and only the clean stop applies.
 Two kernel rules shape the callers:
 
 - the signal comes when the parent *thread* that forked the child ends, not
-  the process: start such children from a thread that lives as long as the
-  process (the main thread, or the one running the event loop);
+  the process: such children are started from a thread that lives as long as
+  the process (:func:`from_lasting_thread`: the main thread, or one thread
+  kept for it; a child started from ``asyncio.to_thread`` outlived a
+  pytest session killed mid-call);
 - the setting survives ``exec`` but not a fork: each child has to ask for
   itself.
 
@@ -25,13 +27,20 @@ the fork, and a test run hung restarting livekit-server).
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import os
+import queue
 import shutil
 import signal
 import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-__all__ = ["die_with_parent", "dying_with_parent"]
+__all__ = ["die_with_parent", "dying_with_parent", "from_lasting_thread"]
+
+_T = TypeVar("_T")
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -66,3 +75,44 @@ def dying_with_parent(argv: list[str], sig: str = "KILL") -> list[str]:
     if setpriv is None:
         return argv
     return [setpriv, "--pdeathsig", sig, "--", *argv]
+
+
+class _LastingThread:
+    """A daemon thread that runs what it is given, one call at a time, until the
+    process ends: children it forks get their parent-death signal only then."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="agent-child-starter", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            fn, done = self._calls.get()
+            if done.set_running_or_notify_cancel():
+                try:
+                    done.set_result(fn())
+                except BaseException as e:  # handed to the caller, which raises it
+                    done.set_exception(e)
+
+    def call(self, fn: Callable[[], _T]) -> _T:
+        done: concurrent.futures.Future[_T] = concurrent.futures.Future()
+        self._calls.put((fn, done))
+        return done.result()
+
+
+_lasting: _LastingThread | None = None
+_lasting_lock = threading.Lock()
+
+
+def from_lasting_thread(start: Callable[[], _T]) -> _T:
+    """``start()`` (which starts a child process) on a thread that lives as long
+    as this process: here if this is the main thread, else on a thread kept for
+    it. A child started with :func:`dying_with_parent` then dies with the
+    process, not with a short-lived thread that happened to start it."""
+    global _lasting
+    if threading.current_thread() is threading.main_thread():
+        return start()
+    with _lasting_lock:
+        if _lasting is None:
+            _lasting = _LastingThread()
+    return _lasting.call(start)

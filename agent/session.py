@@ -122,9 +122,13 @@ class VoiceAgent(Agent):
         timeline: Timeline | None = None,
         *,
         greet: bool = True,
+        admitted: asyncio.Future[bool] | None = None,
     ) -> None:
         super().__init__(instructions=settings.instructions, tools=tools, chat_ctx=history)
         self._greet = greet  # False: the greeting waits for the callee of a call we placed (run_session asks for it)
+        # True once the room is joined and this agent is its one agent (the
+        # worker's entrypoint); the agent says nothing before, nothing if False.
+        self._admitted = admitted
         self._clock = clock
         self._timeline = timeline
         self._greeting = settings.greeting
@@ -189,6 +193,12 @@ class VoiceAgent(Agent):
         (agent.link.ReconnectNotice) with nothing said. A greeting cut short by
         the caller was said (its message is in the history), and once the
         caller speaks the conversation goes on without one."""
+        if self._admitted is not None:
+            try:
+                if not await asyncio.shield(self._admitted):
+                    return  # another agent serves the room; this job is leaving
+            except Exception:  # the room was never joined: the session fails with it
+                return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + GREETING_RETRY_S
         said, spoken = self._turns("assistant"), self._turns("user")
@@ -344,9 +354,16 @@ async def _user_text(sess: AgentSession[Any], text: str) -> None:
         sess.generate_reply(user_input=text)
 
 
-async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | None = None) -> AgentSession[Any]:
+async def run_session(
+    ctx: JobContext, settings: Settings, clock: Stopwatch | None = None, admitted: asyncio.Future[bool] | None = None
+) -> AgentSession[Any]:
     """Start the agent in ``ctx.room``; returns once the session is running.
 
+    The room need not be joined yet: the session's start joins it (livekit-agents'
+    ``session.start`` connects the job's room beside opening the realtime
+    session), so nothing before the start may need the connection (the room's
+    name and metadata come from the job). ``admitted`` (see :class:`VoiceAgent`)
+    holds the greeting until the entrypoint knows this agent is the room's one.
     ``clock`` gets a lap per step of the set-up, logged when the greeting is asked for."""
     clock = clock or Stopwatch()
     # Built in the idle job process when it could be (agent.prewarm), else now.
@@ -396,7 +413,7 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
     clock.lap("tools")
     hooks = RoomHooks(ctx, session, transfer_to=settings.transfer_to)
     ctx.add_shutdown_callback(hooks.aclose)
-    names = tool_names_for_room(settings, [ctx.job.metadata, ctx.room.metadata])
+    names = tool_names_for_room(settings, [ctx.job.metadata, ctx.job.room.metadata])
     tools = registry.select(names)
     services = Services(
         store=prepared.store,
@@ -414,7 +431,7 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
     ctx.add_shutdown_callback(notice.aclose)
     meter = SessionMeter.for_session(settings, tools.names())
     meter.attach(session)
-    feed = RoomFeed(ctx.room.local_participant, meter.usage_summary)
+    feed = RoomFeed(lambda: ctx.room.local_participant, meter.usage_summary)  # there once the room is joined
     meter.on_usage_change = feed.usage_changed
     ctx.add_shutdown_callback(feed.aclose)
     SessionRecorder(open_records(settings), transcript, meter, room=ctx.room.name, worker=ctx.worker_id, job_id=ctx.job.id).attach(session)
@@ -427,7 +444,9 @@ async def run_session(ctx: JobContext, settings: Settings, clock: Stopwatch | No
 
     listens = prepared.vad is not None
     placed = outbound_call(ctx.job.metadata)  # a call the agent places: speak once the callee answers
-    agent = VoiceAgent(settings, tools.function_tools(make_call, feed), history, notice, meter, clock, timeline, greet=placed is None)
+    agent = VoiceAgent(
+        settings, tools.function_tools(make_call, feed), history, notice, meter, clock, timeline, greet=placed is None, admitted=admitted
+    )
     ctx.add_shutdown_callback(agent.aclose)
     clock.lap("services")
     await session.start(

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ import yaml
 from . import logs
 from .config import Settings
 from .errors import ServerConfigError, SetupError
-from .parent_death import dying_with_parent
+from .parent_death import dying_with_parent, from_lasting_thread
 
 LIVEKIT_VERSION = "v1.13.5"
 SIP_VERSION = "v1.8.0"  # livekit-sip: the newest release the Go module proxy serves here (scripts/setup.sh)
@@ -212,16 +211,18 @@ class ManagedProcess:
         self.log_path = log_path
         self._log_file = open(log_path, "ab") if log_path else None
         # The kernel's parent-death signal follows the thread that started the
-        # child: from a short-lived thread it would kill the child with it.
-        main_thread = threading.current_thread() is threading.main_thread()
-        self.proc = subprocess.Popen(
-            dying_with_parent(argv) if main_thread else argv,
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file if self._log_file else None,
-            stderr=subprocess.STDOUT if self._log_file else None,
-            start_new_session=True,
+        # child: it is started from one that lives as long as this process.
+        log_file = self._log_file
+        self.proc = from_lasting_thread(
+            lambda: subprocess.Popen(
+                dying_with_parent(argv),
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file if log_file else None,
+                stderr=subprocess.STDOUT if log_file else None,
+                start_new_session=True,
+            )
         )
 
     @property

@@ -40,13 +40,29 @@ async def entrypoint(ctx: JobContext) -> None:
     # so JSON lines carry them; the session adds the participant it links to.
     ctx.log_context_fields.update(room=ctx.room.name, job_id=ctx.job.id)
     log.info("job %s: joining room %s", ctx.job.id, ctx.room.name)
+    # The room is joined beside the session's start, which opens the realtime
+    # connection meanwhile (livekit-agents' session.start joins it too; the
+    # first to ask joins, the other waits). The agent says nothing until it
+    # knows it is the room's one agent.
+    admitted = asyncio.create_task(_admit(ctx, settings, clock), name="admission")
+    admitted.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failed join fails the session too
+    try:
+        await run_session(ctx, settings, clock, admitted)
+    finally:
+        if not admitted.done():
+            admitted.cancel()
+
+
+async def _admit(ctx: JobContext, settings: Settings, clock: Stopwatch) -> bool:
+    """Join the room; False (and the job shuts down) when another agent already serves it."""
     await ctx.connect()
     clock.lap("connect")
     senior = senior_agent(ctx.room, settings.agent_name)
     if senior is not None:  # a double dispatch (see agent.dispatch): the first agent keeps the room
         log.warning("room %s already has agent %s: job %s leaves so the room keeps one agent", ctx.room.name, senior.identity, ctx.job.id)
+        mute_published_tracks(ctx.room)
         ctx.shutdown(reason="another agent serves this room")
-        return
+        return False
 
     def on_joined(p: rtc.RemoteParticipant) -> None:
         # An agent that joined at the same moment, listed to us only now.
@@ -62,7 +78,7 @@ async def entrypoint(ctx: JobContext) -> None:
             ctx.shutdown(reason="another agent serves this room")
 
     ctx.room.on("participant_connected", on_joined)
-    await run_session(ctx, settings, clock)
+    return True
 
 
 def mute_published_tracks(room: rtc.Room) -> None:

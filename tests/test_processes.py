@@ -245,12 +245,22 @@ def test_children_ask_for_the_parent_death_signal_without_python_between_fork_an
     assert seen.get("preexec_fn") is None
     assert seen["argv"][:3] == [seen["argv"][0], "--pdeathsig", "KILL"] and str(seen["argv"][0]).endswith("setpriv")  # type: ignore[index]
 
-    # The kernel's side: a parent that starts a child this way and is then killed takes the child with it.
+
+
+@pytest.mark.parametrize("thread", ["main", "short-lived"])
+def test_a_child_dies_with_its_killed_parent_whichever_thread_started_it(tmp_path: Path, thread: str) -> None:
+    """The kernel's side: a parent that starts a child and is then killed takes the
+    child with it; also when a thread that has ended since started it (as
+    ``asyncio.to_thread`` does: the plugin's workers outlived a killed pytest
+    session), and the child lives on while the parent does."""
     pid_file = tmp_path / "child.pid"
+    start = "c = ManagedProcess('s', ['sleep', '60'], env=dict(os.environ), log_path=None)"
+    if thread == "short-lived":
+        start = f"box = {{}}\nt = threading.Thread(target=lambda: box.update({start.replace('c = ', 'c=', 1)})); t.start(); t.join(); c = box['c']"
     parent = subprocess.Popen([
         sys.executable, "-c",
-        "import sys, time; from agent.stack import ManagedProcess; import os\n"
-        f"c = ManagedProcess('s', ['sleep', '60'], env=dict(os.environ), log_path=None); open({str(pid_file)!r}, 'w').write(str(c.pid)); time.sleep(60)",
+        "import os, threading, time\nfrom agent.stack import ManagedProcess\n"
+        f"{start}\nopen({str(pid_file)!r}, 'w').write(str(c.pid)); time.sleep(60)",
     ], cwd=ROOT)  # fmt: skip
     deadline = time.monotonic() + 20
     while not pid_file.exists() or not pid_file.read_text():
@@ -258,6 +268,8 @@ def test_children_ask_for_the_parent_death_signal_without_python_between_fork_an
         time.sleep(0.05)
     child_proc = Proc.read(int(pid_file.read_text()))
     assert child_proc is not None and "sleep 60" in child_proc.cmdline
+    time.sleep(0.3)
+    assert child_proc.alive(), "the child died with the thread that started it, not with its parent"
     parent.kill()
     parent.wait()
     deadline = time.monotonic() + GONE_WITHIN_S
