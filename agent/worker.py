@@ -41,16 +41,28 @@ async def entrypoint(ctx: JobContext) -> None:
     ctx.log_context_fields.update(room=ctx.room.name, job_id=ctx.job.id)
     log.info("job %s: joining room %s", ctx.job.id, ctx.room.name)
     # The room is joined beside the session's start, which opens the realtime
-    # connection meanwhile (livekit-agents' session.start joins it too; the
-    # first to ask joins, the other waits). The agent says nothing until it
-    # knows it is the room's one agent.
+    # connection meanwhile. There is one join: ours; livekit-agents'
+    # session.start asks for one too, which waits for ours and returns once the
+    # room is joined. The agent says nothing until it knows it is the room's one
+    # agent (the greeting waits for the admission).
     admitted = asyncio.create_task(_admit(ctx, settings, clock), name="admission")
-    admitted.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failed join fails the session too
+    starting = asyncio.create_task(run_session(ctx, settings, clock, admitted), name="session-start")
     try:
-        await run_session(ctx, settings, clock, admitted)
+        try:
+            joined = await asyncio.shield(admitted)
+        except Exception as e:
+            # Had the session's start gone on, its own join would try again (up to
+            # 10 s more, the job staying meanwhile: a refused outbound call's room
+            # is deleted while we join): it stops here, and the job with it.
+            log.error("job %s could not join room %s: %s", ctx.job.id, ctx.room.name, e)
+            ctx.shutdown(reason="could not join the room")
+            return
+        if joined:
+            await starting
     finally:
-        if not admitted.done():
-            admitted.cancel()
+        for task in (starting, admitted):
+            task.cancel()
+        await asyncio.gather(starting, admitted, return_exceptions=True)
 
 
 async def _admit(ctx: JobContext, settings: Settings, clock: Stopwatch) -> bool:

@@ -108,3 +108,69 @@ def test_up_workers_report_load_from_jobs_unless_the_environment_says_otherwise(
     }  # fmt: skip
     chosen = up_worker_env(base, "ws://n1:7880", 0, 8081, None, environ={"AGENT_LOAD_FROM_CPU": "true"})
     assert "AGENT_LOAD_FROM_CPU" not in chosen and "AGENT_METRICS_PORT" not in chosen  # inherited as the operator set it
+
+
+# --- the job's entry: one join, beside the session's start (agent.worker.entrypoint) ---
+
+import asyncio  # noqa: E402
+
+from agent import worker as worker_module  # noqa: E402
+
+
+class _JobContext:
+    """The part of livekit-agents' JobContext the entry uses; its join fails or succeeds."""
+
+    def __init__(self, join_error: Exception | None, others: list[object] | None = None) -> None:
+        self.room = SimpleNamespace(name="room-1", remote_participants={str(i): p for i, p in enumerate(others or [])}, on=lambda *a: None,
+                                    local_participant=SimpleNamespace(track_publications={}))  # fmt: skip
+        self.job = SimpleNamespace(id="AJ_1", metadata="", room=SimpleNamespace(metadata=""))
+        self.log_context_fields: dict[str, str] = {}
+        self.join_error = join_error
+        self.joins = 0
+        self.shutdowns: list[str] = []
+
+    async def connect(self) -> None:
+        self.joins += 1
+        await asyncio.sleep(0.05)
+        if self.join_error is not None:
+            raise self.join_error
+
+    def shutdown(self, reason: str = "") -> None:
+        self.shutdowns.append(reason)
+
+
+def _session_start_that_would_join_again(events: list[str]) -> Callable[..., Awaitable[None]]:
+    async def run_session(ctx: _JobContext, settings: object, clock: object, admitted: asyncio.Future[bool]) -> None:
+        events.append("session starting")
+        try:
+            await asyncio.sleep(30)  # livekit-agents' session.start: its own join would try again after ours failed
+        except asyncio.CancelledError:
+            events.append("session start cancelled")
+            raise
+
+    return run_session
+
+
+async def test_a_failed_join_ends_the_job_at_once_without_a_second_join(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A refused outbound call's room is deleted while the job joins it (test_phone_rooms, busy): the job
+    # stayed 15 s when the session's start joined again after ours had failed.
+    events: list[str] = []
+    monkeypatch.setattr(worker_module, "run_session", _session_start_that_would_join_again(events))
+    ctx = _JobContext(ConnectionError("room not found"))
+    start = time.monotonic()
+    await asyncio.wait_for(worker_module.entrypoint(ctx), 5)  # type: ignore[arg-type]
+    assert time.monotonic() - start < 1
+    assert ctx.joins == 1
+    assert ctx.shutdowns == ["could not join the room"]
+    assert events == ["session starting", "session start cancelled"]
+
+
+async def test_a_job_whose_room_already_has_an_agent_leaves_without_starting_its_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    monkeypatch.setattr(worker_module, "run_session", _session_start_that_would_join_again(events))
+    senior = SimpleNamespace(identity="agent-AJ_0", kind=4, attributes={}, metadata="")
+    monkeypatch.setattr(worker_module, "senior_agent", lambda room, name: senior)
+    ctx = _JobContext(None, [senior])
+    await asyncio.wait_for(worker_module.entrypoint(ctx), 5)  # type: ignore[arg-type]
+    assert ctx.shutdowns == ["another agent serves this room"]
+    assert events == ["session starting", "session start cancelled"]
