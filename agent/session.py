@@ -359,11 +359,12 @@ async def run_session(
 ) -> AgentSession[Any]:
     """Start the agent in ``ctx.room``; returns once the session is running.
 
-    The room need not be joined yet: the session's start joins it (livekit-agents'
-    ``session.start`` connects the job's room beside opening the realtime
-    session), so nothing before the start may need the connection (the room's
-    name and metadata come from the job). ``admitted`` (see :class:`VoiceAgent`)
-    holds the greeting until the entrypoint knows this agent is the room's one.
+    The room need not be joined yet: the entrypoint joins it beside this start
+    (livekit-agents' ``session.start`` opens the realtime session meanwhile, and
+    its own request for the join waits for the entrypoint's), so nothing before
+    the start may need the connection (the room's name and metadata come from
+    the job). ``admitted`` (see :class:`VoiceAgent`) holds the greeting until the
+    entrypoint knows this agent is the room's one.
     ``clock`` gets a lap per step of the set-up, logged when the greeting is asked for."""
     clock = clock or Stopwatch()
     # Built in the idle job process when it could be (agent.prewarm), else now.
