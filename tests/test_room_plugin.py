@@ -172,9 +172,14 @@ def _inner_pytest(folder: Path, report: Path, *, hold: bool = False) -> subproce
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "HOME": HOME, "AGENT_CACHE_DIR": str(CACHE), "INNER_REPORT": str(report), "INNER_HOLD": "1" if hold else "",
            "PYTHONFAULTHANDLER": "1"}  # fmt: skip
+    # Started with SIGINT at its default, as from a terminal: this suite's background
+    # lanes run as `cmd &` in a non-interactive bash, which starts them with SIGINT
+    # ignored, an ignored signal stays ignored across exec, and a pytest started
+    # with it ignored never saw its Ctrl-C (fresh-clone runs, 2026-12-07).
+    with_sigint = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "--durations=0", "-q",
-         "--basetemp", str(folder / "tmp"), str(folder)],
+        [sys.executable, "-c", with_sigint, sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto",
+         "--durations=0", "-q", "--basetemp", str(folder / "tmp"), str(folder)],
         cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
 
