@@ -230,7 +230,6 @@ def test_two_sessions_with_labs_of_their_own_run_side_by_side_and_ctrl_c_stops_o
     reports = [folder / "report.json" for folder in folders]
     for folder in folders:
         (folder / "test_inner.py").write_text(INNER_OWN_LAB)
-    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     started = time.time()
     runs = [_inner_pytest(folders[0], reports[0]), _inner_pytest(folders[1], reports[1], hold=True)]
     try:
@@ -265,7 +264,6 @@ def test_two_sessions_with_labs_of_their_own_run_side_by_side_and_ctrl_c_stops_o
     assert len(held) >= 3, held  # livekit-server, the backend, the worker (and its job processes)
     assert left == [], f"processes left after Ctrl-C: {[_command(p) for p in left]}\n{interrupted}"
     assert runs[1].returncode == 2, interrupted  # pytest's exit code for an interrupted session
-    assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout == namespaces
     results = [json.loads(report.read_text()) for report in reports]
     assert results[0]["url"] != results[1]["url"], results  # two servers, on leased slots of their own
     for n, (result, out) in enumerate(zip(results, (finished, interrupted), strict=True), 1):
