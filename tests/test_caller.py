@@ -190,3 +190,38 @@ def test_voiced_span_finds_the_speech_between_the_padding() -> None:
     assert voiced_span(pcm, rate, -40.0) == (rate // 4, rate // 4 + rate // 2)
     assert voiced_span(pcm, rate, -10.0) is None  # nothing that loud
     assert voiced_span(np.zeros(rate, np.int16), rate, -40.0) is None
+
+
+async def test_a_live_stream_plays_its_chunks_back_to_back_without_padding() -> None:
+    """Chunks of any length (here 100 ms at 22.05 kHz, resampled to 48 kHz as they
+    come) are played as one stream: whole 10 ms frames, no silence padded in at a
+    chunk's end (it was, and the backend's recognizer misheard the words)."""
+    import asyncio
+
+    import numpy as np
+
+    from agent.testing.caller import FRAME_SAMPLES, Caller
+
+    caller = Caller("ws://unused", "token")
+    caller._mic_task = asyncio.get_running_loop().create_future()  # a mic that is running
+    rate, chunk = 22050, 2205
+    pcm = (np.sin(np.arange(rate * 2) / 7.0) * 8000).astype(np.int16)  # 2 s
+
+    async def live():  # type: ignore[no-untyped-def]
+        for i in range(0, len(pcm), chunk):
+            yield pcm[i : i + chunk]
+            await asyncio.sleep(0)
+
+    speaking = asyncio.create_task(caller.say_stream(live(), rate))
+    frames = []
+    while not speaking.done():
+        frame = caller._next_frame(0.0)
+        if frame is not None:
+            frames.append(frame)
+        await asyncio.sleep(0)
+    await speaking
+    played = np.concatenate(frames)
+    expected = len(pcm) * 48000 // rate
+    assert abs(len(played) - expected) <= FRAME_SAMPLES, (len(played), expected)  # one frame of rounding at the end
+    assert np.count_nonzero(played[: expected - FRAME_SAMPLES] == 0) < 20, "silence padded in between chunks"
+    caller._mic_task.cancel()

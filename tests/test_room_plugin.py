@@ -142,7 +142,8 @@ async def test_a_live_stream_is_spoken_as_it_arrives_and_answered(room_worker: A
     await caller.say_stream(live(), rate)
     start, end = caller.caller.spoken[-1]
     print(f"\n[live stream] {len(pcm) / rate:.2f}s of speech in 100 ms chunks played over {end - start:.2f}s, first frame {start - started:+.2f}s")
-    # All of it played, after the stream's first chunk came (late chunks would leave gaps, never loss)
+    # All of it played (that no silence is padded in between chunks is tests/test_caller.py's; a
+    # starved lane's mic may still stretch the stream by a stall, so no upper bound here)
     assert end - start >= len(pcm) / rate - 0.03, (start, end)
     await expect(caller).to_hear("we open early in the morning", within=6)
 

@@ -210,19 +210,23 @@ class Caller:
         if sample_rate != SAMPLE_RATE:
             resampler = rtc.AudioResampler(sample_rate, SAMPLE_RATE, num_channels=1, quality=rtc.AudioResamplerQuality.HIGH)
         queued: list[asyncio.Future[tuple[float, float]]] = []
+        carry = np.zeros(0, np.int16)
 
-        def queue(pcm: np.ndarray) -> None:
-            if len(pcm):
-                queued.append(self._enqueue(pcm))
+        def queue(pcm: np.ndarray, *, last: bool = False) -> None:
+            # Whole 10 ms frames only: the mic pads an utterance's last frame with
+            # silence, which at every chunk's end put a click of zeros into the
+            # words (the backend's recognizer then misheard them: ci5, ci7).
+            nonlocal carry
+            pcm = np.concatenate([carry, pcm])
+            whole = len(pcm) if last else len(pcm) - len(pcm) % FRAME_SAMPLES
+            carry = pcm[whole:]
+            if whole:
+                queued.append(self._enqueue(pcm[:whole]))
 
         async for chunk in chunks:
             pcm = _mono_int16(chunk)
-            if resampler is None:
-                queue(pcm)
-            else:
-                queue(_frames_pcm(resampler.push(bytearray(pcm.tobytes()))))
-        if resampler is not None:
-            queue(_frames_pcm(resampler.flush()))
+            queue(pcm if resampler is None else _frames_pcm(resampler.push(bytearray(pcm.tobytes()))))
+        queue(np.zeros(0, np.int16) if resampler is None else _frames_pcm(resampler.flush()), last=True)
         if not queued:
             return
         played = await asyncio.gather(*queued)
