@@ -4,11 +4,11 @@ plugin itself: it refuses to run outside a network namespace with one clear
 message; a failing test keeps its recording and the worker's log and leaves no
 process behind, with a second lab running beside this session's; two pytest
 sessions whose tests have labs of their own run side by side; Ctrl-C during a
-call stops every process the session started. A caller speaks a live stream."""
+call stops every process the session started. (A caller speaking a live stream
+is tests/test_room_plugin_speech.py, in the room lane.)"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -17,15 +17,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from agent.stack import cache_dir
-from agent.testing.caller import load_wav, speech_wav
 from agent.testing.expect import expect
 from agent.testing.harness import LIVEKIT_PORT, SLOTS
 from agent.testing.lab import leased_slot
@@ -120,32 +118,6 @@ def test_a_failing_test_keeps_its_recording_and_log_and_leaves_no_process(pytest
     for pattern in (str(pytester.path), "agent.testing.entry examples.stock_agent"):
         left = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
         assert left == [], f"processes left behind ({pattern}): {left}"
-
-
-async def test_a_live_stream_is_spoken_as_it_arrives_and_answered(room_worker: Any, room_caller: Any) -> None:
-    await room_worker("examples.stock_agent:server", brain=BRAIN)
-    caller = await room_caller()
-    await expect(caller).to_hear("how can I help you", within=10)
-    pcm, rate = load_wav(speech_wav("What time do you open on Sunday?", str(caller.workdir / "question.wav")))
-    chunk = rate // 10  # 100 ms at the voice's own rate (22.05 kHz: the stream is resampled as it plays)
-
-    # Produced as it goes, at twice real time, as a streaming synthesiser would: the
-    # first chunk plays while the rest are still coming. (At exactly real time, a
-    # starved lane's late chunks left gaps inside words, and the backend's
-    # recognizer heard "but I do out in on a Sunday night": ci5.)
-    async def live() -> AsyncIterator[np.ndarray]:
-        for i in range(0, len(pcm), chunk):
-            yield pcm[i : i + chunk]
-            await asyncio.sleep(0.05)
-
-    started = time.time()
-    await caller.say_stream(live(), rate)
-    start, end = caller.caller.spoken[-1]
-    print(f"\n[live stream] {len(pcm) / rate:.2f}s of speech in 100 ms chunks played over {end - start:.2f}s, first frame {start - started:+.2f}s")
-    # All of it played (that no silence is padded in between chunks is tests/test_caller.py's; a
-    # starved lane's mic may still stretch the stream by a stall, so no upper bound here)
-    assert end - start >= len(pcm) / rate - 0.03, (start, end)
-    await expect(caller).to_hear("we open early in the morning", within=6)
 
 
 INNER_OWN_LAB = """
