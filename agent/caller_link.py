@@ -11,10 +11,18 @@ then waits for the old identity forever, and since the room lists an agent,
 nothing dispatches another: the new caller meets silence.
 
 :class:`CallerLink` settles it from the room's own events (reconnected,
-participant connected and disconnected): whenever the linked caller is not in
-the room and another caller is, the session is re-linked to that caller
-(the one who joined first) and greets them. A caller who stays through the
-crash comes back with the same identity and keeps the link (nothing to do).
+participant connected, active and disconnected): whenever the linked caller
+is not in the room and another caller is, the session is re-linked to that
+caller (the one who joined first) and greets them. A caller who stays through
+the crash comes back with the same identity and keeps the link (nothing to do).
+
+A caller can also be in the room without being there: one whose client
+joined the signalling but never connected its media (a caller who hung up
+while their SDK was reconnecting to the restarted server, or one whose
+network lets no WebRTC through). livekit-server lists such a participant as
+joined, never active, until its signal connection times out (15 s and more),
+and RoomIO may have linked to it. So a linked caller who is not active counts
+as gone as soon as another caller is active.
 And if, after a reconnect, another agent of ours joined the room first (the
 re-dispatcher sent one while we were away), we leave it to that one.
 """
@@ -38,20 +46,25 @@ CALLER_KINDS = (
     rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
     rtc.ParticipantKind.PARTICIPANT_KIND_SIP,
 )
+ACTIVE = rtc.ParticipantState.PARTICIPANT_STATE_ACTIVE  # its media is connected
 
 
 
 def caller_to_link(room: rtc.Room, linked: str | None) -> rtc.RemoteParticipant | None:
     """The caller the session should switch to, or None to keep the link as it is.
 
-    None while the linked caller is in the room, or while there is no caller
-    at all (the linked one may still come back)."""
+    None while the linked caller is in the room and active (media connected),
+    or in the room while no other caller is active, or while there is no
+    caller at all (the linked one may still come back). Active callers come
+    first, then the one who joined first."""
     callers = [p for p in room.remote_participants.values() if p.kind in CALLER_KINDS]
-    if linked is not None and any(p.identity == linked for p in callers):
-        return None
     if not callers:
         return None
-    return min(callers, key=lambda p: (p.joined_at.timestamp() if p.joined_at else float("inf"), p.identity))
+    active = [p for p in callers if p.state == ACTIVE]
+    here = next((p for p in callers if p.identity == linked), None)
+    if here is not None and (here.state == ACTIVE or not active):
+        return None
+    return min(active or callers, key=lambda p: (p.joined_at.timestamp() if p.joined_at else float("inf"), p.identity))
 
 
 class CallerLink:
@@ -76,6 +89,7 @@ class CallerLink:
         self._armed = False  # until RoomIO has made its first link, that one is RoomIO's to make
         room.on("reconnected", self._on_reconnected)
         room.on("participant_connected", self._on_participant_connected)
+        room.on("participant_active", self._on_participant_connected)
         room.on("participant_disconnected", self._on_participant_disconnected)
         self._first_link_atask = asyncio.create_task(self._arm(first_link), name="caller_link_first")
 
@@ -87,6 +101,7 @@ class CallerLink:
     async def aclose(self) -> None:
         self._room.off("reconnected", self._on_reconnected)
         self._room.off("participant_connected", self._on_participant_connected)
+        self._room.off("participant_active", self._on_participant_connected)
         self._room.off("participant_disconnected", self._on_participant_disconnected)
         self._first_link_atask.cancel()
         await asyncio.gather(self._first_link_atask, return_exceptions=True)
@@ -121,6 +136,7 @@ class CallerLink:
         caller = caller_to_link(self._room, self.linked)
         if caller is None:
             return
-        log.warning("room %s: linked caller %s is gone; serving %s, who is here", self._room.name, self.linked, caller.identity)
+        gone = "is gone" if self.linked not in self._room.remote_participants else "never connected its media"
+        log.warning("room %s: linked caller %s %s; serving %s, who is here", self._room.name, self.linked, gone, caller.identity)
         self.linked = caller.identity
         self._relink(caller.identity)

@@ -18,10 +18,10 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from proc_tree import Proc, descendants
 
 from agent.stack import livekit_server_binary, port_open
 from agent.testing.harness import SLOTS, Testbed, free_port, shipped_config_on_slot
@@ -31,48 +31,6 @@ pytestmark = [pytest.mark.background]  # the room tests here mostly wait for pro
 ROOT = Path(__file__).resolve().parents[1]
 SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGKILL]
 GONE_WITHIN_S = 5.0
-
-
-@dataclass(frozen=True)
-class Proc:
-    pid: int
-    ppid: int
-    start: int  # clock ticks since boot: tells a process from a later one with its pid
-    cmdline: str
-
-    @staticmethod
-    def read(pid: int) -> Proc | None:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            return None
-        fields = stat.rsplit(")", 1)[1].split()  # the name in (...) may hold spaces
-        if fields[0] == "Z":
-            return None  # a zombie has let go of everything; only its exit status is left
-        return Proc(pid, int(fields[1]), int(fields[19]), cmdline.strip())
-
-    def alive(self) -> bool:
-        now = Proc.read(self.pid)
-        return now is not None and now.start == self.start
-
-
-def descendants(pid: int) -> list[Proc]:
-    found: list[Proc] = []
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children = (task / "children").read_text().split()
-            except OSError:
-                continue
-            for child in map(int, children):
-                proc = Proc.read(child)
-                if proc is not None and proc not in found:
-                    found.append(proc)
-                    todo.append(child)
-    return found
 
 
 class Command:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from proc_tree import descendants
 
 from agent.stack import cache_dir
 from agent.testing.expect import expect
@@ -159,45 +160,6 @@ def _inner_pytest(folder: Path, report: Path, *, hold: bool = False) -> subproce
     )  # fmt: skip
 
 
-def _descendants(pid: int) -> dict[int, str]:
-    """pid -> /proc start time of every process under ``pid`` (the start time tells a reused pid)."""
-    children: dict[int, list[int]] = {}
-    starts: dict[int, str] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        child = int(stat.parent.name)
-        children.setdefault(int(fields[1]), []).append(child)
-        starts[child] = fields[19]
-    found: dict[int, str] = {}
-    todo = list(children.get(pid, []))
-    while todo:
-        p = todo.pop()
-        found[p] = starts[p]
-        todo.extend(children.get(p, []))
-    return found
-
-
-def _command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ").strip()
-    except OSError:
-        return f"({pid} gone)"
-
-
-def _alive(procs: dict[int, str]) -> list[int]:
-    left = []
-    for pid, start in procs.items():
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19] == start:
-                left.append(pid)
-        except OSError:
-            pass
-    return left
-
-
 def test_two_sessions_with_labs_of_their_own_run_side_by_side_and_ctrl_c_stops_one_mid_call(pytester: pytest.Pytester) -> None:
     """Session 1 runs its call to the end; session 2 holds its call until Ctrl-C,
     which must stop every process that session started, and nothing of session 1's."""
@@ -212,8 +174,8 @@ def test_two_sessions_with_labs_of_their_own_run_side_by_side_and_ctrl_c_stops_o
         while not reports[1].exists() and runs[1].poll() is None and time.time() < deadline:
             time.sleep(0.2)
         assert reports[1].exists(), f"session 2 never reached its call:\n{runs[1].communicate(timeout=30)[0] if runs[1].poll() is not None else ''}"
-        held = _descendants(runs[1].pid)
-        names = sorted({_command(p).split(" ")[0].rsplit("/", 1)[-1] for p in _alive(held)})
+        held = descendants(runs[1].pid)
+        names = sorted({p.cmdline.split(" ")[0].rsplit("/", 1)[-1] for p in held if p.alive()})
         os.killpg(runs[1].pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         pressed = time.time()
         try:
@@ -232,12 +194,12 @@ def test_two_sessions_with_labs_of_their_own_run_side_by_side_and_ctrl_c_stops_o
     # ignores SIGINT by design and exits when the session that started it has gone:
     # a moment after it, not with it. Anything still there 5 s on was left behind.
     deadline = time.time() + 5
-    while (left := _alive(held)) and time.time() < deadline:
+    while (left := [p for p in held if p.alive()]) and time.time() < deadline:
         time.sleep(0.1)
     print(f"\n[plugin] Ctrl-C during session 2's call: {len(held)} processes ({', '.join(names)}); it ended {took:.1f}s after, exit {runs[1].returncode}")
     assert runs[0].returncode == 0, finished
     assert len(held) >= 3, held  # livekit-server, the backend, the worker (and its job processes)
-    assert left == [], f"processes left after Ctrl-C: {[_command(p) for p in left]}\n{interrupted}"
+    assert left == [], f"processes left after Ctrl-C: {[p.cmdline for p in left]}\n{interrupted}"
     assert runs[1].returncode == 2, interrupted  # pytest's exit code for an interrupted session
     results = [json.loads(report.read_text()) for report in reports]
     assert results[0]["url"] != results[1]["url"], results  # two servers, on leased slots of their own

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from livekit import api
 
-from agent.testing.caller import Caller, load_wav, speech_wav
-from agent.testing.harness import Testbed, greeted, room_name
+from agent.testing.caller import Caller, load_wav, signal_only, speech_wav
+from agent.testing.harness import Testbed, greeted, introduce, room_name
 
 pytestmark = [pytest.mark.room]
 
@@ -106,6 +106,35 @@ async def test_two_rooms_get_two_agents_that_do_not_hear_each_other(testbed: Tes
         assert b.heard().filter(after=said_start).speech_segments(SPEECH_DBFS) == []
     finally:
         await asyncio.gather(a.leave(), b.leave())
+
+
+async def test_a_caller_whose_media_never_connects_does_not_hold_the_agent(testbed: Testbed) -> None:
+    """The room's first participant joins the signalling and never connects its
+    media (no WebRTC gets through its network; or a caller who hung up while
+    their SDK rejoined a restarted server: livekit-server lists them as joined
+    for 15 s and more). The agent is dispatched and links to it; a caller who
+    joins next and speaks is served all the same (agent/caller_link.py).
+    Before, the agent stayed linked to the participant who never came and the
+    caller met silence."""
+    room = room_name("stuck")
+    async with signal_only(testbed.url, testbed.token(room, "stuck")):
+        async with testbed.server_api() as lk:
+            for _ in range(100):  # the agent is in the room (RoomIO links it to "stuck", the only one there)
+                people = (await lk.room.list_participants(api.ListParticipantsRequest(room=room))).participants
+                if any(p.kind == api.ParticipantInfo.Kind.AGENT for p in people):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"no agent joined {room}\n{testbed.logs(30)}")
+        caller = testbed.caller(room, "caller-2")
+        try:
+            await caller.join()
+            await greeted(caller, timeout=GREETING_TIMEOUT)  # a caller speaks once greeted
+            await introduce(caller, timeout=15)
+        finally:
+            await caller.leave()
+    assert testbed.worker is not None
+    assert "linked caller stuck never connected its media; serving caller-2" in testbed.worker.log_text()
 
 
 @pytest.mark.background  # waits for the job to end, generous bounds: in a background lane (scripts/lanes.sh)

@@ -20,11 +20,13 @@ import collections
 import logging
 import re
 import time
-from collections.abc import AsyncIterable, Callable, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import numpy as np
 from livekit import rtc
 
@@ -45,6 +47,7 @@ __all__ = [
     "Recording",
     "Transcript",
     "load_wav",
+    "signal_only",
     "speech_wav",
 ]
 
@@ -541,6 +544,23 @@ class Caller:
                 if not u.done.done():
                     u.done.set_exception(exc)
             raise
+
+
+@asynccontextmanager
+async def signal_only(url: str, token: str) -> AsyncIterator[None]:
+    """A participant that joins a room's signalling and never connects its
+    media, for as long as the block runs: what a caller whose network lets no
+    WebRTC through looks like, or one who hung up while their SDK was rejoining
+    a restarted server. livekit-server lists it as joined, never active.
+
+    A bare signal WebSocket (livekit-server's ``/rtc``); it returns once the
+    server has answered the join."""
+    query = {"access_token": token, "protocol": "16", "sdk": "python", "auto_subscribe": "1"}
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{url}/rtc", params=query) as ws:
+        joined = await ws.receive(timeout=10)
+        if joined.type != aiohttp.WSMsgType.BINARY:
+            raise ConnectionError(f"livekit-server refused the join: {joined.type.name} {joined.data!r}")
+        yield
 
 
 def _mono_int16(pcm: np.ndarray) -> np.ndarray:
