@@ -31,9 +31,14 @@ SECOND=(tests/test_resilience_process_rooms.py tests/test_resilience_rooms.py te
 IGNORE=()
 for f in "${SECOND[@]}"; do IGNORE+=(--ignore "$f"); done
 
+# A background job of a non-interactive bash starts with SIGINT ignored, and an
+# ignored signal stays ignored across exec: a developer's Ctrl-C stopped the room
+# lane only, the background lanes ran on. Their pytest starts with SIGINT at
+# Python's default (KeyboardInterrupt: pytest stops, cleans up, exit code 2).
+PYTEST_WITH_SIGINT=(-c 'import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler); sys.exit(pytest.console_main())')
 background_lane() {  # name, then pytest's arguments
   local name="$1"; shift
-  AGENT_TEST_LANE="$name" chrt --idle 0 "$PY" -m pytest -p no:cacheprovider --basetemp "$LANES/$name" \
+  AGENT_TEST_LANE="$name" chrt --idle 0 "$PY" "${PYTEST_WITH_SIGINT[@]}" -p no:cacheprovider --basetemp "$LANES/$name" \
     --durations=10 -m "not room or background" "$@" >"$LANES/$name.log" 2>&1
 }
 background_lane background "${IGNORE[@]}" &
