@@ -47,4 +47,8 @@ async def test_a_live_stream_is_spoken_as_it_arrives_and_answered(room_worker: A
     # All of it played (that no silence is padded in between chunks is tests/test_caller.py's; a
     # starved lane's mic may still stretch the stream by a stall, so no upper bound here)
     assert end - start >= len(pcm) / rate - 0.03, (start, end)
-    await expect(caller).to_hear("we open early in the morning", within=6)
+    # What is tested is that the stream is played and understood, not how fast the
+    # local backend answers: its transcript of a turn is ready 0.15–0.3 s after the
+    # turn's end as a rule, but up to 6.6 s in a loaded suite (331 turns in nine
+    # fresh-clone runs' logs; ci10 failed here at 6 s).
+    await expect(caller).to_hear("we open early in the morning", within=20)
