@@ -50,3 +50,19 @@ def descendants(pid: int) -> list[Proc]:
                     found.append(proc)
                     todo.append(child)
     return found
+
+
+def naming(text: str) -> list[Proc]:
+    """Every process whose command line or environment holds ``text``: a folder
+    of a test's own that the processes it started were given (a config file, a
+    workdir in their environment), so that processes of other pytest sessions
+    running the same commands are not counted."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            named = text.encode() in (entry / "cmdline").read_bytes() or text.encode() in (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if named and (proc := Proc.read(int(entry.name))) is not None:
+            found.append(proc)
+    return found
