@@ -56,12 +56,6 @@ async def dispatch_cli(bed: Testbed, *args: str) -> list[str]:
     return out.splitlines()
 
 
-async def agents_in(bed: Testbed, room: str) -> list[str]:
-    async with bed.server_api() as lk:
-        people = (await lk.room.list_participants(api.ListParticipantsRequest(room=room))).participants
-    return [p.identity for p in people if p.kind == api.ParticipantInfo.Kind.AGENT]
-
-
 async def test_create_list_delete_round_trip(bed: Testbed) -> None:
     # To an agent name no worker has: the dispatch exists, and no job runs for it.
     room = room_name("dispatch")
@@ -115,14 +109,14 @@ async def test_a_named_agent_joins_only_where_dispatched(bed: Testbed) -> None:
     async with bed.caller(plain, "caller-plain") as alone, bed.caller(dispatched, "caller-dispatched") as served:
         lines = await dispatch_cli(bed, "--room", dispatched, "--agent-name", AGENT_NAME)
         await greeted(served, timeout=20)
-        assert len(await agents_in(bed, dispatched)) == 1
+        assert len(await bed.agents_in(dispatched)) == 1
         ours = [line for line in await dispatch_cli(bed, "list", "--room", dispatched) if line.split()[0] == lines[0].split()[0]]
         assert len(ours) == 1 and " jobs=1 " in ours[0], ours
         # The other room has had a caller all along: longer than a dispatch takes
         # to be served (above) and than the re-dispatcher's grace, and no agent came,
         # because nothing was dispatched there.
         await asyncio.sleep(6.0)
-        assert await agents_in(bed, plain) == []
+        assert await bed.agents_in(plain) == []
         assert not [i for i in alone.heard().identities() if i.startswith("agent-")]
 
 

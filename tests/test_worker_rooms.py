@@ -118,14 +118,7 @@ async def test_a_caller_whose_media_never_connects_does_not_hold_the_agent(testb
     caller met silence."""
     room = room_name("stuck")
     async with signal_only(testbed.url, testbed.token(room, "stuck")):
-        async with testbed.server_api() as lk:
-            for _ in range(100):  # the agent is in the room (RoomIO links it to "stuck", the only one there)
-                people = (await lk.room.list_participants(api.ListParticipantsRequest(room=room))).participants
-                if any(p.kind == api.ParticipantInfo.Kind.AGENT for p in people):
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError(f"no agent joined {room}\n{testbed.logs(30)}")
+        await testbed.wait_agent_in(room, timeout=10)  # RoomIO links it to "stuck", the only one there
         caller = testbed.caller(room, "caller-2")
         try:
             await caller.join()

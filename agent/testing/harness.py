@@ -250,11 +250,57 @@ class Deployment:
         return _tails(self.stack.processes, lines)
 
     def failure_logs(self, lines: int = 60) -> str:
-        """What a failed test's report carries: the tails of the process logs,
-        the worker's first (it says what the agent did; CI output may be cut
-        after a page), JSON lines as text, DEBUG records left out."""
+        """What a failed test's report carries: first a digest of livekit-server's
+        view of the participants (who joined, over which candidate pair, what they
+        published, when the media path moved, why they left), then the tails of
+        the process logs, the worker's first (it says what the agent did). CI
+        output may be cut after a page, so what tells where audio went comes first.
+        JSON lines as text, DEBUG records left out."""
+        servers = [p for p in self.stack.processes if p.name.startswith("livekit") and not p.name.startswith("livekit-sip")]
+        digest = "\n".join(f"--- {p.name}: participants ---\n{server_digest(p.log_text(), 15)}" for p in servers)
         procs = sorted(self.stack.processes, key=lambda p: not p.name.startswith("worker"))
-        return _tails(procs, lines, readable=True, skip_debug=True)
+        return (digest + "\n" if digest else "") + _tails(procs, lines, readable=True, skip_debug=True)
+
+
+# livekit-server's log lines that say where a participant's media goes, and the
+# fields of each worth a line in a failure report.
+_DIGEST_MESSAGES = {
+    "starting RTC session": ("room",),
+    "participant active": ("connectionType", "publisherCandidates", "subscriberCandidates", "connectTime"),
+    "mediaTrack published": ("kind", "trackID"),
+    "ice reconnected or switched pair": ("transport",),
+    "participant closing": ("reason", "isExpectedToResume"),
+    "high cpu load": ("load",),
+}
+
+
+def server_digest(log: str, lines: int = 25) -> str:
+    """The last ``lines`` of livekit-server's console ``log`` that say where
+    participants' media went (see ``_DIGEST_MESSAGES``) and every warning or
+    error but the data channels' close noise, a line each: time, participant,
+    message and its telling fields (of ICE candidates, the selected ones)."""
+    out: list[str] = []
+    for row in log.splitlines():
+        cols = row.split("\t")
+        if len(cols) < 5:
+            continue
+        stamp, level, message = cols[0][11:23], cols[1], cols[4]
+        if message not in _DIGEST_MESSAGES and (level not in ("WARN", "ERROR") or message == "error reading data channel"):
+            continue
+        try:
+            fields = json.loads(cols[5]) if len(cols) > 5 else {}
+        except ValueError:
+            fields = {}
+        shown = []
+        for key in _DIGEST_MESSAGES.get(message, ("error",)):
+            value = fields.get(key)
+            if isinstance(value, list):  # ICE candidates: the selected pair only
+                value = [str(c).split(" (resolved")[0] for c in value if "selected" in str(c)]
+            if value not in (None, [], ""):
+                shown.append(f"{key}={value}")
+        who = fields.get("participant", "")
+        out.append(f"{stamp} {level} {who} {message}" + (f" ({'; '.join(shown)})" if shown else ""))
+    return "\n".join(out[-lines:]) or "(nothing)"
 
 
 def _tails(procs: Iterable[ManagedProcess], lines: int, *, readable: bool = False, skip_debug: bool = False) -> str:
@@ -352,6 +398,27 @@ class Testbed(Deployment):
             self.url, room, identity, agent_name, speakerphone=speakerphone,
             background_noise_dbfs=background_noise_dbfs, mic_rate=mic_rate, mic_channels=mic_channels,
         )  # fmt: skip
+
+    async def agents_in(self, room: str) -> list[str]:
+        """Identities of the agents livekit-server lists in ``room``; none when the
+        room does not exist (yet, or any more: a restarted server has none)."""
+        async with self.server_api() as lk:
+            try:
+                people = (await lk.room.list_participants(api.ListParticipantsRequest(room=room))).participants
+            except api.TwirpError:
+                return []
+        return [p.identity for p in people if p.kind == api.ParticipantInfo.Kind.AGENT]
+
+    async def wait_agent_in(self, room: str, timeout: float) -> float:
+        """Wait until an agent is listed in ``room``; seconds it took. A server still
+        starting (connection refused) counts as no agent yet."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            with contextlib.suppress(OSError, asyncio.TimeoutError):
+                if await self.agents_in(room):
+                    return time.monotonic() - t0
+            await asyncio.sleep(0.2)
+        raise TimeoutError(f"no agent in {room} after {timeout}s\n{self.logs(30)}")
 
     # ------------------------------------------------------------------ worker state
 
