@@ -173,8 +173,7 @@ async def test_a_double_dispatch_leaves_exactly_one_agent_in_the_room(testbed: T
             assert jobs >= 2, f"the dispatches did not race: {jobs} job(s)\n{testbed.logs()}"
             assert len(left) == jobs - 1, log
             await asyncio.sleep(2.0)  # any straggler would be in the room by now
-            people = (await lk.room.list_participants(api.ListParticipantsRequest(room=room))).participants
-            agents = [p.identity for p in people if p.kind == api.ParticipantInfo.Kind.AGENT]
+            agents = await testbed.agents_in(room)
             # The one that stays is one a leaver found in the room, and not a leaver
             # itself. (Not always the first named: a leaver may have seen an agent
             # that then found the keeper and left too; seen in a fresh-clone run.)

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+import aiohttp
 import yaml
 from livekit import api
 
@@ -401,20 +402,23 @@ class Testbed(Deployment):
 
     async def agents_in(self, room: str) -> list[str]:
         """Identities of the agents livekit-server lists in ``room``; none when the
-        room does not exist (yet, or any more: a restarted server has none)."""
+        room does not exist (yet, or any more: a restarted server has none). Any
+        other refusal is raised, so that a check of "no agent" cannot pass on it."""
         async with self.server_api() as lk:
             try:
                 people = (await lk.room.list_participants(api.ListParticipantsRequest(room=room))).participants
-            except api.TwirpError:
+            except api.TwirpError as e:
+                if e.code != "not_found":
+                    raise
                 return []
         return [p.identity for p in people if p.kind == api.ParticipantInfo.Kind.AGENT]
 
     async def wait_agent_in(self, room: str, timeout: float) -> float:
         """Wait until an agent is listed in ``room``; seconds it took. A server still
-        starting (connection refused) counts as no agent yet."""
+        starting (connection refused or dropped) counts as no agent yet."""
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
-            with contextlib.suppress(OSError, asyncio.TimeoutError):
+            with contextlib.suppress(OSError, asyncio.TimeoutError, aiohttp.ClientError):
                 if await self.agents_in(room):
                     return time.monotonic() - t0
             await asyncio.sleep(0.2)
