@@ -300,16 +300,22 @@ def python_module(module: str, *args: str) -> list[str]:
 class Stack:
     """Starts and stops the processes of one local deployment."""
 
-    def __init__(self, log_dir: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(self, log_dir: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None, idle: bool = False) -> None:
+        """``idle``: every process runs at the idle CPU priority (``chrt --idle``),
+        whatever the thread that starts it runs at (the test harness's lanes)."""
         self.log_dir = log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.base_env = dict(os.environ if env is None else env)
         self.cwd = cwd
         self.processes: list[ManagedProcess] = []
+        self.idle = idle
+
+    def _argv(self, argv: list[str]) -> list[str]:
+        return ["chrt", "--idle", "0", *argv] if self.idle else argv
 
     def spawn(self, name: str, argv: list[str], *, env: dict[str, str] | None = None, log: bool = True) -> ManagedProcess:
         proc_env = {**self.base_env, **(env or {})}
-        proc = ManagedProcess(name, argv, env=proc_env, log_path=self.log_dir / f"{name}.log" if log else None, cwd=self.cwd)
+        proc = ManagedProcess(name, self._argv(argv), env=proc_env, log_path=self.log_dir / f"{name}.log" if log else None, cwd=self.cwd)
         self.processes.append(proc)
         return proc
 
@@ -321,7 +327,7 @@ class Stack:
         # livekit-server reads LIVEKIT_* variables of its own (LIVEKIT_CONFIG is a
         # YAML *body* there, LIVEKIT_KEYS overrides keys): give it none of ours.
         env = {k: v for k, v in self.base_env.items() if not k.startswith("LIVEKIT_")}
-        proc = ManagedProcess(name, [str(binary), "--config", str(config.path)], env=env, log_path=self.log_dir / f"{name}.log", cwd=self.cwd)
+        proc = ManagedProcess(name, self._argv([str(binary), "--config", str(config.path)]), env=env, log_path=self.log_dir / f"{name}.log", cwd=self.cwd)
         self.processes.append(proc)
         proc.wait_for_port(host, config.port, timeout)
         return proc
@@ -350,7 +356,7 @@ class Stack:
             raise SetupError(f"port {config.health_port} on {config.address} is already taken", hint="stop the other livekit-sip")
         # It reads LIVEKIT_* variables as settings of its own: give it none of ours.
         env = {k: v for k, v in self.base_env.items() if not k.startswith("LIVEKIT_")}
-        proc = ManagedProcess(name, [str(binary), "--config", str(config.path)], env=env, log_path=self.log_dir / f"{name}.log", cwd=self.cwd)
+        proc = ManagedProcess(name, self._argv([str(binary), "--config", str(config.path)]), env=env, log_path=self.log_dir / f"{name}.log", cwd=self.cwd)
         self.processes.append(proc)
         proc.wait_for_port(config.address, config.health_port, timeout)
         return proc

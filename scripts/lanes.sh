@@ -22,11 +22,13 @@ LANES="$ROOT/.cache/test-lanes"
 rm -rf "$LANES" && mkdir -p "$LANES"
 cd "$ROOT"
 
-# The second background lane's files: the realtime link's faults, `up` and the
-# process-leak tests, the scenario runner's unit tests, the typed-order room tests
-# and the page's background tests (the process faults and the scenario run moved
-# to the room lane: they need the CPU in real time; measured 2026-12-07).
-SECOND=(tests/test_resilience_rooms.py tests/test_main_job.py
+# The second background lane's files: the process faults, the realtime link's
+# faults, `up` and the process-leak tests, the scenario runner's unit tests, the
+# typed-order room tests and the page's background tests (the scenario run itself
+# is in the room lane: its backend must transcribe in real time). In both
+# background lanes a joined caller runs at normal priority and the servers and
+# worker the harness starts stay at idle (agent/testing/priority.py).
+SECOND=(tests/test_resilience_process_rooms.py tests/test_resilience_rooms.py tests/test_main_job.py
         tests/test_processes.py tests/test_scenario.py tests/test_tools_rooms.py tests/test_web_rooms.py)
 IGNORE=()
 for f in "${SECOND[@]}"; do IGNORE+=(--ignore "$f"); done

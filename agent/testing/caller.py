@@ -34,6 +34,7 @@ from ..sound.espeak import speak_wav
 from ..sound.stream_clock import StreamClock
 from ..sound.wav import read_mono as load_wav
 from .acoustics import MicAcoustics, Speakerphone
+from .priority import caller_joined, caller_left
 from .recording import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, ReceivedFrame, Recording, sum_squares
 
 __all__ = [
@@ -155,6 +156,7 @@ class Caller:
         self.data_messages: list[DataMessage] = []
         self._event_atasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._raised = False  # counted by caller_joined(), until _lower()
 
     @property
     def speaker_underruns(self) -> int:
@@ -171,6 +173,17 @@ class Caller:
         """Connect, publish the mic track (streaming silence) and record remote audio."""
         if self._room is not None:
             raise RuntimeError("Caller.join() called twice")
+        # In an idle-priority lane the caller's side runs at normal priority while
+        # it is joined: a starved caller lost audio the agent did send (see priority.py).
+        caller_joined()
+        self._raised = True
+        try:
+            await self._connect()
+        except BaseException:
+            self._lower()
+            raise
+
+    async def _connect(self) -> None:
         room = self._room = rtc.Room()
         room.on("track_subscribed", self._on_track_subscribed)
         room.on("track_published", self._on_track_published)
@@ -384,22 +397,30 @@ class Caller:
         if self._closed:
             return
         self._closed = True
-        tasks = [t for t in (self._mic_task, *self._recorders.values(), *self._event_atasks) if t is not None]
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.wait(tasks)  # a CancelledError aimed at *us* still propagates
-        for t in tasks:
-            if not t.cancelled() and t.exception() is not None:
-                logger.error("caller %s: task %s failed", self.identity, t.get_name(), exc_info=t.exception())
-        while self._queue:
-            u = self._queue.popleft()
-            if not u.done.done():
-                u.done.set_exception(RuntimeError("Caller left before this was said"))
-        if self._room is not None:
-            await self._room.disconnect()
-        if self._source is not None:
-            await self._source.aclose()
+        try:
+            tasks = [t for t in (self._mic_task, *self._recorders.values(), *self._event_atasks) if t is not None]
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.wait(tasks)  # a CancelledError aimed at *us* still propagates
+            for t in tasks:
+                if not t.cancelled() and t.exception() is not None:
+                    logger.error("caller %s: task %s failed", self.identity, t.get_name(), exc_info=t.exception())
+            while self._queue:
+                u = self._queue.popleft()
+                if not u.done.done():
+                    u.done.set_exception(RuntimeError("Caller left before this was said"))
+            if self._room is not None:
+                await self._room.disconnect()
+            if self._source is not None:
+                await self._source.aclose()
+        finally:
+            self._lower()
+
+    def _lower(self) -> None:
+        if self._raised:
+            self._raised = False
+            caller_left()
 
     async def __aenter__(self) -> Caller:
         await self.join()

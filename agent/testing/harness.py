@@ -40,6 +40,7 @@ from ..stack import ManagedProcess, Stack, load_server_config, write_server_conf
 from ..web import join_token
 from .caller import Caller, Speakerphone
 from .netns import SERVER_IP, inside_namespace
+from .priority import LANE_IDLE
 
 __all__ = [
     "INTRODUCTION",
@@ -179,7 +180,9 @@ class Deployment:
         base_env = dict(os.environ)
         # Tests always use the local backend, whatever the developer's shell holds.
         base_env.pop("OPENAI_API_KEY", None)
-        self.stack = Stack(self.workdir / "logs", env=base_env)
+        # In an idle-priority lane the system under test stays there, while callers
+        # run at normal priority (see priority.py).
+        self.stack = Stack(self.workdir / "logs", env=base_env, idle=LANE_IDLE)
         self.realtime: ManagedProcess | None = None
 
     def _server_config(self, slot: int, address: str) -> dict[str, Any]:
