@@ -27,6 +27,7 @@ its room deleted, which ends the job: nothing is left behind.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import re
@@ -370,9 +371,36 @@ async def place_call(lk: api.LiveKitAPI, request: CallRequest) -> CallResult:
     return CallResult(request.to, room, "answered", participant=info.participant_identity)
 
 
-async def _delete_room(lk: api.LiveKitAPI, room: str) -> None:
-    """Delete the call's room: its agent leaves, and the job ends."""
-    try:
-        await lk.room.delete_room(api.DeleteRoomRequest(room=room))
-    except api.TwirpError:
-        pass  # gone already
+# A deleted room stays deleted once it has been gone this long (see _delete_room).
+ROOM_GONE_S = 2.0
+ROOM_GONE_TIMEOUT_S = 10.0
+
+
+async def _delete_room(
+    lk: api.LiveKitAPI, room: str, *, gone_s: float = ROOM_GONE_S, timeout: float = ROOM_GONE_TIMEOUT_S, poll_s: float = 0.25
+) -> None:
+    """Delete the call's room, so its agent leaves and the job ends, and again until
+    the room has stayed gone ``gone_s`` (at most ``timeout``).
+
+    A deleted room can come back: livekit-server 1.13.5 closed the agent's signal
+    stream before its leave got through ("error writing to request sink: stream
+    closed"), the agent's SDK took that for a dropped connection and tried to
+    resume, and the attempt made the room again, empty, 40 ms after it was deleted
+    (seen in a test run). It would then sit there until its empty timeout.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    gone_since: float | None = None
+    while True:
+        try:
+            if (await lk.room.list_rooms(api.ListRoomsRequest(names=[room]))).rooms:
+                gone_since = None
+                await lk.room.delete_room(api.DeleteRoomRequest(room=room))
+            elif gone_since is None:
+                gone_since = loop.time()
+        except api.TwirpError:
+            pass  # gone already, or the server is busy: looked at again below
+        now = loop.time()
+        if (gone_since is not None and now - gone_since >= gone_s) or now >= deadline:
+            return
+        await asyncio.sleep(poll_s)

@@ -63,8 +63,9 @@ def test_in_an_idle_lane_a_joined_caller_runs_at_normal_priority_and_the_servers
     assert seen["all_left"] == ["idle"], "the last caller gone, back to idle"
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="leaving SCHED_IDLE needs CAP_SYS_NICE")
 def test_in_a_normal_lane_nothing_changes(tmp_path: Path) -> None:
-    seen = _run([], tmp_path)
+    seen = _run(["chrt", "--other", "0"], tmp_path)  # this test itself may run in an idle lane
     assert seen["lane_idle"] is False
     assert seen["before"] == seen["joined"] == seen["one_left"] == seen["all_left"] == ["normal"]
     assert seen["child_idle"] == "False"

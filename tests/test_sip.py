@@ -5,18 +5,21 @@ instructions and answer wait of a phone caller (agent.phone)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import yaml
+from livekit import api
 from livekit.protocol import sip as sip_proto
 from livekit.rtc import EventEmitter
 
 from agent.errors import RequestError
 from agent.phone import KeypadBuffer, OutboundCall, outbound_call, phone_instructions, sip_transfer_target, wait_answered
-from agent.sip import CallRequest, InboundPlan, OutboundPlan, call_outcome, ensure_outbound
+from agent.sip import CallRequest, InboundPlan, OutboundPlan, _delete_room, call_outcome, ensure_outbound
 from agent.stack import SipServiceConfig
 
 
@@ -256,3 +259,43 @@ def test_the_sip_service_we_start_never_refuses_calls_for_the_hosts_cpu(tmp_path
     raw = yaml.safe_load(config.path.read_text())
     assert raw["max_cpu_utilization"] == 1.0
     assert raw["listen_ip"] == raw["nat_1_to_1_ip"] == "10.0.0.3" and raw["redis"] == {"address": "10.0.0.2:6379"}
+
+
+class _Rooms:
+    """livekit-api's room service as place_call's clean-up sees it: the room comes
+    back ``comebacks`` times after a delete (an agent SDK resuming into it)."""
+
+    def __init__(self, comebacks: int) -> None:
+        self.comebacks = comebacks
+        self.exists = True
+        self.deletes = 0
+
+    async def list_rooms(self, request: api.ListRoomsRequest) -> Any:
+        rooms = [api.Room(name=request.names[0])] if self.exists else []
+        if not self.exists and self.comebacks:
+            self.comebacks -= 1
+            self.exists = True  # listed gone once, then back
+        return api.ListRoomsResponse(rooms=rooms)
+
+    async def delete_room(self, request: api.DeleteRoomRequest) -> Any:
+        self.deletes += 1
+        self.exists = False
+        return api.DeleteRoomResponse()
+
+
+class _Api:
+    def __init__(self, rooms: _Rooms) -> None:
+        self.room = rooms
+
+
+async def test_a_failed_calls_room_is_deleted_again_when_it_comes_back() -> None:
+    rooms = _Rooms(comebacks=2)
+    await _delete_room(cast(api.LiveKitAPI, _Api(rooms)), "call-out-x", gone_s=0.05, poll_s=0.01, timeout=5)
+    assert rooms.deletes == 3 and not rooms.exists
+
+
+async def test_the_rooms_clean_up_gives_up_at_its_timeout() -> None:
+    rooms = _Rooms(comebacks=10**6)
+    started = time.monotonic()
+    await _delete_room(cast(api.LiveKitAPI, _Api(rooms)), "call-out-x", gone_s=0.05, poll_s=0.01, timeout=0.3)
+    assert 0.3 <= time.monotonic() - started < 2.0 and rooms.deletes > 3
