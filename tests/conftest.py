@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from hang_watchdog import pytest_configure, pytest_runtest_protocol  # noqa: F401  (hooks: a stuck test ends the session with its stacks)
 
 from agent.testing.harness import SLOTS, Deployment, Testbed, running_testbed
 

@@ -298,4 +298,4 @@ async def test_the_rooms_clean_up_gives_up_at_its_timeout() -> None:
     rooms = _Rooms(comebacks=10**6)
     started = time.monotonic()
     await _delete_room(cast(api.LiveKitAPI, _Api(rooms)), "call-out-x", gone_s=0.05, poll_s=0.01, timeout=0.3)
-    assert 0.3 <= time.monotonic() - started < 2.0 and rooms.deletes > 3
+    assert 0.3 <= time.monotonic() - started < 10.0 and rooms.deletes > 3  # it ends (loose: an idle-priority lane)

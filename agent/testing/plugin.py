@@ -38,6 +38,7 @@ from typing import Any
 import pytest
 
 from .netns import inside_namespace
+from .watchdog import HangWatchdog, hang_limit
 
 NOT_IN_NAMESPACE = (
     "room tests need a private network namespace (libwebrtc ignores loopback); run pytest with --netns, or as\n"
@@ -54,6 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A test stuck where pytest-timeout cannot reach ends the session with its stacks.
+    if (limit := hang_limit(config)) > 0 and not config.getoption("usepdb", False):
+        config.pluginmanager.register(HangWatchdog(limit), "agent_hang_watchdog")
     config.addinivalue_line(
         "markers",
         "room_lab(scope='session', brain=None): scope='test' gives the test a lab of its own "
