@@ -88,6 +88,9 @@ class Settings:
     realtime_heartbeat_s: float = field(default=5.0, metadata={"env": "AGENT_REALTIME_HEARTBEAT_S"})
     realtime_connect_timeout_s: float = field(default=5.0, metadata={"env": "AGENT_REALTIME_CONNECT_TIMEOUT_S"})
     realtime_max_retries: int = field(default=6, metadata={"env": "AGENT_REALTIME_MAX_RETRIES"})
+    # A job that has not joined its room by then ends (a room deleted while the
+    # agent joined it left the SDK's join waiting with no end: seen, a refused call).
+    join_timeout_s: float = field(default=20.0, metadata={"env": "AGENT_JOIN_TIMEOUT_S"})
     reconnect_notice: str = field(default=DEFAULT_RECONNECT_NOTICE, metadata={"env": "AGENT_RECONNECT_NOTICE"})
     reconnect_notice_after_s: float = field(default=1.0, metadata={"env": "AGENT_RECONNECT_NOTICE_AFTER_S"})
     vad_threshold: float = field(default=0.5, metadata={"env": "AGENT_VAD_THRESHOLD"})
@@ -272,6 +275,8 @@ class Settings:
                 "AGENT_REALTIME_HEARTBEAT_S (0 = off) and AGENT_REALTIME_MAX_RETRIES must not be negative, "
                 "AGENT_REALTIME_CONNECT_TIMEOUT_S must be positive"
             )
+        if self.join_timeout_s <= 0:
+            raise ConfigError(f"AGENT_JOIN_TIMEOUT_S={self.join_timeout_s:g} must be positive")
         if self.silence_duration_ms < 0:
             raise ConfigError("AGENT_SILENCE_DURATION_MS must not be negative")
         if not self.livekit_url.startswith(("ws://", "wss://", "http://", "https://")):

@@ -66,8 +66,14 @@ async def entrypoint(ctx: JobContext) -> None:
 
 
 async def _admit(ctx: JobContext, settings: Settings, clock: Stopwatch) -> bool:
-    """Join the room; False (and the job shuts down) when another agent already serves it."""
-    await ctx.connect()
+    """Join the room; False (and the job shuts down) when another agent already serves it.
+    Raises TimeoutError when the join takes longer than ``settings.join_timeout_s``."""
+    try:
+        await asyncio.wait_for(ctx.connect(), settings.join_timeout_s)
+    except TimeoutError:
+        # livekit-server removed us mid-join (the room was deleted: a refused outbound
+        # call) and the SDK's join waited on, with no answer and no end (seen in CI).
+        raise TimeoutError(f"not joined within {settings.join_timeout_s:g} s (AGENT_JOIN_TIMEOUT_S)") from None
     clock.lap("connect")
     senior = senior_agent(ctx.room, settings.agent_name)
     if senior is not None:  # a double dispatch (see agent.dispatch): the first agent keeps the room

@@ -4,8 +4,10 @@ livekit-server's Twirp API, answering every ListRooms call with one status."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
@@ -13,6 +15,8 @@ from aiohttp import web
 from agent.config import Settings
 from agent.errors import LiveKitAuthError, LiveKitUnavailable
 from agent.preflight import preflight
+from agent.timing import Stopwatch
+from agent.worker import _admit
 
 ServeApp = Callable[[web.Application], Awaitable[str]]
 
@@ -67,7 +71,6 @@ def test_preflight_says_what_is_wrong_before_livekit_agents_is_imported() -> Non
 
 # --- the load the worker reports (agent.worker.WorkerLoad) ---------------------
 
-from types import SimpleNamespace  # noqa: E402
 
 from agent.worker import WorkerLoad  # noqa: E402
 
@@ -112,7 +115,6 @@ def test_up_workers_report_load_from_jobs_unless_the_environment_says_otherwise(
 
 # --- the job's entry: one join, beside the session's start (agent.worker.entrypoint) ---
 
-import asyncio  # noqa: E402
 
 from agent import worker as worker_module  # noqa: E402
 
@@ -174,3 +176,18 @@ async def test_a_job_whose_room_already_has_an_agent_leaves_without_starting_its
     await asyncio.wait_for(worker_module.entrypoint(ctx), 5)  # type: ignore[arg-type]
     assert ctx.shutdowns == ["another agent serves this room"]
     assert events == ["session starting", "session start cancelled"]
+
+
+async def test_a_join_that_never_ends_ends_the_job() -> None:
+    """A room deleted under the joining agent left livekit's join waiting with no
+    end (a refused call, seen in a run): the join gives up at AGENT_JOIN_TIMEOUT_S,
+    and the job's entry logs it and shuts the job down."""
+    async def connect() -> None:
+        await asyncio.Event().wait()
+
+    ctx = SimpleNamespace(connect=connect)
+    settings = Settings(livekit_url="ws://x", livekit_api_key="APIkey", livekit_api_secret="s" * 40, join_timeout_s=0.2)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"not joined within 0.2 s \(AGENT_JOIN_TIMEOUT_S\)"):
+        await _admit(ctx, settings, Stopwatch())  # type: ignore[arg-type]
+    assert time.monotonic() - start < 5.0
