@@ -69,8 +69,11 @@ async def _admit(ctx: JobContext, settings: Settings, clock: Stopwatch) -> bool:
     """Join the room; False (and the job shuts down) when another agent already serves it.
     Raises TimeoutError when the join takes longer than ``settings.join_timeout_s``."""
     try:
-        await asyncio.wait_for(ctx.connect(), settings.join_timeout_s)
+        async with asyncio.timeout(settings.join_timeout_s) as bound:
+            await ctx.connect()
     except TimeoutError:
+        if not bound.expired():
+            raise  # the join's own
         # livekit-server removed us mid-join (the room was deleted: a refused outbound
         # call) and the SDK's join waited on, with no answer and no end (seen in CI).
         raise TimeoutError(f"not joined within {settings.join_timeout_s:g} s (AGENT_JOIN_TIMEOUT_S)") from None

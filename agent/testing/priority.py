@@ -36,12 +36,16 @@ _lock = threading.Lock()
 _joined = 0
 
 
+def _thread_ids() -> list[int]:
+    return [int(tid) for tid in os.listdir("/proc/self/task")]
+
+
 def thread_policies() -> dict[int, int]:
     """Scheduling policy of each thread of this process, by thread id."""
     policies: dict[int, int] = {}
-    for tid in os.listdir("/proc/self/task"):
+    for tid in _thread_ids():
         try:
-            policies[int(tid)] = os.sched_getscheduler(int(tid))
+            policies[tid] = os.sched_getscheduler(tid)
         except ProcessLookupError:  # the thread ended meanwhile
             pass
     return policies
@@ -50,10 +54,10 @@ def thread_policies() -> dict[int, int]:
 def _set_all(policy: int) -> None:
     # New threads take their creator's policy, so once every thread has it, the
     # threads started later (the WebRTC stack starts some per connection) have it too.
-    for tid in os.listdir("/proc/self/task"):
+    for tid in _thread_ids():
         try:
-            os.sched_setscheduler(int(tid), policy, os.sched_param(0))
-        except ProcessLookupError:
+            os.sched_setscheduler(tid, policy, os.sched_param(0))
+        except ProcessLookupError:  # the thread ended meanwhile
             pass
         except PermissionError as e:  # leaving SCHED_IDLE needs CAP_SYS_NICE (or RLIMIT_NICE)
             logger.warning("cannot change the CPU priority of the caller's threads: %s", e)

@@ -35,16 +35,12 @@ def hang_limit(config: pytest.Config) -> float:
     explicit = os.environ.get("AGENT_TEST_HANG_S")
     if explicit:
         return float(explicit)
-    value: object = None
     try:
-        value = config.getoption("timeout")  # --timeout
-        if value in (None, ""):
+        value = config.getoption("timeout")  # --timeout, else the ini's
+        if value is None:
             value = config.getini("timeout")
-    except (ValueError, KeyError):  # pytest-timeout not installed
-        value = None
-    try:
-        timeout = float(str(value)) if value not in (None, "") else 0.0
-    except ValueError:
+        timeout = float(value) if value not in (None, "") else 0.0
+    except (ValueError, KeyError, TypeError):  # pytest-timeout not installed, or no number
         return 0.0
     return timeout + MARGIN_S if timeout > 0 else 0.0
 
